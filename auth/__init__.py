@@ -1,0 +1,1 @@
+"""Credentials, passwords, tokens and the permission classes behind the authorization directives."""

@@ -1,0 +1,25 @@
+"""The append-only, hash-chained audit log."""
+
+from tortoise import fields
+from tortoise.models import Model
+
+
+class AuditEvent(Model):
+    id = fields.UUIDField(primary_key=True)
+    practice = fields.ForeignKeyField("models.Practice", related_name="audit_events", on_delete=fields.RESTRICT, null=True)
+    # Position of the event in its practice's chain (1, 2, 3, ...).
+    sequence = fields.BigIntField()
+    actor = fields.ForeignKeyField("models.Member", related_name="audit_events", on_delete=fields.RESTRICT, null=True)
+    api_token = fields.ForeignKeyField("models.ApiToken", related_name="audit_events", on_delete=fields.RESTRICT, null=True)
+    action = fields.CharField(max_length=80)
+    target_id = fields.CharField(max_length=200, null=True)
+    request_id = fields.CharField(max_length=64, null=True)
+    details = fields.JSONField(null=True)
+    created_at = fields.DatetimeField()
+    previous_hash = fields.CharField(max_length=64)
+    hash = fields.CharField(max_length=64)
+
+    class Meta:
+        table = "audit_events"
+        unique_together = (("practice", "sequence"),)
+        indexes = (("practice", "action"), ("practice", "target_id"), ("practice", "actor"))

@@ -1,0 +1,56 @@
+"""Members (accounts: one practice each) and their sessions."""
+
+from tortoise import fields
+from tortoise.models import Model
+
+from models.enums import MemberStatus, Role, TraineeStatus
+
+
+class Member(Model):
+    id = fields.UUIDField(primary_key=True)
+    # RESTRICT: a practice with members cannot be deleted by accident; nothing cascades into PHI.
+    practice = fields.ForeignKeyField("models.Practice", related_name="members", on_delete=fields.RESTRICT)
+    name = fields.CharField(max_length=200)
+    # Stored trimmed and lower-cased; unique within a practice.
+    email = fields.CharField(max_length=320)
+    password_hash = fields.CharField(max_length=255)
+    role = fields.CharEnumField(Role, max_length=16)
+    status = fields.CharEnumField(MemberStatus, max_length=16, default=MemberStatus.ACTIVE)
+    # Explicit grants, a JSON list of Permission values (empty for the owner, who holds them all).
+    permissions = fields.JSONField(default=list)
+    plan_code = fields.CharField(max_length=64, null=True)
+    trainee_status = fields.CharEnumField(TraineeStatus, max_length=32, default=TraineeStatus.NONE)
+    training_proof_valid_until = fields.DateField(null=True)
+    created_at = fields.DatetimeField()
+    deactivated_at = fields.DatetimeField(null=True)
+
+    class Meta:
+        table = "members"
+        unique_together = (("practice", "email"),)
+        indexes = (("practice", "role", "status"),)
+
+
+class Session(Model):
+    """A signed-in session. The refresh token is stored only as a hash and rotated on every use."""
+
+    id = fields.UUIDField(primary_key=True)
+    member = fields.ForeignKeyField("models.Member", related_name="sessions", on_delete=fields.CASCADE)
+    refresh_token_hash = fields.CharField(max_length=64, unique=True)
+    created_at = fields.DatetimeField()
+    last_refreshed_at = fields.DatetimeField()
+    expires_at = fields.DatetimeField()
+    revoked_at = fields.DatetimeField(null=True)
+
+    class Meta:
+        table = "sessions"
+
+
+class RotatedRefreshToken(Model):
+    """A refresh token that was already exchanged: presenting it again means theft, and kills the session."""
+
+    token_hash = fields.CharField(max_length=64, primary_key=True)
+    session = fields.ForeignKeyField("models.Session", related_name="rotated", on_delete=fields.CASCADE)
+    rotated_at = fields.DatetimeField()
+
+    class Meta:
+        table = "rotated_refresh_tokens"

@@ -1,0 +1,70 @@
+"""The one error hierarchy. Each error carries its ``extensions.code``; anything else is masked as INTERNAL."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class AppError(Exception):
+    code = "INTERNAL"
+    default_message = "error"
+
+    def __init__(self, message: str | None = None, **extensions: Any) -> None:
+        super().__init__(message or self.default_message)
+        self.message = message or self.default_message
+        self.extensions: dict[str, Any] = {"code": self.code, **extensions}
+
+
+class Unauthenticated(AppError):
+    code = "UNAUTHENTICATED"
+    default_message = "authentication required"
+
+
+class Forbidden(AppError):
+    code = "FORBIDDEN"
+    default_message = "not allowed"
+
+
+class NotFound(AppError):
+    code = "NOT_FOUND"
+    default_message = "not found"
+
+
+class BadInput(AppError):
+    """``field`` is the path of the offending input, e.g. ``input.email``."""
+
+    code = "BAD_USER_INPUT"
+    default_message = "invalid input"
+
+    def __init__(self, message: str | None = None, *, field: str | None = None, **extensions: Any) -> None:
+        if field is not None:
+            extensions["field"] = field
+        super().__init__(message, **extensions)
+
+
+class Conflict(AppError):
+    code = "CONFLICT"
+    default_message = "conflict"
+
+
+class SingleClinicianRequired(AppError):
+    code = "SINGLE_CLINICIAN_REQUIRED"
+    default_message = "select exactly one clinician"
+
+
+class GroupPracticeRequired(AppError):
+    code = "GROUP_PRACTICE_REQUIRED"
+    default_message = "only a group practice can do this"
+
+
+class QueryTooComplex(AppError):
+    code = "QUERY_TOO_COMPLEX"
+    default_message = "query too complex"
+
+
+class RateLimited(AppError):
+    code = "RATE_LIMITED"
+    default_message = "rate limit exceeded"
+
+    def __init__(self, message: str | None = None, *, retry_after: int, **extensions: Any) -> None:
+        super().__init__(message, retryAfter=retry_after, **extensions)

@@ -1,0 +1,203 @@
+"""Members: who sees what of a member, roles, permissions, deactivation."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from datetime import date
+
+from tortoise.transactions import in_transaction
+
+from auth.viewer import Viewer
+from models import ApiToken, Member
+from models.enums import MemberStatus, Permission, Role, TraineeStatus
+from resolvers import audit, charts, sessions
+from resolvers.context import Context
+from resolvers.errors import BadInput, Conflict, Forbidden, NotFound
+from resolvers.ids import decode, encode
+from resolvers.pagination import Page, paginate
+from resolvers.plans import require_plan
+
+ORDER = ["created_at", "id"]
+
+
+# ------------------------------------------------------------------ access
+
+
+def practice_members(viewer: Viewer):
+    """The one access query for members: the viewer's practice, nothing else."""
+    return Member.filter(practice_id=viewer.practice.id)
+
+
+def can_see_private(viewer: Viewer | None, member: Member) -> bool:
+    """Email and permissions: the member themself and holders of MANAGE_MEMBERS."""
+    if viewer is None or viewer.practice.id != member.practice_id:
+        return False
+    return viewer.member.id == member.id or viewer.has(Permission.MANAGE_MEMBERS)
+
+
+def can_see_money(viewer: Viewer | None, member: Member) -> bool:
+    """Plan, trainee fields and license: as private fields, and also to holders of MANAGE_SUBSCRIPTION."""
+    return can_see_private(viewer, member) or (
+        viewer is not None
+        and viewer.practice.id == member.practice_id
+        and viewer.has(Permission.MANAGE_SUBSCRIPTION)
+    )
+
+
+async def load_members(ctx: Context, ids: Sequence[uuid.UUID]) -> list[Member | None]:
+    """DataLoader batch: members of the viewer's practice by id (None for anything else)."""
+    rows = {m.id: m for m in await practice_members(ctx.viewer).filter(id__in=list(ids))}
+    return [rows.get(i) for i in ids]
+
+
+def member_loader(ctx: Context):
+    return ctx.loaders.get("members.by_id", lambda ids: load_members(ctx, ids))
+
+
+async def get_member(ctx: Context, member_id: uuid.UUID) -> Member | None:
+    if ctx.viewer is None:
+        return None
+    return await member_loader(ctx).load(member_id)
+
+
+async def require_member(ctx: Context, global_id: str, *, field: str = "input.memberId") -> Member:
+    member = await get_member(ctx, decode(global_id, "Member", field=field))
+    if member is None:
+        raise NotFound("no such member")
+    return member
+
+
+async def list_members(
+    ctx: Context, *, first: int | None, after: str | None, role: Role | None, include_deactivated: bool
+) -> Page[Member]:
+    qs = practice_members(ctx.viewer)
+    if role is not None:
+        qs = qs.filter(role=role)
+    if not include_deactivated:
+        qs = qs.filter(status=MemberStatus.ACTIVE)
+    return await paginate(qs, order=ORDER, first=first, after=after)
+
+
+# ------------------------------------------------------------------ changes
+
+
+def _not_self_or_owner(viewer: Viewer, member: Member, action: str) -> None:
+    """One guard for every member change: nobody changes themself this way, and nobody touches the owner."""
+    if member.id == viewer.member.id:
+        raise Forbidden(f"you cannot {action} yourself")
+    if member.role == Role.OWNER:
+        raise Forbidden(f"the owner cannot be {action.replace('change', 'changed').replace('deactivate', 'deactivated')}")
+
+
+async def change_role(ctx: Context, member: Member, role: Role, *, plan_code: str | None, connection) -> list[audit.PendingEvent]:
+    """Validate and apply a role change on ``member`` (not yet saved). Returns its audit events."""
+    if role == Role.OWNER:
+        raise BadInput("the OWNER role can be neither given nor taken", field="input.role")
+    if role == member.role:
+        return []
+    if role == Role.CLINICIAN and not (plan_code or member.plan_code):
+        raise BadInput("a clinician needs a plan: give planCode", field="input.planCode")
+    if role == Role.ADMINISTRATOR and plan_code:
+        raise BadInput("administrators have no plan", field="input.planCode")
+    previous = member.role
+    member.role = role
+    if role == Role.ADMINISTRATOR:
+        member.plan_code = None
+        # A former clinician's charts stay assigned to them only while they are a clinician.
+        await charts.unassign_all(member.id, connection=connection)
+    return [audit.PendingEvent("member.role_changed", encode("Member", member.id), {"from": previous.value, "to": role.value})]
+
+
+async def set_permissions(ctx: Context, member_id: str, permissions: list[Permission]) -> Member:
+    viewer = ctx.viewer
+    member = await require_member(ctx, member_id)
+    _not_self_or_owner(viewer, member, "change the permissions of")
+    grants = sorted({Permission(p).value for p in permissions})
+    async with in_transaction() as conn:
+        await Member.filter(id=member.id).using_db(conn).update(permissions=grants)
+        await audit.record(ctx, "member.permissions_changed", encode("Member", member.id), permissions=grants)
+    member.permissions = grants
+    return member
+
+
+async def deactivate(ctx: Context, member_id: str, reassign_charts_to: str | None) -> Member:
+    """Deactivate now: sessions and API tokens stop on the next request; charts move when a successor is named."""
+    viewer = ctx.viewer
+    member = await require_member(ctx, member_id)
+    _not_self_or_owner(viewer, member, "deactivate")
+    if member.status == MemberStatus.DEACTIVATED:
+        raise Conflict("this member is already deactivated")
+    successor = None
+    if reassign_charts_to is not None:
+        successor = await require_member(ctx, reassign_charts_to, field="input.reassignChartsTo")
+        if successor.id == member.id or successor.status != MemberStatus.ACTIVE or successor.role not in (Role.OWNER, Role.CLINICIAN):
+            raise BadInput("reassignChartsTo must be another active clinician or the owner", field="input.reassignChartsTo")
+    now = ctx.clock.now()
+    async with in_transaction() as conn:
+        updated = await Member.filter(id=member.id, status=MemberStatus.ACTIVE).using_db(conn).update(
+            status=MemberStatus.DEACTIVATED, deactivated_at=now
+        )
+        if not updated:
+            raise Conflict("this member is already deactivated")
+        await sessions.revoke_member_sessions(member.id, now, connection=conn)
+        await ApiToken.filter(created_by_id=member.id, revoked_at=None).using_db(conn).update(revoked_at=now)
+        events = [audit.PendingEvent("member.deactivated", encode("Member", member.id))]
+        if successor is not None:
+            moved = await charts.reassign_all(member.id, successor.id, now=now, connection=conn)
+            events.append(audit.PendingEvent(
+                "chart.reassigned", encode("Member", successor.id), {"from": encode("Member", member.id), "charts": moved}
+            ))
+        await audit.record_many(ctx, events)
+    member.status, member.deactivated_at = MemberStatus.DEACTIVATED, now
+    return member
+
+
+async def update(
+    ctx: Context,
+    *,
+    member_id: str,
+    role: Role | None,
+    plan_code: str | None,
+    trainee_status: TraineeStatus | None,
+    training_proof_valid_until: date | None,
+    clear_training_proof: bool,
+) -> Member:
+    """Change a member's role, plan or trainee fields (MANAGE_MEMBERS)."""
+    member = await require_member(ctx, member_id)
+    _not_self_or_owner(ctx.viewer, member, "change")
+    if member.status != MemberStatus.ACTIVE:
+        raise Conflict("a deactivated member cannot be changed")
+    if plan_code is not None:
+        require_plan(plan_code)
+    async with in_transaction() as conn:
+        events = []
+        if role is not None:
+            events += await change_role(ctx, member, role, plan_code=plan_code, connection=conn)
+        if plan_code is not None:
+            if member.role == Role.ADMINISTRATOR:
+                raise BadInput("administrators have no plan", field="input.planCode")
+            if plan_code != member.plan_code:
+                events.append(audit.PendingEvent("member.plan_changed", encode("Member", member.id), {"from": member.plan_code, "to": plan_code}))
+                member.plan_code = plan_code
+        if trainee_status is not None:
+            member.trainee_status = trainee_status
+        if clear_training_proof:
+            if training_proof_valid_until is not None:
+                raise BadInput("give trainingProofValidUntil or clearTrainingProof, not both", field="input.clearTrainingProof")
+            member.training_proof_valid_until = None
+        elif training_proof_valid_until is not None:
+            member.training_proof_valid_until = training_proof_valid_until
+        if trainee_status is not None or training_proof_valid_until is not None or clear_training_proof:
+            events.append(audit.PendingEvent("member.trainee_status_changed", encode("Member", member.id)))
+        await member.save(using_db=conn)
+        await audit.record_many(ctx, events)
+    return member
+
+
+async def practice_owner(ctx: Context) -> Member:
+    async def batch(practice_ids):
+        rows = {m.practice_id: m for m in await Member.filter(practice_id__in=list(practice_ids), role=Role.OWNER)}
+        return [rows.get(pid) for pid in practice_ids]
+
+    return await ctx.loaders.get("members.owner_of_practice", batch).load(ctx.viewer.practice.id)

@@ -1,0 +1,35 @@
+"""The caller's practice, and turning a solo practice into a group."""
+
+from __future__ import annotations
+
+from tortoise.transactions import in_transaction
+
+from models import Practice
+from models.enums import PracticeKind
+from resolvers import audit
+from resolvers.context import Context
+from resolvers.errors import Conflict, GroupPracticeRequired
+from resolvers.ids import encode
+
+
+def current(ctx: Context) -> Practice:
+    """The viewer's practice (loaded with the viewer: no query)."""
+    assert ctx.viewer is not None
+    return ctx.viewer.practice
+
+
+def require_group(practice: Practice) -> None:
+    if practice.kind != PracticeKind.GROUP:
+        raise GroupPracticeRequired("only a group practice can do this: activate the group practice first")
+
+
+async def activate_group(ctx: Context) -> Practice:
+    """SOLO -> GROUP. The trial is the practice's own and carries over untouched."""
+    practice = current(ctx)
+    async with in_transaction():
+        updated = await Practice.filter(id=practice.id, kind=PracticeKind.SOLO).update(kind=PracticeKind.GROUP)
+        if not updated:
+            raise Conflict("this practice is already a group practice")
+        await audit.record(ctx, "practice.group_activated", encode("Practice", practice.id))
+    practice.kind = PracticeKind.GROUP
+    return practice

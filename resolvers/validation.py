@@ -1,0 +1,57 @@
+"""Input checks shared by every area: each failure is BAD_USER_INPUT naming the offending input field."""
+
+from __future__ import annotations
+
+from decimal import Decimal, InvalidOperation
+
+from email_validator import EmailNotValidError, validate_email
+
+from auth.passwords import MAX_LENGTH as PASSWORD_MAX, MIN_LENGTH as PASSWORD_MIN
+from resolvers.errors import BadInput
+
+
+def email(value: str, *, field: str = "input.email") -> str:
+    """Trimmed, syntax-checked (no DNS), lower-cased: emails compare case-insensitively."""
+    try:
+        result = validate_email(value.strip(), check_deliverability=False)
+    except EmailNotValidError as exc:
+        raise BadInput(f"invalid email: {exc}", field=field) from None
+    return result.normalized.lower()
+
+
+def text(value: str | None, *, field: str, max_length: int = 200, required: bool = True) -> str | None:
+    cleaned = (value or "").strip()
+    if not cleaned:
+        if required:
+            raise BadInput(f"{field.rsplit('.', 1)[-1]} is required", field=field)
+        return None
+    if len(cleaned) > max_length:
+        raise BadInput(f"{field.rsplit('.', 1)[-1]} is longer than {max_length} characters", field=field)
+    return cleaned
+
+
+def password(value: str, *, field: str = "input.password") -> str:
+    if len(value) < PASSWORD_MIN:
+        raise BadInput(f"password must have at least {PASSWORD_MIN} characters", field=field)
+    if len(value) > PASSWORD_MAX:
+        raise BadInput(f"password must have at most {PASSWORD_MAX} characters", field=field)
+    return value
+
+
+def amount(value: Decimal | str, *, field: str, max_value: Decimal, allow_negative: bool = False) -> Decimal:
+    """A money amount with at most two decimals, non-zero, within +-max_value (positive unless allow_negative)."""
+    try:
+        number = Decimal(str(value))
+    except (InvalidOperation, ValueError):
+        raise BadInput("amount is not a number", field=field) from None
+    if not number.is_finite():
+        raise BadInput("amount is not a number", field=field)
+    if number.as_tuple().exponent < -2 and number != number.quantize(Decimal("0.01")):
+        raise BadInput("amount has more than two decimals", field=field)
+    if number == 0:
+        raise BadInput("amount must not be zero", field=field)
+    if number < 0 and not allow_negative:
+        raise BadInput("amount must be positive", field=field)
+    if abs(number) > max_value:
+        raise BadInput(f"amount must not exceed {max_value}", field=field)
+    return number.quantize(Decimal("0.01"))

@@ -1,0 +1,60 @@
+"""Every error leaves with an ``extensions.code``; unexpected ones are logged with the request id and masked."""
+
+from __future__ import annotations
+
+import logging
+
+from graphql import GraphQLError
+from strawberry.extensions import MaskErrors
+
+from resolvers.errors import AppError
+
+log = logging.getLogger("groups_api.errors")
+
+_TOO_COMPLEX_MARKERS = ("exceeds maximum operation depth", "aliases found", "max tokens", "token limit")
+
+
+def _code_for_validation(error: GraphQLError) -> str:
+    message = error.message.lower()
+    if any(marker in message for marker in _TOO_COMPLEX_MARKERS):
+        return "QUERY_TOO_COMPLEX"
+    if message.startswith("syntax error"):
+        return "GRAPHQL_PARSE_FAILED"
+    if message.startswith("variable"):
+        return "BAD_USER_INPUT"
+    return "GRAPHQL_VALIDATION_FAILED"
+
+
+def is_unexpected(error: GraphQLError) -> bool:
+    original = error.original_error
+    return original is not None and not isinstance(original, (AppError, GraphQLError))
+
+
+class ErrorCodes(MaskErrors):
+    """MaskErrors that also gives every error its code, and logs what it masks (with the request id)."""
+
+    def __init__(self) -> None:
+        super().__init__(should_mask_error=is_unexpected, error_message="internal error")
+
+    def anonymise_error(self, error: GraphQLError) -> GraphQLError:
+        context = self.execution_context.context
+        log.error(
+            "internal error in %s (request %s)",
+            ".".join(str(p) for p in error.path or ()),
+            getattr(context, "request_id", "-"),
+            exc_info=error.original_error,
+        )
+        masked = super().anonymise_error(error)
+        masked.extensions = {"code": "INTERNAL"}
+        return masked
+
+    def _process_errors(self, errors: list[GraphQLError]) -> list[GraphQLError]:
+        processed = super()._process_errors(errors)
+        for error in processed:
+            if not error.extensions or "code" not in error.extensions:
+                original = error.original_error
+                if isinstance(original, GraphQLError) and original.extensions and "code" in original.extensions:
+                    error.extensions = dict(original.extensions)
+                else:
+                    error.extensions = {**(error.extensions or {}), "code": _code_for_validation(error)}
+        return processed

@@ -1,0 +1,1 @@
+"""Composition: settings, the ASGI app and the command line."""

@@ -1,0 +1,113 @@
+"""The ASGI app: routes, lifespan (database up and down), request ids and the body cap."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import uuid
+
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse
+from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Scope, Send
+from tortoise.connection import connections
+from tortoise.contrib.starlette import RegisterTortoise
+
+from auth.tokens import JwtCodec
+from resolvers.clock import Clock
+from schema import build_schema
+from server.db import tortoise_config
+from server.graphql import GraphQLApp
+from server.settings import Settings
+
+log = logging.getLogger("groups_api")
+
+
+class RequestContextMiddleware:
+    """Gives every request an id (X-Request-Id, echoed back) and refuses bodies over the cap with 413."""
+
+    def __init__(self, app: ASGIApp, max_body_bytes: int) -> None:
+        self.app = app
+        self.max_body_bytes = max_body_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = dict(scope.get("headers") or [])
+        incoming = headers.get(b"x-request-id", b"").decode("latin-1")
+        request_id = incoming if 0 < len(incoming) <= 64 and incoming.isprintable() else uuid.uuid4().hex
+        scope.setdefault("state", {})["request_id"] = request_id
+        length = headers.get(b"content-length")
+        if length is not None and length.isdigit() and int(length) > self.max_body_bytes:
+            await PlainTextResponse("request body too large", status_code=413)(scope, receive, send)
+            return
+        received = 0
+
+        async def capped_receive():
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_body_bytes:
+                    raise BodyTooLarge
+            return message
+
+        async def send_with_id(message):
+            if message["type"] == "http.response.start":
+                message.setdefault("headers", [])
+                message["headers"] = [*message["headers"], (b"x-request-id", request_id.encode())]
+            await send(message)
+
+        try:
+            await self.app(scope, capped_receive, send_with_id)
+        except BodyTooLarge:
+            await PlainTextResponse("request body too large", status_code=413)(scope, receive, send_with_id)
+
+
+class BodyTooLarge(Exception):
+    pass
+
+
+async def healthz(request: Request) -> PlainTextResponse:
+    return PlainTextResponse("ok")
+
+
+async def readyz(request: Request) -> JSONResponse:
+    try:
+        await connections.get("default").execute_query("SELECT 1")
+    except Exception:  # noqa: BLE001 - any failure means not ready
+        log.warning("readiness check failed", exc_info=True)
+        return JSONResponse({"ready": False}, status_code=503)
+    return JSONResponse({"ready": True})
+
+
+def create_app(settings: Settings, *, clock: Clock | None = None, generate_schemas: bool = False) -> Starlette:
+    """The app for ``settings`` (already checked). ``generate_schemas`` is for tests and throwaway databases."""
+    clock = clock or Clock(settings.clock_offset)
+    codec = JwtCodec(settings.jwt_secret, settings.jwt_previous_secrets, issuer=settings.jwt_issuer, audience=settings.jwt_audience)
+    graphql_app = GraphQLApp(build_schema(introspection=not settings.production), settings=settings, clock=clock, codec=codec)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette):
+        async with RegisterTortoise(app, config=tortoise_config(settings.database_url), generate_schemas=generate_schemas):
+            yield
+
+    app = Starlette(
+        routes=[
+            Route("/graphql", graphql_app, methods=["GET", "POST"]),
+            Route("/healthz", healthz),
+            Route("/readyz", readyz),
+        ],
+        middleware=[Middleware(RequestContextMiddleware, max_body_bytes=settings.max_body_bytes)],
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.clock = clock
+    app.state.codec = codec
+    return app
+
+
+__all__ = ["create_app"]

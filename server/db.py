@@ -1,0 +1,16 @@
+"""Tortoise configuration and schema setup for the configured database."""
+
+from __future__ import annotations
+
+from typing import Any
+
+MODULES = {"models": ["models"]}
+
+
+def tortoise_config(database_url: str) -> dict[str, Any]:
+    return {
+        "connections": {"default": database_url},
+        "apps": {"models": {"models": ["models"], "default_connection": "default", "migrations": "migrations"}},
+        "use_tz": True,
+        "timezone": "UTC",
+    }

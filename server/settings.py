@@ -1,0 +1,134 @@
+"""Settings, read from the environment (GROUPS_API_*) and overridden by command-line options."""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import secrets
+from dataclasses import dataclass, field, replace
+from datetime import timedelta
+from pathlib import Path
+
+log = logging.getLogger("groups_api.settings")
+
+DEFAULT_DATABASE_URL = "sqlite://groups-api.sqlite3"
+_OFFSET = re.compile(r"^\s*([+-]?\d+)\s*([smhdw])\s*$")
+_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+
+
+class ConfigurationError(Exception):
+    """The service cannot start with this configuration."""
+
+
+def parse_offset(text: str | None) -> timedelta:
+    """'10d', '-2h', '30m' -> timedelta. Empty means no offset."""
+    if not text:
+        return timedelta(0)
+    match = _OFFSET.match(text)
+    if not match:
+        raise ConfigurationError(f"GROUPS_API_CLOCK_OFFSET must look like 10d, -2h or 30m, not {text!r}")
+    return timedelta(**{_UNITS[match.group(2)]: int(match.group(1))})
+
+
+@dataclass(frozen=True)
+class Settings:
+    env: str = "development"
+    database_url: str = DEFAULT_DATABASE_URL
+    jwt_secret: str | None = None
+    # Retired signing secrets that still verify tokens during a key rotation.
+    jwt_previous_secrets: tuple[str, ...] = ()
+    jwt_issuer: str = "groups-api"
+    jwt_audience: str = "groups-api"
+    access_token_ttl: timedelta = timedelta(minutes=15)
+    refresh_token_ttl: timedelta = timedelta(days=30)
+    trial_days: int = 30
+    invitation_ttl: timedelta = timedelta(days=7)
+    clock_offset: timedelta = timedelta(0)
+    smtp_url: str | None = None
+    mail_from: str = "no-reply@groups-api.local"
+    redis_url: str | None = None
+    public_url: str = "http://127.0.0.1:8000"
+    rate_limit_points: int = 5000
+    max_body_bytes: int = 1_000_000
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def production(self) -> bool:
+        return self.env == "production"
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+    @classmethod
+    def from_env(cls, environ: os._Environ | dict | None = None, **overrides) -> Settings:
+        env = os.environ if environ is None else environ
+
+        def get(name: str) -> str | None:
+            value = env.get(f"GROUPS_API_{name}")
+            return value if value not in (None, "") else None
+
+        values: dict = {}
+        if (v := get("ENV")) is not None:
+            values["env"] = v
+        if (v := get("DATABASE_URL")) is not None:
+            values["database_url"] = v
+        if (v := get("JWT_SECRET")) is not None:
+            values["jwt_secret"] = v
+        if (v := get("JWT_PREVIOUS_SECRETS")) is not None:
+            values["jwt_previous_secrets"] = tuple(s for s in v.split(",") if s)
+        if (v := get("TRIAL_DAYS")) is not None:
+            values["trial_days"] = int(v)
+        if (v := get("CLOCK_OFFSET")) is not None:
+            values["clock_offset"] = parse_offset(v)
+            values["extra"] = {"clock_offset_text": v}
+        if (v := get("SMTP_URL")) is not None:
+            values["smtp_url"] = v
+        if (v := get("MAIL_FROM")) is not None:
+            values["mail_from"] = v
+        if (v := get("REDIS_URL")) is not None:
+            values["redis_url"] = v
+        if (v := get("PUBLIC_URL")) is not None:
+            values["public_url"] = v.rstrip("/")
+        if (v := get("RATE_LIMIT_POINTS")) is not None:
+            values["rate_limit_points"] = int(v)
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values)
+
+    def with_(self, **changes) -> Settings:
+        return replace(self, **changes)
+
+    def checked(self) -> Settings:
+        """Validate for start-up; in development, create and keep a random JWT secret beside the database."""
+        if self.production:
+            if not self.jwt_secret or len(self.jwt_secret.encode()) < 32:
+                raise ConfigurationError("production needs GROUPS_API_JWT_SECRET of at least 32 bytes")
+            if self.clock_offset:
+                raise ConfigurationError("GROUPS_API_CLOCK_OFFSET is refused in production")
+            return self
+        if self.jwt_secret:
+            if len(self.jwt_secret.encode()) < 32:
+                raise ConfigurationError("GROUPS_API_JWT_SECRET must be at least 32 bytes")
+            return self
+        return replace(self, jwt_secret=self._development_secret())
+
+    def _development_secret(self) -> str:
+        path = self._secret_path()
+        if path is None:
+            return secrets.token_urlsafe(48)
+        if path.exists():
+            return path.read_text().strip()
+        secret = secrets.token_urlsafe(48)
+        path.write_text(secret + "\n")
+        path.chmod(0o600)
+        log.warning("no GROUPS_API_JWT_SECRET set: generated a development secret in %s", path)
+        return secret
+
+    def _secret_path(self) -> Path | None:
+        if not self.is_sqlite:
+            return None
+        location = self.database_url.split("://", 1)[1].split("?", 1)[0]
+        if location in ("", ":memory:"):
+            return None
+        return Path(location).resolve().parent / ".groups-api-secret"
