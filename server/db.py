@@ -14,3 +14,14 @@ def tortoise_config(database_url: str) -> dict[str, Any]:
         "use_tz": True,
         "timezone": "UTC",
     }
+
+
+async def migrate_database(database_url: str) -> None:
+    """Apply Tortoise's built-in migrations (the migrations/ package) to the database."""
+    from tortoise import Tortoise
+    from tortoise.migrations.api.migrate import migrate
+
+    try:
+        await migrate(config=tortoise_config(database_url))
+    finally:
+        await Tortoise.close_connections()

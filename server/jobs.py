@@ -1,0 +1,35 @@
+"""Jobs run from the command line, outside any request: each opens the database, does its work, closes it."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+
+from tortoise import Tortoise
+
+from server.db import tortoise_config
+from server.settings import Settings
+
+
+@contextlib.asynccontextmanager
+async def database(settings: Settings) -> AsyncIterator[None]:
+    await Tortoise.init(config=tortoise_config(settings.database_url))
+    try:
+        yield
+    finally:
+        await Tortoise.close_connections()
+
+
+async def run_billing(settings: Settings) -> int:
+    from resolvers.clock import Clock
+    from resolvers.subscriptions import run_billing as close_periods
+
+    async with database(settings):
+        return await close_periods(Clock(settings.clock_offset).now())
+
+
+async def verify_audit(settings: Settings) -> list[str]:
+    from resolvers.audit import verify_all
+
+    async with database(settings):
+        return await verify_all()
