@@ -25,3 +25,7 @@ async def migrate_database(database_url: str) -> None:
         await migrate(config=tortoise_config(database_url))
     finally:
         await Tortoise.close_connections()
+
+
+# For Tortoise's own CLI (`tortoise makemigrations`), configured in pyproject.toml [tool.tortoise].
+TORTOISE_ORM = tortoise_config("sqlite://groups-api.sqlite3")
