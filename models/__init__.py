@@ -6,8 +6,11 @@ Tortoise discovers the models of the app from this package (``modules={"models":
 from models.api_tokens import ApiToken
 from models.audit import AuditEvent
 from models.charts import Chart, ChartAssignment, ChartNote
+from models.invitations import Invitation
 from models.members import Member, RotatedRefreshToken, Session
+from models.outbox import OutboxMessage
 from models.practices import Practice
+from models.subscriptions import PeriodSeat, Subscription, SubscriptionCharge, SubscriptionPeriod
 
 __all__ = [
     "ApiToken",
@@ -15,8 +18,14 @@ __all__ = [
     "Chart",
     "ChartAssignment",
     "ChartNote",
+    "Invitation",
     "Member",
+    "OutboxMessage",
+    "PeriodSeat",
     "Practice",
     "RotatedRefreshToken",
     "Session",
+    "Subscription",
+    "SubscriptionCharge",
+    "SubscriptionPeriod",
 ]

@@ -4,19 +4,21 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import date
 
 from tortoise.transactions import in_transaction
 
 from auth.viewer import Viewer
-from models import ApiToken, Member
+from models import ApiToken, Member, SubscriptionCharge
 from models.enums import MemberStatus, Permission, Role, TraineeStatus
-from resolvers import audit, charts, sessions
+from resolvers import audit, charts, sessions, subscriptions
 from resolvers.context import Context
 from resolvers.errors import BadInput, Conflict, Forbidden, NotFound
 from resolvers.ids import decode, encode
 from resolvers.pagination import Page, paginate
 from resolvers.plans import require_plan
+from resolvers.pricing import Seat, check_seat
 
 ORDER = ["created_at", "id"]
 
@@ -153,6 +155,13 @@ async def deactivate(ctx: Context, member_id: str, reassign_charts_to: str | Non
     return member
 
 
+@dataclass(frozen=True)
+class Updated:
+    member: Member
+    # The pro-rated charge the change caused, if any.
+    charge: SubscriptionCharge | None
+
+
 async def update(
     ctx: Context,
     *,
@@ -162,15 +171,25 @@ async def update(
     trainee_status: TraineeStatus | None,
     training_proof_valid_until: date | None,
     clear_training_proof: bool,
-) -> Member:
-    """Change a member's role, plan or trainee fields (MANAGE_MEMBERS)."""
+) -> Updated:
+    """Change a member's role, plan or trainee fields (MANAGE_MEMBERS).
+
+    The seat must stay valid (pricing.check_seat: a non-prescriber trainee cannot be on a prescriber plan). A seat
+    that becomes dearer during a paid period is charged the difference for the rest of it; a cheaper or free one
+    takes effect at the next period, with no refund.
+    """
     member = await require_member(ctx, member_id)
     _not_self_or_owner(ctx.viewer, member, "change")
     if member.status != MemberStatus.ACTIVE:
         raise Conflict("a deactivated member cannot be changed")
     if plan_code is not None:
         require_plan(plan_code)
+    before = Seat.of(member)
+    now = ctx.clock.now()
     async with in_transaction() as conn:
+        practice = await subscriptions.lock_practice(member.practice_id, conn)
+        # Periods that began before this change are renewed with the seat as it was.
+        await subscriptions.open_due_periods(ctx, practice, now, conn)
         events = []
         if role is not None:
             events += await change_role(ctx, member, role, plan_code=plan_code, connection=conn)
@@ -190,9 +209,11 @@ async def update(
             member.training_proof_valid_until = training_proof_valid_until
         if trainee_status is not None or training_proof_valid_until is not None or clear_training_proof:
             events.append(audit.PendingEvent("member.trainee_status_changed", encode("Member", member.id)))
+        check_seat(member.role, member.plan_code, member.trainee_status)
         await member.save(using_db=conn)
         await audit.record_many(ctx, events)
-    return member
+        charge = await subscriptions.charge_seat(ctx, practice, member, now, conn) if Seat.of(member) != before else None
+    return Updated(member, charge)
 
 
 async def practice_owner(ctx: Context) -> Member:

@@ -18,7 +18,7 @@ from schema.charts import MemberChartsFields
 from schema.directives import guard
 from schema.node import node_type
 from schema.plans import Plan
-from schema.subscriptions import MemberLicenseFields
+from schema.subscriptions import MemberLicenseFields, SubscriptionCharge
 from models.enums import TokenScope as S
 
 
@@ -119,6 +119,7 @@ class UpdateMemberInput:
 @strawberry.type
 class UpdateMemberPayload:
     member: Member
+    charge: SubscriptionCharge | None = strawberry.field(description="The pro-rated charge this change caused, if any.")
 
 
 @strawberry.input
@@ -149,7 +150,7 @@ class DeactivateMemberPayload:
 class Mutation:
     @strawberry.mutation(extensions=guard(permission=P.MANAGE_MEMBERS, mutation=True))
     async def update_member(self, info: Info, input: UpdateMemberInput) -> UpdateMemberPayload | None:
-        row = await members.update(
+        updated = await members.update(
             info.context,
             member_id=input.member_id,
             role=input.role,
@@ -158,7 +159,9 @@ class Mutation:
             training_proof_valid_until=input.training_proof_valid_until,
             clear_training_proof=bool(input.clear_training_proof),
         )
-        return UpdateMemberPayload(member=Member.of(row))
+        return UpdateMemberPayload(
+            member=Member.of(updated.member), charge=SubscriptionCharge.of(updated.charge) if updated.charge else None
+        )
 
     @strawberry.mutation(
         description="Grants exactly these permissions (replacing the member's grants).",
