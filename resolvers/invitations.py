@@ -54,7 +54,9 @@ def status_of(invitation: Invitation, now: datetime) -> InvitationStatus:
     return invitation.status
 
 
-async def list_invitations(ctx: Context, *, status: InvitationStatus | None, first: int | None, after: str | None) -> Page[Invitation]:
+async def list_invitations(
+    ctx: Context, *, status: InvitationStatus | None, first: int | None, after: str | None
+) -> Page[Invitation]:
     qs = practice_invitations(ctx)
     now = ctx.clock.now()
     if status == InvitationStatus.PENDING:
@@ -127,7 +129,11 @@ async def invite(
             raise Conflict("this email already belongs to an active member of the practice")
         replaced = await practice_invitations(ctx).filter(email=email, status=InvitationStatus.PENDING).using_db(conn)
         if replaced:
-            await Invitation.filter(id__in=[r.id for r in replaced]).using_db(conn).update(status=InvitationStatus.REVOKED, revoked_at=now)
+            await (
+                Invitation.filter(id__in=[r.id for r in replaced])
+                .using_db(conn)
+                .update(status=InvitationStatus.REVOKED, revoked_at=now)
+            )
         invitation = await Invitation.create(
             id=uuid.uuid4(),
             practice_id=viewer.practice.id,
@@ -146,7 +152,11 @@ async def invite(
         await outbox.enqueue(ctx, connection=conn, **_message(ctx, invitation, token))
         gid = encode("Invitation", invitation.id)
         events = [audit.PendingEvent("invitation.revoked", encode("Invitation", r.id), {"replacedBy": gid}) for r in replaced]
-        events.append(audit.PendingEvent("invitation.created", gid, {"role": role.value, "plan": invitation.plan_code, "permissions": grants}))
+        events.append(
+            audit.PendingEvent(
+                "invitation.created", gid, {"role": role.value, "plan": invitation.plan_code, "permissions": grants}
+            )
+        )
         await audit.record_many(ctx, events)
     return Issued(invitation, token)
 
@@ -157,8 +167,10 @@ async def resend(ctx: Context, invitation_id: str) -> Issued:
     now = ctx.clock.now()
     token = new_secret()
     async with in_transaction() as conn:
-        updated = await Invitation.filter(id=invitation.id, status=InvitationStatus.PENDING).using_db(conn).update(
-            token_hash=hash_secret(token), expires_at=now + ctx.settings.invitation_ttl
+        updated = (
+            await Invitation.filter(id=invitation.id, status=InvitationStatus.PENDING)
+            .using_db(conn)
+            .update(token_hash=hash_secret(token), expires_at=now + ctx.settings.invitation_ttl)
         )
         if not updated:
             raise Conflict(f"this invitation is {invitation.status.value.lower()}: invite again instead")
@@ -173,8 +185,10 @@ async def revoke(ctx: Context, invitation_id: str) -> Invitation:
     invitation = await require_invitation(ctx, invitation_id)
     now = ctx.clock.now()
     async with in_transaction() as conn:
-        updated = await Invitation.filter(id=invitation.id, status=InvitationStatus.PENDING).using_db(conn).update(
-            status=InvitationStatus.REVOKED, revoked_at=now
+        updated = (
+            await Invitation.filter(id=invitation.id, status=InvitationStatus.PENDING)
+            .using_db(conn)
+            .update(status=InvitationStatus.REVOKED, revoked_at=now)
         )
         if not updated:
             raise Conflict(f"this invitation is already {invitation.status.value.lower()}")
@@ -199,23 +213,31 @@ async def accept(ctx: Context, *, token: str, name: str, password: str) -> Signe
     password_hash = passwords.hash_password(password)
     async with in_transaction() as conn:
         practice = await subscriptions.lock_practice(invitation.practice_id, conn)
-        claimed = await Invitation.filter(
-            id=invitation.id, token_hash=token_hash, status=InvitationStatus.PENDING, expires_at__gt=now
-        ).using_db(conn).update(status=InvitationStatus.ACCEPTED, accepted_at=now)
+        claimed = (
+            await Invitation.filter(id=invitation.id, token_hash=token_hash, status=InvitationStatus.PENDING, expires_at__gt=now)
+            .using_db(conn)
+            .update(status=InvitationStatus.ACCEPTED, accepted_at=now)
+        )
         if not claimed:
             raise BadInput(INVALID_TOKEN, field="input.token")
         # Periods that began before this member joined are renewed without them.
         await subscriptions.open_due_periods(ctx, practice, now, conn)
         member, events = await _account(invitation, name, password_hash, now, conn)
         await Invitation.filter(id=invitation.id).using_db(conn).update(member_id=member.id)
-        events.append(audit.PendingEvent("invitation.accepted", encode("Invitation", invitation.id), {"member": encode("Member", member.id)}))
+        events.append(
+            audit.PendingEvent(
+                "invitation.accepted", encode("Invitation", invitation.id), {"member": encode("Member", member.id)}
+            )
+        )
         await audit.record_many(ctx, events, practice_id=practice.id, actor_id=member.id)
         await subscriptions.charge_seat(ctx, practice, member, now, conn, actor_id=member.id)
         signed_in = await start_session(ctx, member, connection=conn)
     return signed_in
 
 
-async def _account(invitation: Invitation, name: str, password_hash: str, now: datetime, conn) -> tuple[Member, list[audit.PendingEvent]]:
+async def _account(
+    invitation: Invitation, name: str, password_hash: str, now: datetime, conn
+) -> tuple[Member, list[audit.PendingEvent]]:
     """The member the invitation creates. An email is unique in a practice, so a former (deactivated) member comes
     back on their old account, holding exactly what the invitation says: no earlier chart assignments."""
     seat = {
@@ -239,5 +261,3 @@ async def _account(invitation: Invitation, name: str, password_hash: str, now: d
     existing.update_from_dict({**seat, "status": MemberStatus.ACTIVE, "deactivated_at": None})
     await existing.save(using_db=conn)
     return existing, [audit.PendingEvent("member.reactivated", encode("Member", existing.id), {"role": existing.role.value})]
-
-

@@ -60,7 +60,9 @@ def cipher(settings) -> MultiFernet:
 # ------------------------------------------------------------------ writing
 
 
-async def enqueue(ctx: Context, *, recipient: str, subject: str, body: str, practice_id: uuid.UUID | None, connection) -> OutboxMessage:
+async def enqueue(
+    ctx: Context, *, recipient: str, subject: str, body: str, practice_id: uuid.UUID | None, connection
+) -> OutboxMessage:
     """Add a message in the caller's transaction and have it delivered after the response."""
     message = await OutboxMessage.create(
         id=uuid.uuid4(),
@@ -81,8 +83,10 @@ def _deliver_after_response(ctx: Context) -> None:
     if response is None or ctx.state.get("outbox.scheduled"):
         return
     ctx.state["outbox.scheduled"] = True
-    tasks = response.background if isinstance(response.background, BackgroundTasks) else BackgroundTasks(
-        [response.background] if isinstance(response.background, BackgroundTask) else []
+    tasks = (
+        response.background
+        if isinstance(response.background, BackgroundTasks)
+        else BackgroundTasks([response.background] if isinstance(response.background, BackgroundTask) else [])
     )
     tasks.add_task(deliver_pending_safely, ctx.settings, ctx.clock.now)
     response.background = tasks
@@ -131,12 +135,7 @@ async def deliver_pending(settings, now: Callable[[], datetime]) -> int:
     sent = 0
     while True:
         moment = now()
-        ids = await (
-            _due(moment)
-            .order_by("created_at")
-            .limit(BATCH)
-            .values_list("id", flat=True)
-        )
+        ids = await _due(moment).order_by("created_at").limit(BATCH).values_list("id", flat=True)
         for message_id in ids:
             if await _claim(message_id, moment):
                 sent += await _deliver(settings, message_id, now)
@@ -162,11 +161,19 @@ async def _deliver(settings, message_id: uuid.UUID, now: Callable[[], datetime])
         status = OutboxStatus.FAILED if attempts >= MAX_ATTEMPTS or isinstance(exc, InvalidToken) else OutboxStatus.PENDING
         log.warning("mail %s to %s not sent (attempt %d): %s", message.id, message.recipient, attempts, exc)
         await OutboxMessage.filter(id=message_id).update(
-            attempts=attempts, status=status, last_error=f"{type(exc).__name__}: {exc}"[:500], next_attempt_at=now() + RETRY_AFTER * attempts
+            attempts=attempts,
+            status=status,
+            last_error=f"{type(exc).__name__}: {exc}"[:500],
+            next_attempt_at=now() + RETRY_AFTER * attempts,
         )
         return 0
     await OutboxMessage.filter(id=message_id).update(
-        status=OutboxStatus.SENT, sent_at=now(), attempts=message.attempts + 1, body_encrypted="", last_error=None, next_attempt_at=None
+        status=OutboxStatus.SENT,
+        sent_at=now(),
+        attempts=message.attempts + 1,
+        body_encrypted="",
+        last_error=None,
+        next_attempt_at=None,
     )
     return 1
 

@@ -101,24 +101,36 @@ async def open_due_periods(ctx: Context, practice: Practice, now: datetime, conn
     while current.start <= now:
         charge = await _open_period(practice, current, members, now, connection)
         charges.append(charge)
-        events.append(audit.PendingEvent(
-            "subscription.renewed", encode("SubscriptionCharge", charge.id),
-            {"period": current.index, "periodStart": current.start.isoformat(), "amount": str(charge.amount)},
-        ))
+        events.append(
+            audit.PendingEvent(
+                "subscription.renewed",
+                encode("SubscriptionCharge", charge.id),
+                {"period": current.index, "periodStart": current.start.isoformat(), "amount": str(charge.amount)},
+            )
+        )
         last, current = current, period(anchor, current.index + 1)
     fields = {"current_period_index": last.index, "current_period_start": last.start, "current_period_end": last.end}
     if subscription is None:
-        await Subscription.create(id=uuid.uuid4(), practice_id=practice.id, anchor=anchor, created_at=now, using_db=connection, **fields)
+        await Subscription.create(
+            id=uuid.uuid4(), practice_id=practice.id, anchor=anchor, created_at=now, using_db=connection, **fields
+        )
     else:
         await Subscription.filter(id=subscription.id).using_db(connection).update(**fields)
     await audit.record_many(ctx, events, practice_id=practice.id)
     return charges
 
 
-async def _open_period(practice: Practice, current: Period, members: list[Member], now: datetime, connection) -> SubscriptionCharge:
+async def _open_period(
+    practice: Practice, current: Period, members: list[Member], now: datetime, connection
+) -> SubscriptionCharge:
     row = await SubscriptionPeriod.create(
-        id=uuid.uuid4(), practice_id=practice.id, index=current.index, starts_at=current.start, ends_at=current.end,
-        created_at=now, using_db=connection,
+        id=uuid.uuid4(),
+        practice_id=practice.id,
+        index=current.index,
+        starts_at=current.start,
+        ends_at=current.end,
+        created_at=now,
+        using_db=connection,
     )
     seats = [(m, p) for m in members if (p := renewal_price(m, current.start)) is not None]
     await PeriodSeat.bulk_create(
@@ -161,7 +173,9 @@ async def charge_seat(
     if quoted.monthly_price.amount <= paid.amount:
         return None
     if seat is None:
-        await PeriodSeat.create(id=uuid.uuid4(), period_id=row.id, member_id=member.id, monthly_price=quoted.monthly_price.amount, using_db=connection)
+        await PeriodSeat.create(
+            id=uuid.uuid4(), period_id=row.id, member_id=member.id, monthly_price=quoted.monthly_price.amount, using_db=connection
+        )
     else:
         await PeriodSeat.filter(id=seat.id).using_db(connection).update(monthly_price=quoted.monthly_price.amount)
     amount = charge_now(quoted.monthly_price, paid, current, now)
@@ -181,10 +195,22 @@ async def charge_seat(
         using_db=connection,
     )
     charge.period = row
-    await audit.record_many(ctx, [audit.PendingEvent(
-        "subscription.seat_charged", encode("SubscriptionCharge", charge.id),
-        {"member": encode("Member", member.id), "amount": str(charge.amount), "monthlyPrice": str(quoted.monthly_price.amount)},
-    )], practice_id=practice.id, actor_id=actor_id)
+    await audit.record_many(
+        ctx,
+        [
+            audit.PendingEvent(
+                "subscription.seat_charged",
+                encode("SubscriptionCharge", charge.id),
+                {
+                    "member": encode("Member", member.id),
+                    "amount": str(charge.amount),
+                    "monthlyPrice": str(quoted.monthly_price.amount),
+                },
+            )
+        ],
+        practice_id=practice.id,
+        actor_id=actor_id,
+    )
     return charge
 
 
@@ -326,9 +352,9 @@ async def run_billing(now: datetime) -> int:
     """
     ctx = Context(settings=None, clock=FrozenClock(now), codec=None, request_id=f"billing-run-{uuid.uuid4().hex[:12]}")
     ended = await Subscription.filter(current_period_end__lte=now).values_list("practice_id", flat=True)
-    trial_over = await Practice.filter(Q(trial_ends_at__lte=now) | Q(trial_ends_at__isnull=True), subscription__id__isnull=True).values_list(
-        "id", flat=True
-    )
+    trial_over = await Practice.filter(
+        Q(trial_ends_at__lte=now) | Q(trial_ends_at__isnull=True), subscription__id__isnull=True
+    ).values_list("id", flat=True)
     created, failed = 0, []
     for practice_id in sorted(set(ended) | set(trial_over)):
         try:

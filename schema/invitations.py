@@ -107,7 +107,9 @@ class InviteMemberInput:
     plan_code: str | None = strawberry.field(default=None, description="Required for clinicians; refused for administrators.")
     trainee_status: TraineeStatus | None = TraineeStatus.NONE
     training_proof_valid_until: date | None = None
-    permissions: list[Permission] | None = strawberry.field(default=None, description="Only the owner may grant permissions with an invitation.")
+    permissions: list[Permission] | None = strawberry.field(
+        default=None, description="Only the owner may grant permissions with an invitation."
+    )
 
 
 @strawberry.type

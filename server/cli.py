@@ -65,6 +65,14 @@ def cmd_billing_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_outbox_send(args: argparse.Namespace) -> int:
+    from server.jobs import send_mail
+
+    sent = asyncio.run(send_mail(_settings(args)))
+    print(f"outbox: {sent} message(s) sent")
+    return 0
+
+
 def cmd_audit_verify(args: argparse.Namespace) -> int:
     from server.jobs import verify_audit
 
@@ -96,6 +104,11 @@ def parser() -> argparse.ArgumentParser:
     billing = commands.add_parser("billing", help="subscription billing jobs").add_subparsers(dest="job", required=True)
     with_database(billing.add_parser("run", help="close ended periods and create their renewal charges (idempotent)")).set_defaults(
         run=cmd_billing_run
+    )
+
+    outbox = commands.add_parser("outbox", help="outgoing mail").add_subparsers(dest="job", required=True)
+    with_database(outbox.add_parser("send", help="send the mail that is due (retries failed deliveries)")).set_defaults(
+        run=cmd_outbox_send
     )
 
     audit = commands.add_parser("audit", help="audit log tools").add_subparsers(dest="job", required=True)

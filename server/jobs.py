@@ -28,6 +28,14 @@ async def run_billing(settings: Settings) -> int:
         return await close_periods(Clock(settings.clock_offset).now())
 
 
+async def send_mail(settings: Settings) -> int:
+    from resolvers.clock import Clock
+    from resolvers.outbox import deliver_pending
+
+    async with database(settings):
+        return await deliver_pending(settings, Clock(settings.clock_offset).now)
+
+
 async def verify_audit(settings: Settings) -> list[str]:
     from resolvers.audit import verify_all
 

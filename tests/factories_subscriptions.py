@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from decimal import Decimal
 
 from resolvers.clock import FrozenClock
 
@@ -44,10 +43,6 @@ def iso(moment: datetime) -> str:
     return moment.isoformat()
 
 
-def amount(money: dict) -> Decimal:
-    return Decimal(money["amount"])
-
-
 async def group_practice(api, *, practice: str = "Calm Minds", email: str = OWNER_EMAIL, plan: str = "erx-lite") -> str:
     """Sign up and turn the practice into a group. Returns the owner's access token."""
     token = (await api.sign_up(practice=practice, email=email, plan=plan))["accessToken"]
@@ -73,7 +68,9 @@ async def accept(api, invitation_token: str, name: str = "New Member") -> dict:
     return (await api.ok(ACCEPT, {"i": {"token": invitation_token, "name": name, "password": PASSWORD}}))["acceptInvitation"]
 
 
-async def join(api, owner: str, email: str, *, role: str = "CLINICIAN", plan: str | None = "erx-lite", name: str = "New Member", **extra) -> dict:
+async def join(
+    api, owner: str, email: str, *, role: str = "CLINICIAN", plan: str | None = "erx-lite", name: str = "New Member", **extra
+) -> dict:
     """Invite and accept: the new member's AuthPayload."""
     issued = await invite(api, owner, email, role=role, plan=plan, **extra)
     return await accept(api, issued["token"], name)

@@ -54,14 +54,27 @@ async def test_a_solo_practice_cannot_invite(api):
 async def test_an_invitation_records_the_seat_and_a_one_time_token_stored_as_a_hash(api):
     owner = await group_practice(api)
     issued = await invite(
-        api, owner, " Clin@Example.com ", plan="erx-lite", traineeStatus="PRESCRIBER_TRAINEE",
-        trainingProofValidUntil="2026-12-31", permissions=["VIEW_ALL_CHARTS", "ASSIGN_CHARTS"],
+        api,
+        owner,
+        " Clin@Example.com ",
+        plan="erx-lite",
+        traineeStatus="PRESCRIBER_TRAINEE",
+        trainingProofValidUntil="2026-12-31",
+        permissions=["VIEW_ALL_CHARTS", "ASSIGN_CHARTS"],
     )
     invitation = issued["invitation"]
     assert invitation | {"id": None, "invitedBy": None} == {
-        "id": None, "email": "clin@example.com", "role": "CLINICIAN", "status": "PENDING", "createdAt": iso(START),
-        "expiresAt": iso(START + timedelta(days=7)), "plan": {"code": "erx-lite"}, "permissions": ["VIEW_ALL_CHARTS", "ASSIGN_CHARTS"],
-        "traineeStatus": "PRESCRIBER_TRAINEE", "trainingProofValidUntil": "2026-12-31", "invitedBy": None,
+        "id": None,
+        "email": "clin@example.com",
+        "role": "CLINICIAN",
+        "status": "PENDING",
+        "createdAt": iso(START),
+        "expiresAt": iso(START + timedelta(days=7)),
+        "plan": {"code": "erx-lite"},
+        "permissions": ["VIEW_ALL_CHARTS", "ASSIGN_CHARTS"],
+        "traineeStatus": "PRESCRIBER_TRAINEE",
+        "trainingProofValidUntil": "2026-12-31",
+        "invitedBy": None,
     }
     token = issued["token"]
     assert len(token) >= 43  # 32 random bytes (256 bits), base64url
@@ -124,7 +137,9 @@ async def test_inviting_again_replaces_the_pending_invitation(api):
     second = await invite(api, owner, "clin@example.com", plan="erx-pro")
     code, _ = await accept_error(api, first["token"])
     assert code == "BAD_USER_INPUT"
-    statuses = {e["node"]["id"]: e["node"]["status"] for e in (await api.ok(LIST, token=owner))["practice"]["invitations"]["edges"]}
+    statuses = {
+        e["node"]["id"]: e["node"]["status"] for e in (await api.ok(LIST, token=owner))["practice"]["invitations"]["edges"]
+    }
     assert statuses == {first["invitation"]["id"]: "REVOKED", second["invitation"]["id"]: "PENDING"}
     member = (await accept(api, second["token"]))["member"]
     assert member["role"] == "CLINICIAN"
@@ -141,7 +156,11 @@ async def test_resending_issues_a_new_token_and_expiry_and_kills_the_old_token(a
     owner = await log_in(api, OWNER_EMAIL)
     resent = (await api.ok(RESEND, {"i": {"invitationId": issued["invitation"]["id"]}}, owner))["resendInvitation"]
     assert resent["token"] != issued["token"]
-    assert resent["invitation"] == {"id": issued["invitation"]["id"], "status": "PENDING", "expiresAt": iso(clock.now() + timedelta(days=7))}
+    assert resent["invitation"] == {
+        "id": issued["invitation"]["id"],
+        "status": "PENDING",
+        "expiresAt": iso(clock.now() + timedelta(days=7)),
+    }
     code, _ = await accept_error(api, issued["token"])
     assert code == "BAD_USER_INPUT"
     assert (await accept(api, resent["token"]))["member"]["role"] == "CLINICIAN"
@@ -187,7 +206,12 @@ async def test_invitations_are_listed_for_manage_members_only(api, clock):
     for status in ("PENDING", "EXPIRED", "ACCEPTED", "REVOKED"):
         edges = (await api.ok(LIST, {"status": status}, owner))["practice"]["invitations"]["edges"]
         by_status[status] = sorted(e["node"]["email"] for e in edges)
-    assert by_status == {"PENDING": ["fresh@example.com"], "EXPIRED": ["later@example.com"], "ACCEPTED": ["plain@example.com"], "REVOKED": []}
+    assert by_status == {
+        "PENDING": ["fresh@example.com"],
+        "EXPIRED": ["later@example.com"],
+        "ACCEPTED": ["plain@example.com"],
+        "REVOKED": [],
+    }
 
 
 # ------------------------------------------------------------------ accepting
@@ -196,16 +220,27 @@ async def test_invitations_are_listed_for_manage_members_only(api, clock):
 async def test_accepting_creates_the_account_as_invited_and_signs_it_in(api):
     owner = await group_practice(api)
     issued = await invite(
-        api, owner, "clin@example.com", plan="erx-lite", traineeStatus="PRESCRIBER_TRAINEE",
-        trainingProofValidUntil="2026-12-31", permissions=["VIEW_ALL_CHARTS"],
+        api,
+        owner,
+        "clin@example.com",
+        plan="erx-lite",
+        traineeStatus="PRESCRIBER_TRAINEE",
+        trainingProofValidUntil="2026-12-31",
+        permissions=["VIEW_ALL_CHARTS"],
     )
     signed = await accept(api, issued["token"], name="  Casey Clinician ")
     assert signed["refreshToken"]
     me = await api.ok(VIEWER, token=signed["accessToken"])
     assert me["practice"]["slug"] == "calm-minds"
     assert me["viewer"] | {"id": None} == {
-        "id": None, "name": "Casey Clinician", "role": "CLINICIAN", "email": "clin@example.com", "permissions": ["VIEW_ALL_CHARTS"],
-        "plan": {"code": "erx-lite"}, "traineeStatus": "PRESCRIBER_TRAINEE", "trainingProofValidUntil": "2026-12-31",
+        "id": None,
+        "name": "Casey Clinician",
+        "role": "CLINICIAN",
+        "email": "clin@example.com",
+        "permissions": ["VIEW_ALL_CHARTS"],
+        "plan": {"code": "erx-lite"},
+        "traineeStatus": "PRESCRIBER_TRAINEE",
+        "trainingProofValidUntil": "2026-12-31",
     }
     assert me["viewer"]["id"] == signed["member"]["id"]
     edges = (await api.ok(LIST, {"status": "ACCEPTED"}, owner))["practice"]["invitations"]["edges"]
@@ -256,7 +291,11 @@ async def test_bad_name_or_password_on_accept_leaves_the_invitation_usable(api):
 async def test_a_former_member_comes_back_on_their_account_with_only_what_the_invitation_says(api):
     owner = await group_practice(api)
     first = (await join(api, owner, "clin@example.com", permissions=["VIEW_ALL_CHARTS"]))["member"]
-    await api.ok("mutation($i: DeactivateMemberInput!) { deactivateMember(input: $i) { member { status } } }", {"i": {"memberId": first["id"]}}, owner)
+    await api.ok(
+        "mutation($i: DeactivateMemberInput!) { deactivateMember(input: $i) { member { status } } }",
+        {"i": {"memberId": first["id"]}},
+        owner,
+    )
     back = await join(api, owner, "clin@example.com", role="ADMINISTRATOR", plan=None, name="Casey Again")
     assert back["member"] == {"id": first["id"], "name": "Casey Again", "role": "ADMINISTRATOR", "status": "ACTIVE"}
     row = await Member.get(id=__import__("resolvers.ids", fromlist=["parse"]).parse(first["id"])[1])

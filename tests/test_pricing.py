@@ -28,7 +28,9 @@ def test_owner_and_clinician_pay_the_list_price():
     for role in (Role.OWNER, Role.CLINICIAN):
         quoted = price(Seat(role, "therapist-plus"), TODAY)
         assert (quoted.list_price.amount, quoted.monthly_price.amount, quoted.reason) == (
-            Decimal("69.00"), Decimal("69.00"), PriceReason.FULL_PRICE
+            Decimal("69.00"),
+            Decimal("69.00"),
+            PriceReason.FULL_PRICE,
         )
 
 
@@ -107,7 +109,7 @@ def test_proration_rounds_half_up_to_the_cent():
 def test_proration_counts_whole_seconds():
     tiny = Period(0, APRIL.start, APRIL.start + timedelta(seconds=4))
     # 3.9 s left count as 3 of 4 seconds.
-    assert prorated(Decimal("100"), tiny, APRIL.start + timedelta(seconds=0, microseconds=100_000)) == Decimal("75")
+    assert prorated(Decimal(100), tiny, APRIL.start + timedelta(microseconds=100_000)) == Decimal(75)
 
 
 def test_nothing_is_charged_during_the_trial_for_a_free_or_a_cheaper_seat():

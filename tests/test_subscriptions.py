@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import timedelta
+import uuid
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
+from tortoise import Tortoise
 
-from models import AuditEvent, Practice, SubscriptionCharge, SubscriptionPeriod
+from models import AuditEvent, Member, Practice, SubscriptionCharge, SubscriptionPeriod
+from models.enums import Role
 from resolvers.subscriptions import run_billing
+from server.cli import main
+from server.db import tortoise_config
 from tests.conftest import postgres_only
 from tests.factories_subscriptions import (
     ACTIVATE,
@@ -17,10 +22,8 @@ from tests.factories_subscriptions import (
     START,
     START_SUBSCRIPTION,
     TRIAL_END,
-    amount,
     frozen_clock,
     group_practice,
-    invite,
     iso,
     join,
     log_in,
@@ -179,6 +182,38 @@ async def test_two_billing_runs_at_once_never_charge_twice(api, clock):
     assert await SubscriptionPeriod.all().count() == 6
 
 
+
+async def _practice_in_trial_until(database_url: str, trial_ends_at: datetime) -> None:
+    await Tortoise.init(config=tortoise_config(database_url))
+    try:
+        await Tortoise.generate_schemas()
+        created = trial_ends_at - timedelta(days=30)
+        practice = await Practice.create(
+            id=uuid.uuid4(), name="P", slug="p", created_at=created, trial_started_at=created, trial_ends_at=trial_ends_at
+        )
+        await Member.create(
+            id=uuid.uuid4(), practice=practice, name="O", email="o@example.com", password_hash="-", role=Role.OWNER,
+            plan_code="erx-lite", created_at=created,
+        )
+    finally:
+        await Tortoise.close_connections()
+
+
+def test_the_billing_run_command_with_a_rehearsal_clock_offset(tmp_path, monkeypatch, capsys):
+    """`groups-api billing run` against its own database; GROUPS_API_CLOCK_OFFSET moves the trial end into the past."""
+    url = f"sqlite://{tmp_path}/billing.sqlite3"
+    asyncio.run(_practice_in_trial_until(url, datetime.now(UTC) + timedelta(days=5)))
+    monkeypatch.setenv("GROUPS_API_JWT_SECRET", "z" * 40)
+    assert main(["billing", "run", "--database-url", url]) == 0
+    monkeypatch.setenv("GROUPS_API_CLOCK_OFFSET", "6d")
+    assert main(["billing", "run", "--database-url", url]) == 0
+    assert main(["billing", "run", "--database-url", url]) == 0
+    assert capsys.readouterr().out.splitlines() == [
+        "billing run: 0 renewal charge(s) created",
+        "billing run: 1 renewal charge(s) created",
+        "billing run: 0 renewal charge(s) created",
+    ]
+
 # ------------------------------------------------------------------ pro-rated seats
 
 
@@ -188,8 +223,10 @@ async def test_a_seat_added_with_20_of_30_days_left_is_charged_59_33(api, clock)
     owner = await log_in(api, OWNER_EMAIL)
     quoted = await quote(api, owner, "CLINICIAN", "erx-lite")
     assert quoted == {
-        "listPrice": {"amount": "89.00", "currency": "USD"}, "monthlyPrice": {"amount": "89.00"},
-        "reason": "FULL_PRICE", "chargeNow": {"amount": "59.33"},
+        "listPrice": {"amount": "89.00", "currency": "USD"},
+        "monthlyPrice": {"amount": "89.00"},
+        "reason": "FULL_PRICE",
+        "chargeNow": {"amount": "59.33"},
     }
     member = (await join(api, owner, "clin@example.com"))["member"]
     sub = await subscription(api, owner)
@@ -209,7 +246,14 @@ async def test_a_free_seat_added_in_a_paid_period_is_not_charged(api, clock):
     owner = await log_in(api, OWNER_EMAIL)
     await join(api, owner, "admin@example.com", role="ADMINISTRATOR", plan=None)
     proof = (clock.now() + timedelta(days=90)).date().isoformat()
-    await join(api, owner, "intern@example.com", plan="therapist-plus", traineeStatus="NON_PRESCRIBER_TRAINEE", trainingProofValidUntil=proof)
+    await join(
+        api,
+        owner,
+        "intern@example.com",
+        plan="therapist-plus",
+        traineeStatus="NON_PRESCRIBER_TRAINEE",
+        trainingProofValidUntil=proof,
+    )
     assert await SubscriptionCharge.filter(kind="PRORATED_SEAT").count() == 0
 
 
@@ -218,7 +262,9 @@ async def test_a_prescriber_trainee_seat_is_charged_half_pro_rata(api, clock):
     clock.advance(timedelta(days=10))
     owner = await log_in(api, OWNER_EMAIL)
     proof = (clock.now() + timedelta(days=90)).date().isoformat()
-    await join(api, owner, "resident@example.com", plan="erx-lite", traineeStatus="PRESCRIBER_TRAINEE", trainingProofValidUntil=proof)
+    await join(
+        api, owner, "resident@example.com", plan="erx-lite", traineeStatus="PRESCRIBER_TRAINEE", trainingProofValidUntil=proof
+    )
     charge = await SubscriptionCharge.get(kind="PRORATED_SEAT")
     assert charge.amount == Decimal("29.67")  # 44.50 x 20/30 = 29.666...
 
@@ -302,14 +348,16 @@ async def test_a_non_prescriber_trainee_cannot_be_put_on_a_prescriber_plan(api):
             await update_member(api, owner, member["id"], traineeStatus="NON_PRESCRIBER_TRAINEE")
         code, body = await api.error(
             "mutation($i: UpdateMemberInput!) { updateMember(input: $i) { member { id } } }",
-            {"i": {"memberId": member["id"], **changes}}, owner,
+            {"i": {"memberId": member["id"], **changes}},
+            owner,
         )
         assert (code, body["errors"][0]["extensions"]["field"]) == ("BAD_USER_INPUT", "input.planCode")
     row = await __import__("models").Member.get(email="intern@example.com")
     assert (row.plan_code, row.trainee_status.value) == ("therapist-plus", "NON_PRESCRIBER_TRAINEE")
     code, _ = await api.error(
-        "query { practice { subscription { seatQuote(role: CLINICIAN, planCode: \"erx-pro\", traineeStatus: NON_PRESCRIBER_TRAINEE) "
-        "{ chargeNow { amount } } } } }", token=owner,
+        'query { practice { subscription { seatQuote(role: CLINICIAN, planCode: "erx-pro", traineeStatus: NON_PRESCRIBER_TRAINEE) '
+        "{ chargeNow { amount } } } } }",
+        token=owner,
     )
     assert code == "BAD_USER_INPUT"
 
@@ -320,7 +368,9 @@ async def test_a_non_prescriber_trainee_cannot_be_put_on_a_prescriber_plan(api):
 async def test_a_lapsed_proof_is_full_price_from_the_next_period_on(api, clock):
     owner = await group_practice(api)
     proof = (TRIAL_END + timedelta(days=10)).date().isoformat()  # valid at the first period's start, not the second's
-    member = (await join(api, owner, "resident@example.com", traineeStatus="PRESCRIBER_TRAINEE", trainingProofValidUntil=proof))["member"]
+    member = (await join(api, owner, "resident@example.com", traineeStatus="PRESCRIBER_TRAINEE", trainingProofValidUntil=proof))[
+        "member"
+    ]
     clock.at = TRIAL_END
     await run_billing(clock.now())
     clock.at = TRIAL_END + timedelta(days=20)  # the proof has lapsed mid-period: nothing more this period
@@ -340,9 +390,15 @@ async def test_deactivated_members_hold_no_license_from_the_next_period_on(api, 
     clock.advance(timedelta(days=1))
     owner = await log_in(api, OWNER_EMAIL)
     member = (await join(api, owner, "clin@example.com"))["member"]
-    await api.ok("mutation($i: DeactivateMemberInput!) { deactivateMember(input: $i) { member { status } } }", {"i": {"memberId": member["id"]}}, owner)
+    await api.ok(
+        "mutation($i: DeactivateMemberInput!) { deactivateMember(input: $i) { member { status } } }",
+        {"i": {"memberId": member["id"]}},
+        owner,
+    )
     sub = await subscription(api, owner)
-    assert [lic["member"]["id"] for lic in sub["licenses"]] != [] and member["id"] not in [lic["member"]["id"] for lic in sub["licenses"]]
+    assert [lic["member"]["id"] for lic in sub["licenses"]] != [] and member["id"] not in [
+        lic["member"]["id"] for lic in sub["licenses"]
+    ]
     assert sub["monthlyTotal"]["amount"] == "89.00"
     clock.at = TRIAL_END.replace(month=5)
     await run_billing(clock.now())
@@ -357,7 +413,11 @@ async def test_a_late_billing_run_still_renews_members_who_left_after_the_period
     member = (await join(api, owner, "clin@example.com"))["member"]
     clock.at = TRIAL_END.replace(month=5) + timedelta(days=2)  # the May period began; the run has not happened yet
     owner = await log_in(api, OWNER_EMAIL)
-    await api.ok("mutation($i: DeactivateMemberInput!) { deactivateMember(input: $i) { member { status } } }", {"i": {"memberId": member["id"]}}, owner)
+    await api.ok(
+        "mutation($i: DeactivateMemberInput!) { deactivateMember(input: $i) { member { status } } }",
+        {"i": {"memberId": member["id"]}},
+        owner,
+    )
     assert await run_billing(clock.now()) == 1
     renewal = await SubscriptionCharge.filter(kind="RENEWAL").order_by("-created_at").first()
     assert renewal.amount == Decimal("178.00")  # they held the license when May began
@@ -373,8 +433,15 @@ async def test_a_license_is_shown_to_the_member_and_to_managers_only(api, clock)
     owner = await group_practice(api)
     first = await join(api, owner, "first@example.com")
     second = await join(api, owner, "second@example.com", permissions=["MANAGE_SUBSCRIPTION"])
-    seen_by_first = {e["node"]["id"]: e["node"]["license"] for e in (await api.ok(LICENSES, token=first["accessToken"]))["practice"]["members"]["edges"]}
-    assert seen_by_first[first["member"]["id"]] == {"reason": "FULL_PRICE", "monthlyPrice": {"amount": "89.00"}, "member": {"id": first["member"]["id"]}}
+    seen_by_first = {
+        e["node"]["id"]: e["node"]["license"]
+        for e in (await api.ok(LICENSES, token=first["accessToken"]))["practice"]["members"]["edges"]
+    }
+    assert seen_by_first[first["member"]["id"]] == {
+        "reason": "FULL_PRICE",
+        "monthlyPrice": {"amount": "89.00"},
+        "member": {"id": first["member"]["id"]},
+    }
     assert seen_by_first[second["member"]["id"]] is None
     seen_by_second = (await api.ok(LICENSES, token=second["accessToken"]))["practice"]["members"]["edges"]
     assert all(e["node"]["license"] is not None for e in seen_by_second)  # MANAGE_SUBSCRIPTION sees every license
@@ -393,7 +460,11 @@ async def test_a_charge_reached_by_node_keeps_the_subscription_guard(api):
     clinician = (await join(api, owner, "clin@example.com", permissions=["MANAGE_MEMBERS"]))["accessToken"]
     charge_id = (await api.ok(START_SUBSCRIPTION, token=owner))["startSubscription"]["charge"]["id"]
     node = "query($id: ID!) { node(id: $id) { ... on SubscriptionCharge { id kind amount { amount } } } }"
-    assert (await api.ok(node, {"id": charge_id}, owner))["node"] == {"id": charge_id, "kind": "RENEWAL", "amount": {"amount": "178.00"}}
+    assert (await api.ok(node, {"id": charge_id}, owner))["node"] == {
+        "id": charge_id,
+        "kind": "RENEWAL",
+        "amount": {"amount": "178.00"},
+    }
     assert (await api.ok(node, {"id": charge_id}, clinician))["node"] is None
     other = await group_practice(api, practice="Other Practice", email="other@example.com")
     assert (await api.ok(node, {"id": charge_id}, other))["node"] is None
@@ -409,3 +480,19 @@ async def test_subscription_changes_are_audited_in_their_transaction(api, clock)
     await run_billing(clock.now())
     actions = await AuditEvent.filter(action__startswith="subscription.").order_by("sequence").values_list("action", flat=True)
     assert actions == ["subscription.started", "subscription.renewed", "subscription.seat_charged", "subscription.renewed"]
+
+
+async def test_a_seat_change_before_a_late_billing_run_renews_first_then_charges_the_difference(api, clock):
+    owner = await group_practice(api)
+    member = (await join(api, owner, "clin@example.com", plan="therapist-essential"))["member"]
+    clock.at = TRIAL_END + timedelta(days=10)  # the first period began; no billing run yet
+    owner = await log_in(api, OWNER_EMAIL)
+    assert (await quote(api, owner, "CLINICIAN", "erx-lite"))["chargeNow"]["amount"] == "59.33"
+    assert (await quote(api, owner, "CLINICIAN", "erx-pro", member=member["id"]))["chargeNow"]["amount"] == "53.33"
+    assert await SubscriptionCharge.all().count() == 0  # quotes commit nothing
+    changed = await update_member(api, owner, member["id"], planCode="erx-pro")
+    assert changed["charge"]["amount"]["amount"] == "53.33"
+    await join(api, owner, "new@example.com")
+    charges = await SubscriptionCharge.all().order_by("created_at", "kind").values_list("kind", "amount")
+    assert sorted(charges) == [("PRORATED_SEAT", Decimal("53.33")), ("PRORATED_SEAT", Decimal("59.33")), ("RENEWAL", Decimal("138.00"))]
+    assert await run_billing(clock.now()) == 0
