@@ -127,7 +127,7 @@ async def log_in(ctx: Context, *, practice_slug: str, email: str, password: str)
 
 
 async def ctx_failed_login(ctx: Context, member: Member | None, slug: str) -> None:
-    practice_id = member.practice_id if member else await Practice.filter(slug=slug).values_list("id", flat=True).first()
+    practice_id = member.practice_id if member else await Practice.filter(slug=slug).first().values_list("id", flat=True)
     if practice_id is None:
         return  # no practice to file it under; the rate limiter still counts it
     await audit.record_many(
@@ -178,7 +178,7 @@ async def log_out(ctx: Context, refresh_token: str | None) -> bool:
     """Revoke the session named by the refresh token, or else the caller's current session."""
     now = ctx.clock.now()
     if refresh_token:
-        session_id = await Session.filter(refresh_token_hash=hash_secret(refresh_token)).values_list("id", flat=True).first()
+        session_id = await Session.filter(refresh_token_hash=hash_secret(refresh_token)).first().values_list("id", flat=True)
         if session_id is None:
             raise Unauthenticated("invalid refresh token")
     elif ctx.viewer is not None and ctx.viewer.session_id is not None:

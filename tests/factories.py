@@ -1,0 +1,75 @@
+"""Building blocks for tests that need more than the one owner ``signUp`` makes.
+
+Members are inserted as rows (the invitation flow belongs to another area) and then log in through the API,
+so every test still talks to the service over HTTP.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from auth.passwords import hash_password
+from models import Member, Practice
+from models.enums import MemberStatus, Permission, Role
+from resolvers import ids
+from tests.conftest import PASSWORD, Api
+
+DEFAULT_PLAN = {Role.OWNER: "erx-lite", Role.CLINICIAN: "therapist-essential", Role.ADMINISTRATOR: None}
+ROLE_DEFAULT = "role-default"  # plan_code sentinel: the role's usual plan
+
+
+@dataclass
+class Account:
+    """A member who is logged in: their global ID, tokens, practice slug and row."""
+
+    id: str
+    email: str
+    slug: str
+    token: str
+    refresh_token: str
+    row: Member
+
+    async def reload(self) -> Member:
+        return await Member.get(id=self.row.id)
+
+
+async def sign_up(api: Api, practice: str = "Calm Minds", email: str = "owner@example.com", plan: str = "erx-lite") -> Account:
+    """A new solo practice and its owner, through ``signUp``."""
+    payload = await api.sign_up(practice=practice, email=email, plan=plan)
+    slug = (await api.ok("{ practice { slug } }", token=payload["accessToken"]))["practice"]["slug"]
+    row = await Member.get(id=ids.parse(payload["member"]["id"])[1])
+    return Account(payload["member"]["id"], email, slug, payload["accessToken"], payload["refreshToken"], row)
+
+
+async def add_member(
+    api: Api,
+    slug: str,
+    email: str,
+    *,
+    role: Role = Role.CLINICIAN,
+    name: str | None = None,
+    permissions: tuple[Permission, ...] = (),
+    plan_code: str | None = ROLE_DEFAULT,
+    password: str = PASSWORD,
+    created_at: datetime | None = None,
+) -> Account:
+    """Insert an active member of the practice ``slug`` (argon2 hash) and log them in through ``logIn``."""
+    practice = await Practice.get(slug=slug)
+    row = await Member.create(
+        id=uuid.uuid4(),
+        practice=practice,
+        name=name or email.split("@")[0].title(),
+        email=email.strip().lower(),
+        password_hash=hash_password(password),
+        role=role,
+        status=MemberStatus.ACTIVE,
+        permissions=sorted(p.value for p in permissions),
+        plan_code=DEFAULT_PLAN[role] if plan_code == ROLE_DEFAULT else plan_code,
+        created_at=created_at or datetime.now(UTC),
+    )
+    body = await api.log_in(slug, email, password)
+    assert not body.get("errors"), body["errors"]
+    signed = body["data"]["logIn"]
+    return Account(ids.encode("Member", row.id), email, slug, signed["accessToken"], signed["refreshToken"], row)
