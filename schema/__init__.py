@@ -6,7 +6,7 @@ Each area module contributes its ``Query`` and ``Mutation`` fields; they are mer
 from __future__ import annotations
 
 import strawberry
-from strawberry.extensions import AddValidationRules, MaxTokensLimiter, ParserCache, ValidationCache
+from strawberry.extensions import AddValidationRules, MaxTokensLimiter, ValidationCache
 from strawberry.extensions.max_aliases import create_validator as max_aliases_rule
 from strawberry.extensions.query_depth_limiter import create_validator as max_depth_rule
 from strawberry.schema.config import StrawberryConfig
@@ -14,7 +14,7 @@ from strawberry.tools import merge_types
 
 from schema import api_tokens, audit, billing, charts, invitations, members, plans, practices, sessions, subscriptions
 from schema.base import Node
-from schema.errors import ErrorCodes
+from schema.errors import ErrorCodes, ParserCache
 
 AREAS = (sessions, practices, members, plans, invitations, subscriptions, charts, billing, api_tokens, audit)
 

@@ -43,8 +43,7 @@ async def sign_up(api: Api, practice: str = "Calm Minds", email: str = "owner@ex
     return Account(payload["member"]["id"], email, slug, payload["accessToken"], payload["refreshToken"], row)
 
 
-async def add_member(
-    api: Api,
+async def insert_member(
     slug: str,
     email: str,
     *,
@@ -54,10 +53,10 @@ async def add_member(
     plan_code: str | None = ROLE_DEFAULT,
     password: str = PASSWORD,
     created_at: datetime | None = None,
-) -> Account:
-    """Insert an active member of the practice ``slug`` (argon2 hash) and log them in through ``logIn``."""
+) -> Member:
+    """Insert an active member of the practice ``slug`` with an argon2 password hash."""
     practice = await Practice.get(slug=slug)
-    row = await Member.create(
+    return await Member.create(
         id=uuid.uuid4(),
         practice=practice,
         name=name or email.split("@")[0].title(),
@@ -69,7 +68,12 @@ async def add_member(
         plan_code=DEFAULT_PLAN[role] if plan_code == ROLE_DEFAULT else plan_code,
         created_at=created_at or datetime.now(UTC),
     )
-    body = await api.log_in(slug, email, password)
+
+
+async def add_member(api: Api, slug: str, email: str, **fields) -> Account:
+    """Insert a member (see ``insert_member``) and log them in through ``logIn``."""
+    row = await insert_member(slug, email, **fields)
+    body = await api.log_in(slug, email, fields.get("password", PASSWORD))
     assert not body.get("errors"), body["errors"]
     signed = body["data"]["logIn"]
     return Account(ids.encode("Member", row.id), email, slug, signed["accessToken"], signed["refreshToken"], row)
