@@ -111,7 +111,7 @@ async def sign_up(ctx: Context, *, practice_name: str, name: str, email: str, pa
 async def log_in(ctx: Context, *, practice_slug: str, email: str, password: str) -> SignedIn:
     """Every failure is the same UNAUTHENTICATED "invalid credentials", and costs the same password check."""
     slug = (practice_slug or "").strip().lower()
-    normalized = (email or "").strip().lower()
+    normalized = _login_email(email)
     member = await Member.filter(practice__slug=slug, email=normalized).select_related("practice").first()
     ok = passwords.verify_password(member.password_hash if member else None, password)
     if member is None or not ok or member.status != MemberStatus.ACTIVE:
@@ -124,6 +124,14 @@ async def log_in(ctx: Context, *, practice_slug: str, email: str, password: str)
     await audit.record_many(ctx, [audit.PendingEvent("auth.logged_in", _gid("Member", member.id))],
                             practice_id=member.practice_id, actor_id=member.id)
     return signed_in
+
+
+def _login_email(email: str | None) -> str:
+    """The email in the form sign-up stored it (validated, Unicode-normalised, lower-cased); anything else as typed."""
+    try:
+        return validation.email(email or "")
+    except BadInput:
+        return (email or "").strip().lower()
 
 
 async def ctx_failed_login(ctx: Context, member: Member | None, slug: str) -> None:

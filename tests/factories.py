@@ -6,13 +6,17 @@ so every test still talks to the service over HTTP.
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from auth.passwords import hash_password
-from models import Member, Practice
-from models.enums import MemberStatus, Permission, Role
+from auth.tokens import hash_secret, new_api_token
+from models import ApiToken, Member, Practice
+from models.enums import MemberStatus, Permission, Role, TokenScope
 from resolvers import ids
 from tests.conftest import PASSWORD, Api
 
@@ -77,3 +81,40 @@ async def add_member(api: Api, slug: str, email: str, **fields) -> Account:
     assert not body.get("errors"), body["errors"]
     signed = body["data"]["logIn"]
     return Account(ids.encode("Member", row.id), email, slug, signed["accessToken"], signed["refreshToken"], row)
+
+
+async def insert_api_token(
+    creator: Member, scopes: tuple[TokenScope, ...], *, expires_in: timedelta = timedelta(days=30), revoked: bool = False
+) -> str:
+    """Insert a partner API token of ``creator`` (stored as a hash) and return its secret."""
+    secret = new_api_token()
+    now = datetime.now(UTC)
+    await ApiToken.create(
+        id=uuid.uuid4(),
+        practice_id=creator.practice_id,
+        created_by=creator,
+        name="partner",
+        token_hash=hash_secret(secret),
+        scopes=[s.value for s in scopes],
+        created_at=now,
+        expires_at=now + expires_in,
+        revoked_at=now if revoked else None,
+    )
+    return secret
+
+
+@contextlib.contextmanager
+def sql_statements(caplog) -> Iterator[list[str]]:
+    """Collect the SQL statements run inside the block (Tortoise logs each one at DEBUG)."""
+    statements: list[str] = []
+    with caplog.at_level(logging.DEBUG, logger="tortoise.db_client"):
+        start = len(caplog.records)
+        yield statements
+        statements += [
+            r.getMessage()
+            for r in caplog.records[start:]
+            if r.name == "tortoise.db_client" and r.getMessage().lstrip().split(" ", 1)[0].upper() in SQL_VERBS
+        ]
+
+
+SQL_VERBS = {"SELECT", "INSERT", "UPDATE", "DELETE", "WITH"}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 from datetime import timedelta
@@ -11,7 +12,7 @@ import pytest
 from models import Member, Practice, Session
 from models.enums import MemberStatus, Role
 from resolvers import ids
-from tests.conftest import PASSWORD
+from tests.conftest import PASSWORD, postgres_only
 from tests.factories import add_member, sign_up
 
 TRIAL_DAYS = 12  # not the default (30): proves the setting is used
@@ -282,3 +283,33 @@ async def test_log_in_after_log_out_starts_a_new_session(api):
     assert (await api.ok(VIEWER, token=again["accessToken"]))["viewer"]["id"] == owner.id
     assert ids.parse(again["member"]["id"])[1] == owner.row.id
     assert again["member"]["role"] == Role.OWNER.value
+
+
+# ------------------------------------------------------------------ concurrency
+
+
+@postgres_only()
+async def test_concurrent_sign_ups_with_the_same_name_get_distinct_slugs(api):
+    bodies = await asyncio.gather(*(api.post(SIGN_UP, sign_up_input(email=f"o{i}@example.com")) for i in range(4)))
+    assert all(not b.get("errors") for b in bodies), bodies
+    assert sorted(await Practice.all().values_list("slug", flat=True)) == ["calm-minds", "calm-minds-2", "calm-minds-3", "calm-minds-4"]
+
+
+async def test_two_refreshes_with_the_same_token_give_one_new_token_and_end_the_session(api):
+    """Whichever arrives second presents an already-rotated token: the session is revoked either way."""
+    owner = await sign_up(api)
+    bodies = await asyncio.gather(*(api.post(REFRESH, {"t": owner.refresh_token}) for _ in range(2)))
+    winners = [b["data"]["refreshSession"] for b in bodies if b["data"]["refreshSession"]]
+    losers = [b["errors"][0]["extensions"]["code"] for b in bodies if b.get("errors")]
+    assert (len(winners), losers) == (1, ["UNAUTHENTICATED"])
+    await assert_unauthenticated(api, winners[0]["accessToken"])
+    assert await Session.filter(member_id=owner.row.id, revoked_at=None).count() == 0
+
+
+async def test_log_in_compares_emails_in_the_form_sign_up_stored_them(api):
+    """Unicode emails are normalised the same way on sign-up and log-in (NFC), whatever form the keyboard sent."""
+    decomposed, composed = "zoe\u0308@example.com", "Zo\u00cb@Example.com"
+    owner = await sign_up(api, email=decomposed)
+    for typed in (decomposed, composed):
+        body = await api.log_in(owner.slug, typed)
+        assert body["data"]["logIn"]["member"]["id"] == owner.id, typed

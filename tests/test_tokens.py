@@ -15,7 +15,9 @@ import jwt
 import pytest
 
 from auth.tokens import key_id
-from tests.factories import sign_up
+from models import Practice
+from models.enums import MemberStatus, Permission, PracticeKind, Role, TokenScope
+from tests.factories import add_member, insert_api_token, insert_member, sign_up, sql_statements
 
 RETIRED_SECRET = "retired-secret-" + "r" * 40
 VIEWER = "{ viewer { id } }"
@@ -171,3 +173,98 @@ async def test_without_a_token_guarded_fields_say_authentication_required(api):
     code, body = await api.error(VIEWER)
     assert code == "UNAUTHENTICATED"
     assert body["errors"][0]["message"] == "authentication required"
+
+
+# ------------------------------------------------------------------ one query per request for the caller
+
+
+async def test_each_request_loads_the_caller_in_one_query(api, caplog):
+    owner = await sign_up(api)
+    with sql_statements(caplog) as statements:
+        data = await api.ok("{ viewer { id role email } viewerAccess { effectivePermissions } practice { slug } }", token=owner.token)
+    assert data["viewer"]["id"] == owner.id
+    assert len(statements) == 1, statements
+
+
+async def test_the_member_list_costs_the_same_queries_for_any_number_of_members(api, caplog):
+    owner = await sign_up(api)
+    query = "{ practice { owner { id } members { totalCount edges { node { id name email plan { code } traineeStatus } } } } }"
+    counts = []
+    for batch in range(2):
+        for i in range(10):
+            await insert_member(owner.slug, f"m{batch}-{i}@example.com")
+        with sql_statements(caplog) as statements:
+            data = await api.ok(query, token=owner.token)
+        counts.append(len(statements))
+        assert data["practice"]["members"]["totalCount"] == 1 + 10 * (batch + 1)
+    assert counts[0] == counts[1] <= 4
+
+
+# ------------------------------------------------------------------ partner API tokens: the creator narrowed to scopes
+
+
+MEMBERS = "{ practice { members { totalCount } } }"
+
+
+async def test_a_partner_token_acts_as_its_creator_narrowed_to_its_scopes(api):
+    owner = await sign_up(api)
+    token = await insert_api_token(owner.row, (TokenScope.READ_MEMBERS,))
+    data = await api.ok("{ viewer { id } viewerAccess { effectivePermissions scopes apiToken { name scopes } } }", token=token)
+    assert data["viewer"]["id"] == owner.id
+    assert data["viewerAccess"]["scopes"] == ["READ_MEMBERS"]
+    assert data["viewerAccess"]["apiToken"] == {"name": "partner", "scopes": ["READ_MEMBERS"]}
+    assert len(data["viewerAccess"]["effectivePermissions"]) == len(Permission)
+    assert (await api.ok(MEMBERS, token=token))["practice"]["members"]["totalCount"] == 1
+    node = await api.ok("query($id: ID!) { node(id: $id) { id } }", {"id": owner.id}, token=token)
+    assert node["node"] == {"id": owner.id}
+
+
+async def test_without_the_scope_the_list_is_forbidden_and_node_is_null(api):
+    owner = await sign_up(api)
+    token = await insert_api_token(owner.row, (TokenScope.READ_CHARTS,))
+    code, body = await api.error(MEMBERS, token=token)
+    assert code == "FORBIDDEN"
+    assert body["data"] == {"practice": {"members": None}}
+    node = await api.ok("query($id: ID!) { node(id: $id) { id } }", {"id": owner.id}, token=token)
+    assert node["node"] is None
+
+
+@pytest.mark.parametrize(
+    ("mutation", "variables"),
+    [
+        ("mutation { activateGroupPractice { practice { kind } } }", {}),
+        ("mutation($i: UpdateMemberInput!) { updateMember(input: $i) { member { role } } }", {"i": {"memberId": "M", "role": "ADMINISTRATOR"}}),
+        ("mutation($i: SetMemberPermissionsInput!) { setMemberPermissions(input: $i) { member { id } } }", {"i": {"memberId": "M", "permissions": []}}),
+        ("mutation($i: DeactivateMemberInput!) { deactivateMember(input: $i) { member { id } } }", {"i": {"memberId": "M"}}),
+        ("mutation { logOut(input: {}) { loggedOut } }", {}),
+    ],
+)
+async def test_mutations_without_a_scope_are_closed_to_partner_tokens(api, mutation, variables):
+    owner = await sign_up(api)
+    clinician = await add_member(api, owner.slug, "cleo@example.com")
+    token = await insert_api_token(owner.row, tuple(TokenScope))
+    if "i" in variables:
+        variables["i"]["memberId"] = clinician.id
+    code, _ = await api.error(mutation, variables, token=token)
+    assert code == "FORBIDDEN"
+    row = await clinician.reload()
+    assert (row.role, row.status, row.permissions) == (Role.CLINICIAN, MemberStatus.ACTIVE, [])
+    assert (await Practice.get(slug=owner.slug)).kind == PracticeKind.SOLO
+
+
+async def test_a_partner_token_stops_with_its_creator_its_expiry_or_its_revocation(api, clock):
+    owner = await sign_up(api)
+    clinician = await add_member(api, owner.slug, "cleo@example.com")
+    of_clinician = await insert_api_token(clinician.row, (TokenScope.READ_MEMBERS,))
+    short_lived = await insert_api_token(owner.row, (TokenScope.READ_MEMBERS,), expires_in=timedelta(hours=1))
+    revoked = await insert_api_token(owner.row, (TokenScope.READ_MEMBERS,), revoked=True)
+    assert (await api.ok(VIEWER, token=of_clinician))["viewer"]["id"] == clinician.id
+    await assert_refused(api, revoked)
+
+    await api.ok("mutation($i: DeactivateMemberInput!) { deactivateMember(input: $i) { member { id } } }",
+                 {"i": {"memberId": clinician.id}}, token=owner.token)
+    await assert_refused(api, of_clinician)
+
+    assert (await api.ok(VIEWER, token=short_lived))["viewer"]["id"] == owner.id
+    clock.advance(timedelta(hours=1, seconds=1))
+    await assert_refused(api, short_lived)
