@@ -104,6 +104,20 @@ async def test_an_administrator_becomes_a_clinician_only_with_a_plan(api, owner)
     assert data["updateMember"]["member"] == {"id": admin.id, "role": "CLINICIAN", "plan": {"code": "therapist-plus"}}
 
 
+async def test_an_administrator_has_no_plan(api, owner, clinician):
+    code, body = await api.error(UPDATE, {"i": {"memberId": clinician.id, "role": "ADMINISTRATOR", "planCode": "erx-lite"}}, token=owner.token)
+    assert (code, body["errors"][0]["extensions"]["field"]) == ("BAD_USER_INPUT", "input.planCode")
+    row = await clinician.reload()
+    assert (row.role, row.plan_code) == (Role.CLINICIAN, "therapist-essential")
+
+
+async def test_a_deactivated_member_cannot_be_changed(api, owner, clinician):
+    await api.ok(DEACTIVATE, {"i": {"memberId": clinician.id}}, token=owner.token)
+    code, _ = await api.error(UPDATE, {"i": {"memberId": clinician.id, "role": "ADMINISTRATOR"}}, token=owner.token)
+    assert code == "CONFLICT"
+    assert (await clinician.reload()).role == Role.CLINICIAN
+
+
 async def test_a_role_change_takes_effect_on_the_next_request(api, owner, clinician):
     assert (await api.ok("{ viewer { role } }", token=clinician.token))["viewer"]["role"] == "CLINICIAN"
     await api.ok(UPDATE, {"i": {"memberId": clinician.id, "role": "ADMINISTRATOR"}}, token=owner.token)
@@ -395,8 +409,9 @@ async def test_the_member_list_pages_50_by_default_and_continues_after_the_curso
 
 
 async def test_keyset_paging_breaks_ties_on_equal_creation_times(api, owner):
-    same_time = datetime.now(UTC) + timedelta(minutes=1)
+    same_time = (datetime.now(UTC) + timedelta(minutes=1)).replace(microsecond=0)
     rows = [await insert_member(owner.slug, f"t{i}@example.com", created_at=same_time) for i in range(7)]
+    rows.append(await insert_member(owner.slug, "later@example.com", created_at=same_time + timedelta(microseconds=1)))
     seen, after = [], None
     while True:
         page = await members_page(api, owner.token, first=2, after=after)
@@ -405,8 +420,9 @@ async def test_keyset_paging_breaks_ties_on_equal_creation_times(api, owner):
             break
         after = page["pageInfo"]["endCursor"]
     assert seen[0] == owner.id
+    assert seen[-1] == ids.encode("Member", rows[-1].id)
     assert sorted(seen[1:]) == sorted(ids.encode("Member", r.id) for r in rows)
-    assert len(seen) == len(set(seen)) == 8
+    assert len(seen) == len(set(seen)) == 9
 
 
 @pytest.mark.parametrize("first", [101, -1])

@@ -8,12 +8,13 @@ import hashlib
 from datetime import timedelta
 
 import pytest
+from tortoise.exceptions import IntegrityError
 
 from models import Member, Practice, Session
 from models.enums import MemberStatus, Role
 from resolvers import ids
 from tests.conftest import PASSWORD, postgres_only
-from tests.factories import add_member, sign_up
+from tests.factories import add_member, insert_member, sign_up
 
 TRIAL_DAYS = 12  # not the default (30): proves the setting is used
 
@@ -170,6 +171,12 @@ async def test_every_failed_log_in_says_only_invalid_credentials(api):
         {"message": "invalid credentials", "locations": errors[0][0]["locations"], "path": ["logIn"], "extensions": {"code": "UNAUTHENTICATED"}}
     ]
     assert all(e == errors[0] for e in errors)
+
+
+async def test_an_email_is_unique_within_a_practice(api):
+    owner = await sign_up(api)
+    with pytest.raises(IntegrityError):
+        await insert_member(owner.slug, " OWNER@example.com")
 
 
 async def test_a_deactivated_member_cannot_log_in(api):
