@@ -10,6 +10,7 @@ from datetime import timedelta
 import pytest
 from tortoise.exceptions import IntegrityError
 
+from auth import passwords
 from models import Member, Practice, Session
 from models.enums import MemberStatus, Role
 from resolvers import ids
@@ -171,6 +172,18 @@ async def test_every_failed_log_in_says_only_invalid_credentials(api):
         {"message": "invalid credentials", "locations": errors[0][0]["locations"], "path": ["logIn"], "extensions": {"code": "UNAUTHENTICATED"}}
     ]
     assert all(e == errors[0] for e in errors)
+
+
+async def test_every_failed_log_in_costs_one_password_check(api, monkeypatch):
+    """No shortcut for an unknown practice or email: each attempt verifies a hash (a dummy one when none exists)."""
+    await sign_up(api)
+    checked = []
+    real = passwords.verify_password
+    monkeypatch.setattr(passwords, "verify_password", lambda stored, given: checked.append(stored is not None) or real(stored, given))
+    for slug, email, password in [("nowhere", "owner@example.com", PASSWORD), ("calm-minds", "x@example.com", PASSWORD),
+                                  ("calm-minds", "owner@example.com", "wrong password!")]:
+        await api.log_in(slug, email, password)
+    assert checked == [False, False, True]
 
 
 async def test_an_email_is_unique_within_a_practice(api):
