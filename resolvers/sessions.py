@@ -152,7 +152,7 @@ async def refresh_session(ctx: Context, refresh_token: str | None) -> SignedIn:
         raise Unauthenticated("refresh token required")
     now = ctx.clock.now()
     old_hash = hash_secret(refresh_token)
-    session = await Session.filter(refresh_token_hash=old_hash).select_related("member").first()
+    session = await Session.filter(refresh_token_hash=old_hash).select_related("member__practice").first()
     if session is None:
         rotated = await RotatedRefreshToken.filter(token_hash=old_hash).first()
         if rotated is not None:

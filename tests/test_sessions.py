@@ -333,3 +333,22 @@ async def test_log_in_compares_emails_in_the_form_sign_up_stored_them(api):
     for typed in (decomposed, composed):
         body = await api.log_in(owner.slug, typed)
         assert body["data"]["logIn"]["member"]["id"] == owner.id, typed
+
+
+async def test_sign_in_payloads_show_the_caller_their_own_private_fields(api):
+    data = await api.ok(
+        """mutation($input: SignUpInput!) { signUp(input: $input) { refreshToken member { email permissions plan { code } } } }""",
+        {"input": {"practiceName": "Payload Practice", "name": "Pat", "email": "Pat@Example.com",
+                   "password": "correct horse battery", "planCode": "erx-lite"}},
+    )
+    assert data["signUp"]["member"] == {"email": "pat@example.com", "permissions": [], "plan": {"code": "erx-lite"}}
+    logged = await api.ok(
+        """mutation($i: LogInInput!) { logIn(input: $i) { member { email } } }""",
+        {"i": {"practiceSlug": "payload-practice", "email": "pat@example.com", "password": "correct horse battery"}},
+    )
+    assert logged["logIn"]["member"]["email"] == "pat@example.com"
+    refreshed = await api.ok(
+        "mutation($i: RefreshSessionInput!) { refreshSession(input: $i) { member { email } } }",
+        {"i": {"refreshToken": data["signUp"]["refreshToken"]}},
+    )
+    assert refreshed["refreshSession"]["member"]["email"] == "pat@example.com"
