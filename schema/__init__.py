@@ -14,6 +14,7 @@ from strawberry.tools import merge_types
 
 from schema import api_tokens, audit, billing, charts, invitations, members, plans, practices, sessions, subscriptions
 from schema.base import Node
+from schema.execution import FastExecutionContext
 from schema.errors import ErrorCodes, ParserCache
 
 AREAS = (sessions, practices, members, plans, invitations, subscriptions, charts, billing, api_tokens, audit)
@@ -36,7 +37,7 @@ Query = _merged("Query")
 Mutation = _merged("Mutation")
 
 
-def build_schema(*, introspection: bool = True) -> strawberry.Schema:
+def build_schema(*, introspection: bool = True, fast_execution: bool = True) -> strawberry.Schema:
     from strawberry.extensions import DisableIntrospection
 
     extensions: list = [
@@ -54,6 +55,7 @@ def build_schema(*, introspection: bool = True) -> strawberry.Schema:
         types=[Node],
         extensions=extensions,
         config=StrawberryConfig(auto_camel_case=True),
+        execution_context_class=FastExecutionContext if fast_execution else None,
     )
 
 
