@@ -14,6 +14,7 @@ ALGORITHM = "HS256"
 REFRESH_TOKEN_BYTES = 32  # 256 bits
 API_TOKEN_PREFIX = "gapi_"
 API_TOKEN_BYTES = 32  # 256 bits (at least 128 required)
+ISSUED_AT_LEEWAY_SECONDS = 60  # clock skew tolerated between the instances that issue and verify
 
 
 class InvalidToken(Exception):
@@ -69,10 +70,11 @@ class JwtCodec:
                 algorithms=[ALGORITHM],
                 audience=self.audience,
                 issuer=self.issuer,
-                options={"require": ["exp", "iat", "iss", "aud", "sub", "jti"], "verify_exp": False},
+                options={"require": ["exp", "iat", "iss", "aud", "sub", "jti"], "verify_exp": False, "verify_iat": False},
             )
-            # Expiry is checked against the service clock (which tests and GROUPS_API_CLOCK_OFFSET move).
-            if int(claims["exp"]) <= now.timestamp():
+            # Expiry and issue time are checked against the service clock (which tests and GROUPS_API_CLOCK_OFFSET
+            # move), not PyJWT's wall clock: a token issued on a moved clock would otherwise look "not yet valid".
+            if int(claims["exp"]) <= now.timestamp() or int(claims["iat"]) > now.timestamp() + ISSUED_AT_LEEWAY_SECONDS:
                 raise InvalidToken
             return AccessClaims(
                 member_id=uuid.UUID(claims["sub"]),

@@ -111,7 +111,7 @@ async def sign_up(ctx: Context, *, practice_name: str, name: str, email: str, pa
 async def log_in(ctx: Context, *, practice_slug: str, email: str, password: str) -> SignedIn:
     """Every failure is the same UNAUTHENTICATED "invalid credentials", and costs the same password check."""
     slug = (practice_slug or "").strip().lower()
-    normalized = (email or "").strip().lower()
+    normalized = _login_email(email)
     member = await Member.filter(practice__slug=slug, email=normalized).select_related("practice").first()
     ok = passwords.verify_password(member.password_hash if member else None, password)
     if member is None or not ok or member.status != MemberStatus.ACTIVE:
@@ -126,8 +126,16 @@ async def log_in(ctx: Context, *, practice_slug: str, email: str, password: str)
     return signed_in
 
 
+def _login_email(email: str | None) -> str:
+    """The email in the form sign-up stored it (validated, Unicode-normalised, lower-cased); anything else as typed."""
+    try:
+        return validation.email(email or "")
+    except BadInput:
+        return (email or "").strip().lower()
+
+
 async def ctx_failed_login(ctx: Context, member: Member | None, slug: str) -> None:
-    practice_id = member.practice_id if member else await Practice.filter(slug=slug).values_list("id", flat=True).first()
+    practice_id = member.practice_id if member else await Practice.filter(slug=slug).first().values_list("id", flat=True)
     if practice_id is None:
         return  # no practice to file it under; the rate limiter still counts it
     await audit.record_many(
@@ -144,7 +152,7 @@ async def refresh_session(ctx: Context, refresh_token: str | None) -> SignedIn:
         raise Unauthenticated("refresh token required")
     now = ctx.clock.now()
     old_hash = hash_secret(refresh_token)
-    session = await Session.filter(refresh_token_hash=old_hash).select_related("member").first()
+    session = await Session.filter(refresh_token_hash=old_hash).select_related("member__practice").first()
     if session is None:
         rotated = await RotatedRefreshToken.filter(token_hash=old_hash).first()
         if rotated is not None:
@@ -178,7 +186,7 @@ async def log_out(ctx: Context, refresh_token: str | None) -> bool:
     """Revoke the session named by the refresh token, or else the caller's current session."""
     now = ctx.clock.now()
     if refresh_token:
-        session_id = await Session.filter(refresh_token_hash=hash_secret(refresh_token)).values_list("id", flat=True).first()
+        session_id = await Session.filter(refresh_token_hash=hash_secret(refresh_token)).first().values_list("id", flat=True)
         if session_id is None:
             raise Unauthenticated("invalid refresh token")
     elif ctx.viewer is not None and ctx.viewer.session_id is not None:

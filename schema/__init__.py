@@ -6,7 +6,7 @@ Each area module contributes its ``Query`` and ``Mutation`` fields; they are mer
 from __future__ import annotations
 
 import strawberry
-from strawberry.extensions import AddValidationRules, MaxTokensLimiter, ParserCache, ValidationCache
+from strawberry.extensions import AddValidationRules, MaxTokensLimiter, ValidationCache
 from strawberry.extensions.max_aliases import create_validator as max_aliases_rule
 from strawberry.extensions.query_depth_limiter import create_validator as max_depth_rule
 from strawberry.schema.config import StrawberryConfig
@@ -14,7 +14,8 @@ from strawberry.tools import merge_types
 
 from schema import api_tokens, audit, billing, charts, invitations, members, plans, practices, sessions, subscriptions
 from schema.base import Node
-from schema.errors import ErrorCodes
+from schema.execution import FastExecutionContext
+from schema.errors import ErrorCodes, ParserCache
 
 AREAS = (sessions, practices, members, plans, invitations, subscriptions, charts, billing, api_tokens, audit)
 
@@ -36,7 +37,7 @@ Query = _merged("Query")
 Mutation = _merged("Mutation")
 
 
-def build_schema(*, introspection: bool = True) -> strawberry.Schema:
+def build_schema(*, introspection: bool = True, fast_execution: bool = True) -> strawberry.Schema:
     from strawberry.extensions import DisableIntrospection
 
     extensions: list = [
@@ -54,6 +55,7 @@ def build_schema(*, introspection: bool = True) -> strawberry.Schema:
         types=[Node],
         extensions=extensions,
         config=StrawberryConfig(auto_camel_case=True),
+        execution_context_class=FastExecutionContext if fast_execution else None,
     )
 
 

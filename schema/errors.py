@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
+from collections.abc import Iterator
 
 from graphql import GraphQLError
 from strawberry.extensions import MaskErrors
+from strawberry.extensions import ParserCache as StrawberryParserCache
 
 from resolvers.errors import AppError
 
 log = logging.getLogger("groups_api.errors")
 
-_TOO_COMPLEX_MARKERS = ("exceeds maximum operation depth", "aliases found", "max tokens", "token limit")
+_TOO_COMPLEX_MARKERS = ("exceeds maximum operation depth", "aliases found", "document contains more than")
 
 
 def _code_for_validation(error: GraphQLError) -> str:
@@ -58,3 +61,18 @@ class ErrorCodes(MaskErrors):
                 else:
                     error.extensions = {**(error.extensions or {}), "code": _code_for_validation(error)}
         return processed
+
+
+class ParserCache(StrawberryParserCache):
+    """Strawberry's ParserCache, except that a document that does not parse is left to Strawberry's own parser.
+
+    The stock extension parses in ``on_parse`` and lets a syntax error (or the token limit) escape the hook, which
+    skips every extension's error processing: the error would leave without a code. Here the error is dropped and
+    Strawberry parses again inside its own error handling, so ``ErrorCodes`` sees it. Only failing documents pay twice.
+    """
+
+    def on_parse(self) -> Iterator[None]:
+        context = self.execution_context
+        with contextlib.suppress(GraphQLError):
+            context.graphql_document = self.cached_parse_document(context.query, **context.parse_options)
+        yield

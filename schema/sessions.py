@@ -8,6 +8,7 @@ import strawberry
 from strawberry.types import Info
 
 from auth.permissions import require_viewer
+from auth.viewer import Viewer
 from models import enums
 from resolvers import sessions
 from schema.api_tokens import ApiToken
@@ -25,7 +26,10 @@ class AuthPayload:
     member: Member
 
     @classmethod
-    def of(cls, signed_in: sessions.SignedIn) -> AuthPayload:
+    def of(cls, info: Info, signed_in: sessions.SignedIn) -> AuthPayload:
+        """The payload shows its caller what they signed in as: the rest of this request runs as that member."""
+        member = signed_in.member
+        info.context.viewer = Viewer(member=member, practice=member.practice)
         return cls(
             access_token=signed_in.access_token,
             refresh_token=signed_in.refresh_token,
@@ -108,6 +112,7 @@ class Mutation:
     )
     async def sign_up(self, info: Info, input: SignUpInput) -> AuthPayload | None:
         return AuthPayload.of(
+            info,
             await sessions.sign_up(
                 info.context,
                 practice_name=input.practice_name,
@@ -121,12 +126,13 @@ class Mutation:
     @strawberry.mutation(extensions=guard(mutation=True))
     async def log_in(self, info: Info, input: LogInInput) -> AuthPayload | None:
         return AuthPayload.of(
+            info,
             await sessions.log_in(info.context, practice_slug=input.practice_slug, email=input.email, password=input.password)
         )
 
     @strawberry.mutation(extensions=guard(mutation=True))
     async def refresh_session(self, info: Info, input: RefreshSessionInput) -> AuthPayload | None:
-        return AuthPayload.of(await sessions.refresh_session(info.context, input.refresh_token))
+        return AuthPayload.of(info, await sessions.refresh_session(info.context, input.refresh_token))
 
     @strawberry.mutation(extensions=guard(mutation=True))
     async def log_out(self, info: Info, input: LogOutInput) -> LogOutPayload | None:

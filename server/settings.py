@@ -31,6 +31,13 @@ def parse_offset(text: str | None) -> timedelta:
     return timedelta(**{_UNITS[match.group(2)]: int(match.group(1))})
 
 
+def _integer(name: str, text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise ConfigurationError(f"GROUPS_API_{name} must be a whole number, not {text!r}") from None
+
+
 @dataclass(frozen=True)
 class Settings:
     env: str = "development"
@@ -77,9 +84,9 @@ class Settings:
         if (v := get("JWT_SECRET")) is not None:
             values["jwt_secret"] = v
         if (v := get("JWT_PREVIOUS_SECRETS")) is not None:
-            values["jwt_previous_secrets"] = tuple(s for s in v.split(",") if s)
+            values["jwt_previous_secrets"] = tuple(s.strip() for s in v.split(",") if s.strip())
         if (v := get("TRIAL_DAYS")) is not None:
-            values["trial_days"] = int(v)
+            values["trial_days"] = _integer("TRIAL_DAYS", v)
         if (v := get("CLOCK_OFFSET")) is not None:
             values["clock_offset"] = parse_offset(v)
             values["extra"] = {"clock_offset_text": v}
@@ -92,7 +99,7 @@ class Settings:
         if (v := get("PUBLIC_URL")) is not None:
             values["public_url"] = v.rstrip("/")
         if (v := get("RATE_LIMIT_POINTS")) is not None:
-            values["rate_limit_points"] = int(v)
+            values["rate_limit_points"] = _integer("RATE_LIMIT_POINTS", v)
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)
 
@@ -101,6 +108,8 @@ class Settings:
 
     def checked(self) -> Settings:
         """Validate for start-up; in development, create and keep a random JWT secret beside the database."""
+        if any(len(s.encode()) < 32 for s in self.jwt_previous_secrets):
+            raise ConfigurationError("every GROUPS_API_JWT_PREVIOUS_SECRETS entry must be at least 32 bytes")
         if self.production:
             if not self.jwt_secret or len(self.jwt_secret.encode()) < 32:
                 raise ConfigurationError("production needs GROUPS_API_JWT_SECRET of at least 32 bytes")
@@ -118,10 +127,14 @@ class Settings:
         if path is None:
             return secrets.token_urlsafe(48)
         if path.exists():
-            return path.read_text().strip()
+            secret = path.read_text().strip()
+            if len(secret.encode()) < 32:
+                raise ConfigurationError(f"{path} holds a JWT secret shorter than 32 bytes: delete it to generate a new one")
+            return secret
         secret = secrets.token_urlsafe(48)
-        path.write_text(secret + "\n")
-        path.chmod(0o600)
+        # Created owner-only from the start (no window in which the umask leaves it readable to others).
+        with os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w") as file:
+            file.write(secret + "\n")
         log.warning("no GROUPS_API_JWT_SECRET set: generated a development secret in %s", path)
         return secret
 
