@@ -224,6 +224,7 @@ async def accept(ctx: Context, *, token: str, name: str, password: str) -> Signe
         await subscriptions.open_due_periods(ctx, practice, now, conn)
         member, events = await _account(invitation, name, password_hash, now, conn)
         await Invitation.filter(id=invitation.id).using_db(conn).update(member_id=member.id)
+        member.practice = practice
         events.append(
             audit.PendingEvent(
                 "invitation.accepted", encode("Invitation", invitation.id), {"member": encode("Member", member.id)}

@@ -173,4 +173,4 @@ class Mutation:
         from schema.sessions import AuthPayload
 
         signed_in = await invitations.accept(info.context, token=input.token, name=input.name, password=input.password)
-        return AuthPayload.of(signed_in)
+        return AuthPayload.of(info, signed_in)
