@@ -158,7 +158,8 @@ async def _deliver(settings, message_id: uuid.UUID, now: Callable[[], datetime])
         await send(settings, message.recipient, message.subject, body)
     except (InvalidToken, MailNotConfigured, aiosmtplib.SMTPException, OSError, ValueError) as exc:
         attempts = message.attempts + 1
-        status = OutboxStatus.FAILED if attempts >= MAX_ATTEMPTS or isinstance(exc, InvalidToken) else OutboxStatus.PENDING
+        # A body this process cannot decrypt may be another's (keys being rotated): it waits like any failure.
+        status = OutboxStatus.FAILED if attempts >= MAX_ATTEMPTS else OutboxStatus.PENDING
         log.warning("mail %s to %s not sent (attempt %d): %s", message.id, message.recipient, attempts, exc)
         await OutboxMessage.filter(id=message_id).update(
             attempts=attempts,

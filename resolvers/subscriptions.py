@@ -350,6 +350,7 @@ async def run_billing(now: datetime) -> int:
     number of RENEWAL charges created. A practice that fails is logged and left for the next run; the run then
     raises once the others are done.
     """
+    # A job has no request: no viewer, settings or codec; its audit events carry no actor and a run id.
     ctx = Context(settings=None, clock=FrozenClock(now), codec=None, request_id=f"billing-run-{uuid.uuid4().hex[:12]}")
     ended = await Subscription.filter(current_period_end__lte=now).values_list("practice_id", flat=True)
     trial_over = await Practice.filter(

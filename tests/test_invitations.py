@@ -9,6 +9,7 @@ from datetime import timedelta
 import pytest
 
 from models import AuditEvent, Invitation, Member, OutboxMessage
+from resolvers import ids
 from tests.conftest import postgres_only
 from tests.factories_subscriptions import (
     ACCEPT,
@@ -298,7 +299,7 @@ async def test_a_former_member_comes_back_on_their_account_with_only_what_the_in
     )
     back = await join(api, owner, "clin@example.com", role="ADMINISTRATOR", plan=None, name="Casey Again")
     assert back["member"] == {"id": first["id"], "name": "Casey Again", "role": "ADMINISTRATOR", "status": "ACTIVE"}
-    row = await Member.get(id=__import__("resolvers.ids", fromlist=["parse"]).parse(first["id"])[1])
+    row = await Member.get(id=ids.decode(first["id"], "Member"))
     assert (row.permissions, row.plan_code, row.deactivated_at) == ([], None, None)
 
 

@@ -352,7 +352,7 @@ async def test_a_non_prescriber_trainee_cannot_be_put_on_a_prescriber_plan(api):
             owner,
         )
         assert (code, body["errors"][0]["extensions"]["field"]) == ("BAD_USER_INPUT", "input.planCode")
-    row = await __import__("models").Member.get(email="intern@example.com")
+    row = await Member.get(email="intern@example.com")
     assert (row.plan_code, row.trainee_status.value) == ("therapist-plus", "NON_PRESCRIBER_TRAINEE")
     code, _ = await api.error(
         'query { practice { subscription { seatQuote(role: CLINICIAN, planCode: "erx-pro", traineeStatus: NON_PRESCRIBER_TRAINEE) '
@@ -396,9 +396,7 @@ async def test_deactivated_members_hold_no_license_from_the_next_period_on(api, 
         owner,
     )
     sub = await subscription(api, owner)
-    assert [lic["member"]["id"] for lic in sub["licenses"]] != [] and member["id"] not in [
-        lic["member"]["id"] for lic in sub["licenses"]
-    ]
+    assert [lic["reason"] for lic in sub["licenses"]] == ["FULL_PRICE"]  # the owner's alone
     assert sub["monthlyTotal"]["amount"] == "89.00"
     clock.at = TRIAL_END.replace(month=5)
     await run_billing(clock.now())
@@ -496,3 +494,15 @@ async def test_a_seat_change_before_a_late_billing_run_renews_first_then_charges
     charges = await SubscriptionCharge.all().order_by("created_at", "kind").values_list("kind", "amount")
     assert sorted(charges) == [("PRORATED_SEAT", Decimal("53.33")), ("PRORATED_SEAT", Decimal("59.33")), ("RENEWAL", Decimal("138.00"))]
     assert await run_billing(clock.now()) == 0
+
+
+async def test_a_seat_quote_for_another_practices_member_is_not_found(api):
+    owner = await group_practice(api)
+    member = (await join(api, owner, "clin@example.com"))["member"]
+    other = await group_practice(api, practice="Other Practice", email="other@example.com")
+    code, _ = await api.error(
+        'query($m: ID!) { practice { subscription { seatQuote(role: CLINICIAN, planCode: "erx-pro", memberId: $m) { reason } } } }',
+        {"m": member["id"]},
+        other,
+    )
+    assert code == "NOT_FOUND"
