@@ -1,13 +1,16 @@
 """The audit log: append-only, hash-chained per practice.
 
 ``record`` appends events inside the caller's transaction (so a write and its events commit together).
-Events of one practice are serialised by locking the practice row (PostgreSQL; SQLite serialises writes).
+``defer`` queues events of reads and denials; ``flush`` writes them after the request has run, in a transaction
+of their own, so they are kept even when the request fails. Events of one practice are serialised by locking
+the practice row (PostgreSQL; SQLite serialises writes). ``verify_all`` checks every chain.
 """
 
 from __future__ import annotations
 
 import hashlib
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -15,8 +18,13 @@ from typing import Any
 import orjson
 from tortoise.transactions import in_transaction
 
+from auth.viewer import Viewer
 from models import AuditEvent, Practice
+from models.enums import Permission
 from resolvers.context import Context
+from resolvers.errors import BadInput
+from resolvers.ids import decode
+from resolvers.pagination import Page, paginate
 
 GENESIS = "0" * 64
 
@@ -103,17 +111,136 @@ async def record(ctx: Context, action: str, target_id: str | None = None, **deta
     await record_many(ctx, [PendingEvent(action, target_id, details or None)])
 
 
-def verify_chain(events: list[AuditEvent]) -> AuditEvent | None:
-    """The first event (in sequence order) whose link is broken, or None when the chain holds."""
-    previous, expected_sequence = GENESIS, 1
+# ------------------------------------------------------------------ deferred events (reads, denials)
+
+_DEFERRED = "audit.deferred"
+
+
+def defer(ctx: Context, events: list[PendingEvent]) -> None:
+    """Queue events of the viewer that must outlive the request's outcome (reads, denials): ``flush`` writes them.
+
+    Queued events are written after execution in one batch, outside every write transaction of the request,
+    so a failing or rolled-back request keeps them, and a request with many reads appends to the chain once.
+    """
+    if events:
+        ctx.state.setdefault(_DEFERRED, []).extend(events)
+
+
+async def flush(ctx: Context) -> None:
+    """Write the events ``defer`` queued (one chained batch). Raises when they cannot be written."""
+    events = ctx.state.pop(_DEFERRED, None)
+    if events:
+        await record_many(ctx, events)
+
+
+# ------------------------------------------------------------------ reading the log
+
+
+def practice_events(viewer: Viewer):
+    """The one access query for audit events: the viewer's practice, nothing else."""
+    return AuditEvent.filter(practice_id=viewer.practice.id)
+
+
+def can_see_api_tokens(viewer: Viewer | None) -> bool:
+    """The tokens named in events are shown where Practice.apiTokens would show them: sessions with MANAGE_API_TOKENS."""
+    return viewer is not None and not viewer.is_token and viewer.has(Permission.MANAGE_API_TOKENS)
+
+
+async def list_events(
+    ctx: Context,
+    *,
+    first: int | None,
+    after: str | None,
+    actor_id: str | None = None,
+    target_id: str | None = None,
+    action: str | None = None,
+    api_token_id: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+) -> Page[AuditEvent]:
+    """Newest first. ``since`` is inclusive, ``until`` exclusive. No total count: the log only grows."""
+    qs = practice_events(ctx.viewer)
+    if actor_id is not None:
+        qs = qs.filter(actor_id=decode(actor_id, "Member", field="filter.actorId"))
+    if api_token_id is not None:
+        qs = qs.filter(api_token_id=decode(api_token_id, "ApiToken", field="filter.apiTokenId"))
+    if target_id is not None:
+        qs = qs.filter(target_id=target_id)
+    if action is not None:
+        qs = qs.filter(action=action)
+    if since is not None and until is not None and since >= until:
+        raise BadInput("from must be before to", field="filter.to")
+    if since is not None:
+        qs = qs.filter(created_at__gte=since)
+    if until is not None:
+        qs = qs.filter(created_at__lt=until)
+    # The sequence orders a practice's chain and is unique within it: a complete keyset on its own.
+    return await paginate(qs, order=["-sequence"], first=first, after=after, count=False)
+
+
+async def get_event(ctx: Context, event_id: uuid.UUID) -> AuditEvent | None:
+    if ctx.viewer is None:
+        return None
+    return await practice_events(ctx.viewer).filter(id=event_id).first()
+
+
+# ------------------------------------------------------------------ verification
+
+
+def first_broken_link(
+    events: Iterable[AuditEvent], *, previous: str = GENESIS, expected_sequence: int = 1
+) -> tuple[AuditEvent, str] | None:
+    """The first event (in sequence order) whose link is broken and why, or None when the chain holds."""
     for event in events:
-        if (
-            event.sequence != expected_sequence
-            or event.previous_hash != previous
-            or event.hash != event_hash(previous, hashed_fields(event))
-        ):
-            return event
+        if event.sequence != expected_sequence:
+            return event, f"expected sequence {expected_sequence} (an event was deleted or moved)"
+        if event.previous_hash != previous:
+            return event, "previous_hash does not match the event before it"
+        if event.hash != event_hash(previous, hashed_fields(event)):
+            return event, "hash does not match the event's contents (edited)"
         previous, expected_sequence = event.hash, expected_sequence + 1
     return None
 
 
+def verify_chain(events: list[AuditEvent]) -> AuditEvent | None:
+    """The first event (in sequence order) whose link is broken, or None when the chain holds."""
+    broken = first_broken_link(events)
+    return broken[0] if broken else None
+
+
+VERIFY_BATCH = 1000
+
+
+async def verify_practice(practice_id: uuid.UUID | None) -> tuple[AuditEvent, str] | None:
+    """Walk one practice's chain in sequence order, in batches, to the first broken link."""
+    previous, expected, last_sequence = GENESIS, 1, 0
+    while True:
+        batch = (
+            await AuditEvent.filter(practice_id=practice_id, sequence__gt=last_sequence)
+            .order_by("sequence")
+            .limit(VERIFY_BATCH)
+        )
+        if not batch:
+            return None
+        broken = first_broken_link(batch, previous=previous, expected_sequence=expected)
+        if broken is not None:
+            return broken
+        previous, expected, last_sequence = batch[-1].hash, batch[-1].sequence + 1, batch[-1].sequence
+
+
+async def verify_all() -> list[str]:
+    """One line per practice whose chain is broken, naming its first broken link; empty when every chain holds.
+
+    The chain shows edited, deleted and reordered events. It cannot show the newest events cut off the end.
+    """
+    problems = []
+    practices = [(p["id"], p["slug"]) for p in await Practice.all().order_by("slug").values("id", "slug")]
+    for practice_id, slug in [*practices, (None, None)]:
+        broken = await verify_practice(practice_id)
+        if broken is not None:
+            event, reason = broken
+            owner = f"practice {slug} ({practice_id})" if practice_id else "events without a practice"
+            problems.append(
+                f"{owner}: chain broken at sequence {event.sequence} (event {event.id}, {event.action}): {reason}"
+            )
+    return problems

@@ -14,7 +14,7 @@ from auth import passwords
 from auth.tokens import hash_secret, new_secret
 from models import Member, Practice, RotatedRefreshToken, Session
 from models.enums import MemberStatus, PracticeKind, Role
-from resolvers import audit, validation
+from resolvers import audit, limits, validation
 from resolvers.context import Context
 from resolvers.errors import BadInput, Unauthenticated
 from resolvers.ids import encode as _gid
@@ -109,14 +109,21 @@ async def sign_up(ctx: Context, *, practice_name: str, name: str, email: str, pa
 
 
 async def log_in(ctx: Context, *, practice_slug: str, email: str, password: str) -> SignedIn:
-    """Every failure is the same UNAUTHENTICATED "invalid credentials", and costs the same password check."""
+    """Every failure is the same UNAUTHENTICATED "invalid credentials", and costs the same password check.
+
+    Failures are throttled per account and per client address (RATE_LIMITED before any check once too many).
+    """
     slug = (practice_slug or "").strip().lower()
     normalized = _login_email(email)
+    account = f"login:{slug}:{normalized}"
+    await limits.check_guessing(ctx, account)
     member = await Member.filter(practice__slug=slug, email=normalized).select_related("practice").first()
     ok = passwords.verify_password(member.password_hash if member else None, password)
     if member is None or not ok or member.status != MemberStatus.ACTIVE:
+        await limits.record_failure(ctx, account)
         await ctx_failed_login(ctx, member, slug)
         raise Unauthenticated(INVALID_CREDENTIALS)
+    await limits.record_success(ctx, account)
     if passwords.needs_rehash(member.password_hash):
         member.password_hash = passwords.hash_password(password)
         await member.save(update_fields=["password_hash"])

@@ -7,25 +7,35 @@ from __future__ import annotations
 
 import strawberry
 from strawberry.extensions import AddValidationRules, MaxTokensLimiter, ValidationCache
-from strawberry.extensions.max_aliases import create_validator as max_aliases_rule
-from strawberry.extensions.query_depth_limiter import create_validator as max_depth_rule
 from strawberry.schema.config import StrawberryConfig
 from strawberry.tools import merge_types
 
-from schema import api_tokens, audit, billing, charts, invitations, members, plans, practices, sessions, subscriptions
+from schema import (
+    api_tokens,
+    audit,
+    billing,
+    charts,
+    invitations,
+    limits,
+    members,
+    plans,
+    practices,
+    sessions,
+    subscriptions,
+)
+from schema.audit import AuditTrail
 from schema.base import Node
-from schema.execution import FastExecutionContext
 from schema.errors import ErrorCodes, ParserCache
+from schema.execution import FastExecutionContext
+from schema.limits import QueryLimits, QueryShapeRule
 
-AREAS = (sessions, practices, members, plans, invitations, subscriptions, charts, billing, api_tokens, audit)
+AREAS = (sessions, practices, members, plans, invitations, subscriptions, charts, billing, api_tokens, audit, limits)
 
-MAX_DEPTH = 12
-MAX_ALIASES = 50
 MAX_TOKENS = 5000
 
 # Built once at import: Strawberry's limiter extensions would build new rule classes per request, which
 # defeats the ValidationCache (strawberry#4635). The rules are the same objects for every request.
-VALIDATION_RULES = [max_depth_rule(MAX_DEPTH, None, None), max_aliases_rule(MAX_ALIASES)]
+VALIDATION_RULES = [QueryShapeRule]
 
 
 def _merged(kind: str) -> type:
@@ -37,19 +47,28 @@ Query = _merged("Query")
 Mutation = _merged("Mutation")
 
 
+class Schema(strawberry.Schema):
+    def process_errors(self, errors, execution_context=None) -> None:
+        """Denials, bad input and invalid queries are the caller's business, not the log's (Strawberry would log a
+        traceback for each). Exceptions behind errors are logged by ErrorCodes as it masks them, with the request id."""
+
+
 def build_schema(*, introspection: bool = True, fast_execution: bool = True) -> strawberry.Schema:
     from strawberry.extensions import DisableIntrospection
 
+    # AuditTrail first: it leaves last, after ErrorCodes has given every error its code.
     extensions: list = [
+        AuditTrail,
         ErrorCodes,
         lambda: MaxTokensLimiter(max_token_count=MAX_TOKENS),
         lambda: AddValidationRules(VALIDATION_RULES),
         lambda: ParserCache(maxsize=1024),
         lambda: ValidationCache(maxsize=1024),
+        QueryLimits,
     ]
     if not introspection:
         extensions.append(DisableIntrospection)
-    return strawberry.Schema(
+    return Schema(
         query=Query,
         mutation=Mutation,
         types=[Node],

@@ -16,6 +16,7 @@ from tortoise.connection import connections
 from tortoise.contrib.starlette import RegisterTortoise
 
 from auth.tokens import JwtCodec
+from resolvers import limits
 from resolvers.clock import Clock
 from schema import build_schema
 from server.db import tortoise_config
@@ -88,12 +89,18 @@ def create_app(settings: Settings, *, clock: Clock | None = None, generate_schem
     """The app for ``settings`` (already checked). ``generate_schemas`` is for tests and throwaway databases."""
     clock = clock or Clock(settings.clock_offset)
     codec = JwtCodec(settings.jwt_secret, settings.jwt_previous_secrets, issuer=settings.jwt_issuer, audience=settings.jwt_audience)
-    graphql_app = GraphQLApp(build_schema(introspection=not settings.production), settings=settings, clock=clock, codec=codec)
+    limit_store = limits.store_for(settings.redis_url)
+    graphql_app = GraphQLApp(
+        build_schema(introspection=not settings.production), settings=settings, clock=clock, codec=codec, limit_store=limit_store
+    )
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette):
-        async with RegisterTortoise(app, config=tortoise_config(settings.database_url), generate_schemas=generate_schemas):
-            yield
+        try:
+            async with RegisterTortoise(app, config=tortoise_config(settings.database_url), generate_schemas=generate_schemas):
+                yield
+        finally:
+            await limit_store.aclose()
 
     app = Starlette(
         routes=[

@@ -1,4 +1,8 @@
-"""The GraphQL endpoint: builds the one Context per request and encodes responses with orjson."""
+"""The GraphQL endpoint: builds the one Context per request and encodes responses with orjson.
+
+Batched requests (a JSON list of operations) are refused: Strawberry's batching stays off, so each request is
+one operation, checked, costed and charged on its own.
+"""
 
 from __future__ import annotations
 
@@ -12,16 +16,22 @@ from strawberry.asgi import GraphQL
 
 from auth.credentials import authenticate
 from auth.tokens import JwtCodec
+from resolvers import limits
 from resolvers.clock import Clock
 from resolvers.context import Context
 
 
 class GraphQLApp(GraphQL):
-    def __init__(self, schema, *, settings, clock: Clock, codec: JwtCodec, **kwargs: Any) -> None:
+    def __init__(
+        self, schema, *, settings, clock: Clock, codec: JwtCodec, limit_store: limits.Store, **kwargs: Any
+    ) -> None:
         super().__init__(schema, graphql_ide="graphiql" if not settings.production else None, **kwargs)
+        if schema.config.batching_config is not None:
+            raise ValueError("batched operations are refused: keep Strawberry's batching off")
         self.settings = settings
         self.clock = clock
         self.codec = codec
+        self.limit_store = limit_store
 
     async def get_context(self, request: Request, response: Response) -> Context:
         request_id = getattr(request.state, "request_id", None) or uuid.uuid4().hex
@@ -36,6 +46,7 @@ class GraphQLApp(GraphQL):
             request=request,
             response=response,
             client_address=request.client.host if request.client else None,
+            state={limits.STORE: self.limit_store},
         )
 
     def encode_json(self, data: object) -> bytes:
