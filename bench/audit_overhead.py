@@ -30,16 +30,16 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import httpx  # noqa: E402
+import httpx
 
-from auth import passwords  # noqa: E402
-from models import Chart, Member, Practice  # noqa: E402
-from models.enums import Role  # noqa: E402
-from resolvers import audit, members  # noqa: E402
-from resolvers.ids import encode  # noqa: E402
-from schema import schema  # noqa: E402
-from server.app import create_app  # noqa: E402
-from server.settings import Settings  # noqa: E402
+from auth import passwords
+from models import Chart, Member, Practice
+from models.enums import Role
+from resolvers import audit, members
+from resolvers.ids import encode
+from schema import schema
+from server.app import create_app
+from server.settings import Settings
 
 PASSWORD = "correct horse battery"
 HAS_CHARTS = "charts" in {f.name for f in schema.get_type_by_name("Practice").fields}

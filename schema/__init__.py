@@ -27,11 +27,12 @@ from schema.audit import AuditTrail
 from schema.base import Node
 from schema.errors import ErrorCodes, ParserCache
 from schema.execution import FastExecutionContext
-from schema.limits import QueryLimits, QueryShapeRule
+from schema.limits import MAX_ALIASES, MAX_DEPTH, MAX_QUERY_COST, QueryLimits, QueryShapeRule
 
 AREAS = (sessions, practices, members, plans, invitations, subscriptions, charts, billing, api_tokens, audit, limits)
 
 MAX_TOKENS = 5000
+__all__ = ["MAX_ALIASES", "MAX_DEPTH", "MAX_QUERY_COST", "MAX_TOKENS", "Mutation", "Query", "build_schema", "schema"]
 
 # Built once at import: Strawberry's limiter extensions would build new rule classes per request, which
 # defeats the ValidationCache (strawberry#4635). The rules are the same objects for every request.

@@ -32,7 +32,7 @@ class ApiToken(Node):
     row: strawberry.Private[ApiTokenRow]
 
     @strawberry.field
-    async def created_by(self, info: Info) -> Annotated["Member", strawberry.lazy("schema.members")]:
+    async def created_by(self, info: Info) -> Annotated["Member", strawberry.lazy("schema.members")]:  # noqa: UP037
         from schema.members import Member
 
         return Member.of(await members.get_member(info.context, self.row.created_by_id))

@@ -47,7 +47,7 @@ class AuditEvent(Node):
         )
 
     @strawberry.field(description="Null for events with no signed-in member, e.g. a failed log-in.")
-    async def actor(self, info: Info) -> Annotated["Member", strawberry.lazy("schema.members")] | None:
+    async def actor(self, info: Info) -> Annotated["Member", strawberry.lazy("schema.members")] | None:  # noqa: UP037
         from schema.members import Member
 
         if self.row.actor_id is None:

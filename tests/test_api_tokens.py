@@ -20,7 +20,7 @@ def iso(moment: datetime) -> str:
 
 
 def parse(text: str) -> datetime:
-    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+    return datetime.fromisoformat(text)
 
 
 # ------------------------------------------------------------------ issuing
