@@ -8,6 +8,7 @@ server process shares them. The store of the app is in ``ctx.state[STORE]`` (ser
 from __future__ import annotations
 
 import hashlib
+import logging
 import math
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
@@ -16,6 +17,8 @@ from typing import Protocol
 from auth.viewer import Viewer
 from resolvers.context import Context
 from resolvers.errors import RateLimited
+
+log = logging.getLogger("groups_api.limits")
 
 STORE = "limits.store"
 USAGE = "limits.usage"
@@ -53,12 +56,16 @@ class Usage:
         return max(1, math.ceil((self.reset_at - now).total_seconds()))
 
 
+class StoreUnavailable(Exception):
+    """The store cannot be reached (Redis down)."""
+
+
 class Store(Protocol):
     async def charge(self, key: str, amount: int, *, limit: int, window: timedelta, now: datetime) -> Usage:
         """Atomically add ``amount`` to the window of ``key`` if the total stays within ``limit``.
 
         A window starts with the first hit and lasts ``window``; then the next hit starts a new one.
-        ``amount=0`` only reads the count.
+        ``amount=0`` only reads the count. Raises StoreUnavailable when the store cannot be reached.
         """
 
     async def clear(self, key: str) -> None: ...
@@ -141,10 +148,13 @@ class RedisStore:
         self._charge = self.redis.register_script(_CHARGE_SCRIPT)
 
     async def charge(self, key: str, amount: int, *, limit: int, window: timedelta, now: datetime) -> Usage:
+        from redis.exceptions import RedisError
+
         window_ms = int(window.total_seconds() * 1000)
-        allowed, used, start_ms = await self._charge(
-            keys=[self.PREFIX + key], args=[_ms(now), window_ms, limit, amount]
-        )
+        try:
+            allowed, used, start_ms = await self._charge(keys=[self.PREFIX + key], args=[_ms(now), window_ms, limit, amount])
+        except (RedisError, OSError) as exc:
+            raise StoreUnavailable(str(exc)) from exc
         start = datetime.fromtimestamp(int(start_ms) / 1000, tz=UTC)
         return Usage(limit=limit, used=int(used), reset_at=start + window, allowed=bool(allowed))
 
@@ -182,13 +192,19 @@ async def charge_budget(ctx: Context, cost: int) -> Usage | None:
     """Take ``cost`` points from the viewer's hourly budget, or refuse with RATE_LIMITED (nothing taken).
 
     Anonymous requests have no budget (sign-up and log-in are throttled by ``check_guessing`` instead).
+    When the store is down the request goes through uncharged (logged): budgets protect the service, and
+    losing Redis should not take the whole API down with it. (Guessing checks, by contrast, fail closed.)
     """
     if ctx.viewer is None:
         return None
     now = ctx.clock.now()
-    usage = await store(ctx).charge(
-        budget_key(ctx.viewer), cost, limit=ctx.settings.rate_limit_points, window=BUDGET_WINDOW, now=now
-    )
+    try:
+        usage = await store(ctx).charge(
+            budget_key(ctx.viewer), cost, limit=ctx.settings.rate_limit_points, window=BUDGET_WINDOW, now=now
+        )
+    except StoreUnavailable:
+        log.exception("rate-limit store unavailable: request %s goes through uncharged", ctx.request_id)
+        return None
     usage = replace(usage, cost=cost)
     ctx.state[USAGE] = usage
     if not usage.allowed:

@@ -7,7 +7,8 @@ from datetime import UTC, datetime, timedelta
 
 from models import ApiToken, Member
 from models.enums import MemberStatus, Permission, Role
-from tests.platform_support import CREATE_TOKEN, REVOKE_TOKEN, add_member, create_token
+from tests.factories import add_member
+from tests.platform_support import CREATE_TOKEN, REVOKE_TOKEN, create_token
 
 ACCESS = "{ viewerAccess { scopes effectivePermissions member { id } apiToken { id name scopes } } }"
 MEMBERS = "{ practice { name members { totalCount edges { node { id name } } } } }"
@@ -70,8 +71,8 @@ async def test_expiry_must_be_in_the_next_year_and_bad_input_creates_nothing(api
 
 async def test_managing_tokens_needs_manage_api_tokens(api):
     await api.sign_up()
-    plain = await add_member(api, email="plain@example.com")
-    allowed = await add_member(api, email="keeper@example.com", permissions=(Permission.MANAGE_API_TOKENS,))
+    plain = (await add_member(api, "calm-minds", "plain@example.com")).token
+    allowed = (await add_member(api, "calm-minds", "keeper@example.com", permissions=(Permission.MANAGE_API_TOKENS,))).token
 
     code, body = await api.error(CREATE_TOKEN, {"i": {"name": "x", "scopes": ["READ_MEMBERS"]}}, plain)
     assert code == "FORBIDDEN"
@@ -154,7 +155,7 @@ async def test_a_permission_field_with_a_scope_needs_both(api):
     assert code == "FORBIDDEN"
 
     # A creator without VIEW_AUDIT_LOG gives no audit log to their token, whatever its scopes.
-    keeper = await add_member(api, email="keeper@example.com", permissions=(Permission.MANAGE_API_TOKENS,))
+    keeper = (await add_member(api, "calm-minds", "keeper@example.com", permissions=(Permission.MANAGE_API_TOKENS,))).token
     narrow = (await create_token(api, keeper, ["READ_AUDIT_LOG"]))["token"]
     code, _ = await api.error(audit_log, token=narrow)
     assert code == "FORBIDDEN"
@@ -162,7 +163,7 @@ async def test_a_permission_field_with_a_scope_needs_both(api):
 
 async def test_mutations_without_a_scope_are_for_sessions_alone(api):
     owner = await api.sign_up()
-    clinician = await add_member(api, email="casey@example.com")
+    clinician = (await add_member(api, "calm-minds", "casey@example.com")).token
     every_scope = ["READ_MEMBERS", "READ_CHARTS", "WRITE_CHARTS", "READ_CHART_NOTES", "WRITE_CHART_NOTES",
                    "READ_BILLING", "WRITE_BILLING", "READ_AUDIT_LOG"]
     created = await create_token(api, owner["accessToken"], every_scope)
@@ -221,7 +222,7 @@ async def test_expired_token_is_refused(api, clock):
 
 async def test_token_of_a_deactivated_creator_is_refused(api):
     owner = (await api.sign_up())["accessToken"]
-    keeper = await add_member(api, email="keeper@example.com", permissions=(Permission.MANAGE_API_TOKENS,))
+    keeper = (await add_member(api, "calm-minds", "keeper@example.com", permissions=(Permission.MANAGE_API_TOKENS,))).token
     created = await create_token(api, keeper, ["READ_MEMBERS"])
     await api.ok(MEMBERS, token=created["token"])
     keeper_id = (await api.ok("{ viewer { id } }", token=keeper))["viewer"]["id"]
@@ -235,7 +236,7 @@ async def test_token_of_a_deactivated_creator_is_refused(api):
 
 async def test_token_stops_when_its_creator_is_deactivated_even_if_never_revoked(api):
     await api.sign_up()
-    keeper = await add_member(api, email="keeper@example.com", permissions=(Permission.MANAGE_API_TOKENS,))
+    keeper = (await add_member(api, "calm-minds", "keeper@example.com", permissions=(Permission.MANAGE_API_TOKENS,))).token
     created = await create_token(api, keeper, ["READ_MEMBERS"])
     await Member.filter(email="keeper@example.com").update(status=MemberStatus.DEACTIVATED)
     code, _ = await api.error(MEMBERS, token=created["token"])
@@ -283,7 +284,7 @@ async def test_tokens_of_another_practice_are_out_of_reach(api):
 async def test_administrator_with_the_permission_manages_tokens_of_others(api):
     owner = (await api.sign_up())["accessToken"]
     created = await create_token(api, owner, ["READ_MEMBERS"])
-    admin = await add_member(api, email="admin@example.com", role=Role.ADMINISTRATOR, permissions=(Permission.MANAGE_API_TOKENS,))
+    admin = (await add_member(api, "calm-minds", "admin@example.com", role=Role.ADMINISTRATOR, permissions=(Permission.MANAGE_API_TOKENS,))).token
     await api.ok(REVOKE_TOKEN, {"i": {"apiTokenId": created["apiToken"]["id"]}}, admin)
     code, _ = await api.error("{ viewer { id } }", token=created["token"])
     assert code == "UNAUTHENTICATED"

@@ -15,7 +15,8 @@ from models.enums import Permission, Role
 from resolvers import audit
 from server.app import create_app
 from tests.conftest import Api
-from tests.platform_support import REVOKE_TOKEN, add_member, create_token
+from tests.factories import add_member
+from tests.platform_support import REVOKE_TOKEN, create_token
 
 LOG = """query($f: AuditFilter, $first: Int, $after: String) { practice { auditLog(first: $first, after: $after, filter: $f) {
     totalCount pageInfo { hasNextPage endCursor }
@@ -55,7 +56,7 @@ async def test_log_ins_and_failed_log_ins_are_recorded(api):
 
 async def test_denials_are_recorded_even_though_the_request_fails(api):
     owner = (await api.sign_up())["accessToken"]
-    clinician = await add_member(api, email="casey@example.com")
+    clinician = (await add_member(api, "calm-minds", "casey@example.com")).token
     casey = (await api.ok(MEMBER_ID, token=clinician))["viewer"]["id"]
 
     code, _ = await api.error(TOKENS, token=clinician)
@@ -78,7 +79,7 @@ async def test_denials_are_recorded_even_though_the_request_fails(api):
 async def test_member_changes_are_recorded_with_actor_and_target(api):
     owner = await api.sign_up()
     session = owner["accessToken"]
-    clinician = await add_member(api, email="casey@example.com")
+    clinician = (await add_member(api, "calm-minds", "casey@example.com")).token
     casey = (await api.ok(MEMBER_ID, token=clinician))["viewer"]["id"]
 
     await api.ok("mutation($i: UpdateMemberInput!) { updateMember(input: $i) { member { role } } }",
@@ -118,7 +119,7 @@ async def test_token_changes_and_what_tokens_do_are_recorded(api):
 
 async def test_events_of_reads_and_denials_are_withheld_with_the_response_if_they_cannot_be_written(api, monkeypatch):
     await api.sign_up()
-    clinician = await add_member(api, email="casey@example.com")
+    clinician = (await add_member(api, "calm-minds", "casey@example.com")).token
 
     async def broken(*args, **kwargs):
         raise RuntimeError("database gone")
@@ -166,8 +167,8 @@ async def test_filters_and_keyset_pages(api, clock):
 
 async def test_the_log_needs_view_audit_log_and_stays_in_its_practice(api):
     owner = (await api.sign_up())["accessToken"]
-    clinician = await add_member(api, email="casey@example.com")
-    auditor = await add_member(api, email="audrey@example.com", role=Role.ADMINISTRATOR, permissions=(Permission.VIEW_AUDIT_LOG,))
+    clinician = (await add_member(api, "calm-minds", "casey@example.com")).token
+    auditor = (await add_member(api, "calm-minds", "audrey@example.com", role=Role.ADMINISTRATOR, permissions=(Permission.VIEW_AUDIT_LOG,))).token
     other = (await api.sign_up(practice="Other Place", email="boss@example.com"))["accessToken"]
     await create_token(api, owner, ["READ_MEMBERS"])
 

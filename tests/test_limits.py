@@ -18,7 +18,8 @@ from models.enums import PracticeKind
 from resolvers import limits
 from schema.limits import MAX_ALIASES, MAX_DEPTH, MAX_QUERY_COST, QueryShapeRule, query_cost
 from tests.conftest import PASSWORD, Api
-from tests.platform_support import add_member, create_token
+from tests.factories import add_member
+from tests.platform_support import create_token
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
 RATE = "{ rateLimit { limit cost remaining resetAt } }"
@@ -41,10 +42,13 @@ def store_kind(request) -> str:
     return request.param
 
 
+STORES = {"memory": None, "redis": REDIS_URL, "unreachable": "redis://127.0.0.1:1/0"}
+
+
 @pytest.fixture
 def settings(settings, store_kind):
     """Every test here runs with budgets in memory and again in Redis; a small budget keeps them short."""
-    return settings.with_(redis_url=REDIS_URL if store_kind == "redis" else None, rate_limit_points=20)
+    return settings.with_(redis_url=STORES[store_kind], rate_limit_points=20)
 
 
 def random_address() -> str:
@@ -313,6 +317,17 @@ async def test_the_app_keeps_budgets_in_redis_when_configured(api, store_kind, p
         await store.aclose()
 
 
+@pytest.mark.parametrize("store_kind", ["unreachable"])
+async def test_with_redis_down_requests_go_through_uncharged_but_log_ins_fail_closed(api, store_kind, caplog):
+    owner = (await api.sign_up())["accessToken"]
+    data = await api.ok("{ viewer { id } rateLimit { remaining } }", token=owner)
+    assert data["viewer"]["id"] and data["rateLimit"] is None
+    assert any("uncharged" in r.getMessage() for r in caplog.records)
+    body = await api.log_in("calm-minds", "owner@example.com")
+    assert body["errors"][0]["extensions"]["code"] == "INTERNAL"
+    assert "6379" not in str(body) and "127.0.0.1:1" not in str(body)
+
+
 # ------------------------------------------------------------------ guessing log-ins
 
 
@@ -330,7 +345,7 @@ async def test_failed_log_ins_are_throttled_per_account(api, client, app, clock,
     assert await AuditEvent.filter(action="auth.login_failed").count() == failed_before
 
     # Another account from the same address is not locked.
-    await add_member(api, slug, email="casey@example.com")
+    await add_member(api, slug, "casey@example.com")
     clock.advance(limits.ACCOUNT_GUESSES.window)
     assert not (await api.log_in(slug, "owner@example.com")).get("errors")
 
