@@ -114,7 +114,8 @@ async def record_many(
     async with in_transaction() as conn:
         if practice_id is not None and conn.capabilities.dialect != "sqlite":
             # The practice row's lock orders concurrent appends (SQLite runs one transaction at a time anyway).
-            await Practice.select_for_update().using_db(conn).filter(id=practice_id).values_list("id")
+            # Not values_list(): Tortoise drops FOR UPDATE from it.
+            await Practice.select_for_update().using_db(conn).filter(id=practice_id).only("id")
         last = (
             await AuditEvent.filter(practice_id=practice_id)
             .using_db(conn)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
@@ -213,6 +214,18 @@ async def _busy_practice(api) -> None:
 async def test_an_untouched_chain_verifies(api):
     await _busy_practice(api)
     assert len(await _events()) == 5
+    assert await audit.verify_all() == []
+
+
+async def test_concurrent_appends_keep_one_unbroken_chain(api):
+    await api.sign_up()
+    clinician = (await add_member(api, "calm-minds", "casey@example.com")).token
+    failures = [api.log_in("calm-minds", "owner@example.com", password="not the password") for _ in range(8)]
+    denials = [api.post(TOKENS, token=clinician) for _ in range(8)]
+    await asyncio.gather(*failures, *denials)
+    events = await _events()
+    assert [e.sequence for e in events] == list(range(1, len(events) + 1))
+    assert sum(e.action in ("auth.login_failed", "auth.denied") for e in events) == 16
     assert await audit.verify_all() == []
 
 
