@@ -84,11 +84,12 @@ class _ShapeMeter:
                     continue  # introspection is off in production, and its own shape is fixed
                 inner = self.selection_set(selection.selection_set)
                 depth, aliases = max(depth, 1 + inner.depth), aliases + inner.aliases
+                continue
+            if isinstance(selection, FragmentSpreadNode):
+                inner = self.fragment(selection.name.value)
             else:
-                inner = self.fragment(selection.name.value) if isinstance(selection, FragmentSpreadNode) else (
-                    self.selection_set(selection.selection_set)
-                )
-                depth, aliases = max(depth, inner.depth), aliases + inner.aliases
+                inner = self.selection_set(selection.selection_set)
+            depth, aliases = max(depth, inner.depth), aliases + inner.aliases
         return Shape(depth, aliases)
 
     def fragment(self, name: str) -> Shape:
