@@ -18,7 +18,7 @@ from auth.tokens import hash_secret, new_secret
 from models import Invitation, Member
 from models.enums import MemberStatus, Permission, Role, TraineeStatus
 from models.invitations import InvitationStatus
-from resolvers import audit, charts, outbox, subscriptions, validation
+from resolvers import audit, charts, limits, outbox, subscriptions, validation
 from resolvers.context import Context
 from resolvers.errors import BadInput, Conflict, Forbidden, NotFound
 from resolvers.ids import decode, encode
@@ -206,9 +206,12 @@ async def accept(ctx: Context, *, token: str, name: str, password: str) -> Signe
     name = validation.text(name, field="input.name")
     validation.password(password)
     token_hash = hash_secret(token or "")
+    # Guessing tokens is throttled per client address (and per token); only failures count.
+    await limits.check_guessing(ctx, f"invitation:{token_hash}")
     invitation = await Invitation.filter(token_hash=token_hash).first()
     now = ctx.clock.now()
     if invitation is None or status_of(invitation, now) != InvitationStatus.PENDING:
+        await limits.record_failure(ctx, f"invitation:{token_hash}")
         raise BadInput(INVALID_TOKEN, field="input.token")
     password_hash = passwords.hash_password(password)
     async with in_transaction() as conn:

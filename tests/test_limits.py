@@ -19,6 +19,7 @@ from resolvers import limits
 from schema.limits import MAX_ALIASES, MAX_DEPTH, MAX_QUERY_COST, QueryShapeRule, query_cost
 from tests.conftest import PASSWORD, Api
 from tests.factories import add_member
+from tests.factories_subscriptions import ACCEPT, accept, group_practice, invite
 from tests.platform_support import create_token
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
@@ -375,6 +376,25 @@ async def test_successful_log_ins_are_never_slowed(api, practice_name):
             await api.log_in(slug, "owner@example.com", password="wrong password!!")
         body = await api.log_in(slug, "owner@example.com", password=PASSWORD)
         assert not body.get("errors"), body
+
+
+async def test_guessing_invitation_tokens_is_throttled_per_address(api, app, practice_name):
+    owner = await group_practice(api, practice=practice_name)
+    issued = await invite(api, owner, "casey@example.com")
+    for i in range(limits.ADDRESS_GUESSES.limit - 1):
+        code, _ = await api.error(ACCEPT, {"i": {"token": f"guess-{i}", "name": "Mallory", "password": PASSWORD}})
+        assert code == "BAD_USER_INPUT"
+    # Successes are not counted (nor slowed): the real token still works with one failure left.
+    assert (await accept(api, issued["token"]))["member"]["role"] == "CLINICIAN"
+    code, _ = await api.error(ACCEPT, {"i": {"token": "one-more", "name": "Mallory", "password": PASSWORD}})
+    assert code == "BAD_USER_INPUT"
+    code, body = await api.error(ACCEPT, {"i": {"token": "and-another", "name": "Mallory", "password": PASSWORD}})
+    assert code == "RATE_LIMITED" and body["errors"][0]["extensions"]["retryAfter"] > 0
+
+    elsewhere = httpx.ASGITransport(app=app, client=(random_address(), 40000))
+    async with httpx.AsyncClient(transport=elsewhere, base_url="http://test") as http:
+        code, _ = await Api(http).error(ACCEPT, {"i": {"token": "from-elsewhere", "name": "Mallory", "password": PASSWORD}})
+        assert code == "BAD_USER_INPUT"
 
 
 # ------------------------------------------------------------------ request size and batching
