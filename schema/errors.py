@@ -14,7 +14,8 @@ from resolvers.errors import AppError
 
 log = logging.getLogger("groups_api.errors")
 
-_TOO_COMPLEX_MARKERS = ("exceeds maximum operation depth", "aliases found", "document contains more than")
+# Depth, aliases and cost are refused with their code already set (schema/limits.py); the parser's token limit is not.
+_TOO_COMPLEX_MARKERS = ("document contains more than",)
 
 
 def _code_for_validation(error: GraphQLError) -> str:
