@@ -238,8 +238,10 @@ def _digest(value: str) -> str:
 async def check_guessing(ctx: Context, key: str) -> None:
     """Refuse with RATE_LIMITED when ``key`` (e.g. an account) or the client address has failed too often lately.
 
-    Call it before checking a secret (password, invitation token); call ``record_failure`` when the check fails
-    and ``record_success`` when it passes. Only failures count, so successful calls are never slowed.
+    Call it before checking a secret (password, invitation token), ``record_failure`` when the check fails, and
+    ``record_success`` when it passes if the key's failures should be forgotten. Only failures count, so
+    successful calls are never slowed. Check and count are two steps: guesses sent at the same moment can pass
+    the limit by as many as arrive together, no more.
     """
     now = ctx.clock.now()
     for name, policy in _guess_keys(ctx, key):
