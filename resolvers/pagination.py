@@ -39,7 +39,7 @@ def _encode_value(value: Any) -> Any:
         return {"u": value.hex}
     if isinstance(value, Decimal):
         return {"n": str(value)}
-    if hasattr(value, "value") and isinstance(getattr(value, "value"), str):  # enums
+    if hasattr(value, "value") and isinstance(value.value, str):  # enums
         return value.value
     return value
 

@@ -6,7 +6,8 @@ from decimal import Decimal, InvalidOperation
 
 from email_validator import EmailNotValidError, validate_email
 
-from auth.passwords import MAX_LENGTH as PASSWORD_MAX, MIN_LENGTH as PASSWORD_MIN
+from auth.passwords import MAX_LENGTH as PASSWORD_MAX
+from auth.passwords import MIN_LENGTH as PASSWORD_MIN
 from resolvers.errors import BadInput
 
 

@@ -8,18 +8,18 @@ from datetime import date, datetime
 import strawberry
 from strawberry.types import Info
 
+from auth.viewer import effective_permissions
 from models import Member as MemberRow
 from models.enums import Permission as P
 from models.enums import Role as R
+from models.enums import TokenScope as S
 from resolvers import ids, members
-from auth.viewer import effective_permissions
 from schema.base import MemberStatus, Node, PageInfo, Permission, Role, TraineeStatus, connection
 from schema.charts import MemberChartsFields
 from schema.directives import guard
 from schema.node import node_type
 from schema.plans import Plan
 from schema.subscriptions import MemberLicenseFields, SubscriptionCharge
-from models.enums import TokenScope as S
 
 
 @strawberry.type(

@@ -79,7 +79,7 @@ async def healthz(request: Request) -> PlainTextResponse:
 async def readyz(request: Request) -> JSONResponse:
     try:
         await connections.get("default").execute_query("SELECT 1")
-    except Exception:  # noqa: BLE001 - any failure means not ready
+    except Exception:
         log.warning("readiness check failed", exc_info=True)
         return JSONResponse({"ready": False}, status_code=503)
     return JSONResponse({"ready": True})
