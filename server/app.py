@@ -18,7 +18,7 @@ from tortoise.contrib.starlette import RegisterTortoise
 from auth.tokens import JwtCodec
 from resolvers.clock import Clock
 from schema import build_schema
-from server.db import tortoise_config
+from server.db import install_postgres_indexes, tortoise_config
 from server.graphql import GraphQLApp
 from server.settings import Settings
 
@@ -93,6 +93,8 @@ def create_app(settings: Settings, *, clock: Clock | None = None, generate_schem
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette):
         async with RegisterTortoise(app, config=tortoise_config(settings.database_url), generate_schemas=generate_schemas):
+            if generate_schemas:
+                await install_postgres_indexes()
             yield
 
     app = Starlette(
