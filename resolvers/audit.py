@@ -69,7 +69,8 @@ async def record_many(
     now = ctx.clock.now()
     async with in_transaction() as conn:
         if practice_id is not None:
-            await Practice.select_for_update().using_db(conn).filter(id=practice_id).values_list("id")
+            # .only(), not .values_list(): Tortoise drops FOR UPDATE from values queries.
+            await Practice.select_for_update().using_db(conn).filter(id=practice_id).only("id")
         last = (
             await AuditEvent.filter(practice_id=practice_id)
             .using_db(conn)

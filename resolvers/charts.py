@@ -104,6 +104,19 @@ def search_term(search: str | None) -> str | None:
     return term.lower() if term else None
 
 
+def filtered_charts(viewer: Viewer, *, clinician_id: str | None, search: str | None, status: ChartStatus | None) -> QuerySet[Chart]:
+    """Practice.charts' query: the visible charts, filtered by assigned clinician, status and patient name."""
+    charts = visible_charts(viewer)
+    if clinician_id is not None:
+        charts = charts.filter(id__in=_assigned_to(decode(clinician_id, "Member", field="clinicianId")))
+    if status is not None:
+        charts = charts.filter(status=status)
+    if (term := search_term(search)) is not None:
+        # Tortoise escapes % and _ in the term; on PostgreSQL the trigram index serves this LIKE '%term%'.
+        charts = charts.filter(patient_name_search__contains=term)
+    return charts
+
+
 async def list_charts(
     ctx: Context,
     *,
@@ -113,15 +126,8 @@ async def list_charts(
     search: str | None,
     status: ChartStatus | None,
 ) -> Page[Chart]:
-    """Practice.charts: the visible charts, newest first, filtered by assigned clinician, status and name."""
-    charts = visible_charts(ctx.viewer)
-    if clinician_id is not None:
-        charts = charts.filter(id__in=_assigned_to(decode(clinician_id, "Member", field="clinicianId")))
-    if status is not None:
-        charts = charts.filter(status=status)
-    if (term := search_term(search)) is not None:
-        # Tortoise escapes % and _ in the term; on PostgreSQL the trigram index serves this LIKE '%term%'.
-        charts = charts.filter(patient_name_search__contains=term)
+    """Practice.charts, newest first."""
+    charts = filtered_charts(ctx.viewer, clinician_id=clinician_id, search=search, status=status)
     page = await paginate(charts, order=ORDER, first=first, after=after)
     await _record(ctx, "chart.read", [c.id for c in page.items], "Practice.charts")
     return page
@@ -172,13 +178,13 @@ def _charts_of(page: Page[ChartAssignment], charts: dict[uuid.UUID, Chart]) -> P
 
 
 async def assigned_clinicians(ctx: Context, chart_id: uuid.UUID) -> list[Member]:
-    """Chart.assignedClinicians, first assigned first (the chart itself was already authorized)."""
+    """Chart.assignedClinicians, first assigned first, then by name (the chart itself was already authorized)."""
 
     async def batch(chart_ids: Sequence[uuid.UUID]) -> list[list[Member]]:
         rows = (
             await ChartAssignment.filter(chart_id__in=list(chart_ids), clinician__practice_id=ctx.viewer.practice.id)
             .select_related("clinician")
-            .order_by("created_at", "id")
+            .order_by("created_at", "clinician__name", "clinician_id")
         )
         by_chart: dict[uuid.UUID, list[Member]] = defaultdict(list)
         for assignment in rows:
@@ -309,7 +315,8 @@ async def _assignment_target(ctx: Context, chart_id: str, clinician_id: str) -> 
 
 async def _lock_chart(chart: Chart, connection) -> None:
     """Serialise assignment changes of one chart (PostgreSQL row lock; SQLite serialises writes anyway)."""
-    await Chart.select_for_update().using_db(connection).filter(id=chart.id).values_list("id")
+    # .only(), not .values_list(): Tortoise drops FOR UPDATE from values queries.
+    await Chart.select_for_update().using_db(connection).filter(id=chart.id).only("id")
 
 
 async def assign(ctx: Context, chart_id: str, clinician_id: str) -> Chart:
@@ -357,7 +364,7 @@ async def reassign_all(from_id: uuid.UUID, to_id: uuid.UUID, *, now: datetime, c
     if not chart_ids:
         return 0
     # The same per-chart lock as assign/unassign, so a concurrent assignChart cannot collide with the move.
-    await Chart.select_for_update().using_db(connection).filter(id__in=chart_ids).values_list("id")
+    await Chart.select_for_update().using_db(connection).filter(id__in=chart_ids).order_by("id").only("id")
     already = set(
         await ChartAssignment.filter(clinician_id=to_id, chart_id__in=chart_ids).using_db(connection).values_list("chart_id", flat=True)
     )
