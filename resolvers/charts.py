@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import uuid
 from collections import defaultdict
-from collections.abc import Awaitable, Callable, Hashable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Hashable, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import replace
 from datetime import date, datetime
 
+from tortoise.backends.base.client import BaseDBAsyncClient
 from tortoise.expressions import Subquery
 from tortoise.queryset import QuerySet
 from tortoise.transactions import in_transaction
@@ -104,7 +106,9 @@ def search_term(search: str | None) -> str | None:
     return term.lower() if term else None
 
 
-def filtered_charts(viewer: Viewer, *, clinician_id: str | None, search: str | None, status: ChartStatus | None) -> QuerySet[Chart]:
+def filtered_charts(
+    viewer: Viewer, *, clinician_id: str | None, search: str | None, status: ChartStatus | None
+) -> QuerySet[Chart]:
     """Practice.charts' query: the visible charts, filtered by assigned clinician, status and patient name."""
     charts = visible_charts(viewer)
     if clinician_id is not None:
@@ -128,9 +132,27 @@ async def list_charts(
 ) -> Page[Chart]:
     """Practice.charts, newest first."""
     charts = filtered_charts(ctx.viewer, clinician_id=clinician_id, search=search, status=status)
-    page = await paginate(charts, order=ORDER, first=first, after=after)
+    if search_term(search) is None:
+        page = await paginate(charts, order=ORDER, first=first, after=after)
+    else:
+        async with planned_for_its_values() as conn:
+            page = await paginate(charts.using_db(conn), order=ORDER, first=first, after=after)
     await _record(ctx, "chart.read", [c.id for c in page.items], "Practice.charts")
     return page
+
+
+@asynccontextmanager
+async def planned_for_its_values() -> AsyncIterator[BaseDBAsyncClient]:
+    """A connection on which PostgreSQL plans each statement for its actual parameters.
+
+    asyncpg prepares statements, and after five runs PostgreSQL may switch to a generic plan that cannot know how
+    selective `LIKE $1` is: for a rare name it then walks the practice's charts newest first instead of asking the
+    trigram index (measured at 100,000 charts: 45-130 ms instead of 7-50 ms).
+    """
+    async with in_transaction() as conn:
+        if conn.capabilities.dialect == "postgres":
+            await conn.execute_script("SET LOCAL plan_cache_mode = force_custom_plan")
+        yield conn
 
 
 PageKey = tuple[uuid.UUID, int | None, str | None]
@@ -219,7 +241,9 @@ async def get_note(ctx: Context, note_id: uuid.UUID) -> ChartNote | None:
     async def batch(ids: Sequence[uuid.UUID]) -> list[ChartNote | None]:
         rows = {n.id: n for n in await visible_notes(ctx.viewer).filter(id__in=list(ids))}
         events = [
-            audit.PendingEvent("chart.notes_read", encode("Chart", n.chart_id), {"via": "node", "note": encode("ChartNote", n.id)})
+            audit.PendingEvent(
+                "chart.notes_read", encode("Chart", n.chart_id), {"via": "node", "note": encode("ChartNote", n.id)}
+            )
             for n in rows.values()
         ]
         await audit.record_many(ctx, events)
@@ -252,7 +276,9 @@ async def _clinicians_for_new_chart(ctx: Context, clinician_ids: list[str] | Non
     requested = list(dict.fromkeys(decode_many(clinician_ids, "Member", field="input.clinicianIds")))
     if any(pk != viewer.member.id for pk in requested) and not viewer.has(Permission.ASSIGN_CHARTS):
         raise Forbidden("assigning clinicians to a chart needs the permission ASSIGN_CHARTS")
-    clinicians = [_require_assignable(m, field="input.clinicianIds") for m in await members.member_loader(ctx).load_many(requested)]
+    clinicians = [
+        _require_assignable(m, field="input.clinicianIds") for m in await members.member_loader(ctx).load_many(requested)
+    ]
     if viewer.role == Role.CLINICIAN and viewer.member.id not in requested:
         clinicians.insert(0, viewer.member)
     return clinicians
@@ -366,7 +392,9 @@ async def reassign_all(from_id: uuid.UUID, to_id: uuid.UUID, *, now: datetime, c
     # The same per-chart lock as assign/unassign, so a concurrent assignChart cannot collide with the move.
     await Chart.select_for_update().using_db(connection).filter(id__in=chart_ids).order_by("id").only("id")
     already = set(
-        await ChartAssignment.filter(clinician_id=to_id, chart_id__in=chart_ids).using_db(connection).values_list("chart_id", flat=True)
+        await ChartAssignment.filter(clinician_id=to_id, chart_id__in=chart_ids)
+        .using_db(connection)
+        .values_list("chart_id", flat=True)
     )
     new = [_assignment(c, to_id, now) for c in chart_ids if c not in already]
     if new:

@@ -17,7 +17,6 @@ from tortoise import fields as tortoise_fields
 from tortoise.exceptions import IntegrityError, OperationalError
 from tortoise.transactions import in_transaction
 
-from auth.viewer import Viewer
 from models import AuditEvent, Chart, ChartAssignment, ChartNote, Member, Practice
 from models.charts import ChartStatus
 from models.enums import MemberStatus, Permission, Role, TokenScope
@@ -108,7 +107,9 @@ async def read_assigned_charts(api, w: World, actor: Actor) -> str:
 
 
 async def read_assigned_clinicians(api, w: World, actor: Actor) -> str:
-    data = await api.ok("query($id: ID!) { node(id: $id) { ... on Chart { assignedClinicians { id } } } }", {"id": w.chart}, actor.token)
+    data = await api.ok(
+        "query($id: ID!) { node(id: $id) { ... on Chart { assignedClinicians { id } } } }", {"id": w.chart}, actor.token
+    )
     chart = data["node"]
     return SEEN if chart and [m["id"] for m in chart["assignedClinicians"]] == [w["assigned"].id] else ABSENT
 
@@ -145,7 +146,11 @@ async def _mutation(api, query: str, variables: dict, actor: Actor, written: Cal
 
 async def create(api, w: World, actor: Actor) -> str:
     return await _mutation(
-        api, CREATE_CHART, {"input": {"patientName": "New Patient"}}, actor, lambda: Chart.filter(practice_id=actor.member.practice_id).count()
+        api,
+        CREATE_CHART,
+        {"input": {"patientName": "New Patient"}},
+        actor,
+        lambda: Chart.filter(practice_id=actor.member.practice_id).count(),
     )
 
 
@@ -161,12 +166,16 @@ async def create_assigning(api, w: World, actor: Actor) -> str:
 
 async def assign(api, w: World, actor: Actor) -> str:
     variables = {"input": {"chartId": w.chart, "clinicianId": w.colleague.id}}
-    return await _mutation(api, ASSIGN, variables, actor, lambda: ChartAssignment.filter(clinician_id=w.colleague.member.id).count())
+    return await _mutation(
+        api, ASSIGN, variables, actor, lambda: ChartAssignment.filter(clinician_id=w.colleague.member.id).count()
+    )
 
 
 async def unassign(api, w: World, actor: Actor) -> str:
     variables = {"input": {"chartId": w.chart, "clinicianId": w["assigned"].id}}
-    return await _mutation(api, UNASSIGN, variables, actor, lambda: ChartAssignment.filter(clinician_id=w["assigned"].member.id).count())
+    return await _mutation(
+        api, UNASSIGN, variables, actor, lambda: ChartAssignment.filter(clinician_id=w["assigned"].member.id).count()
+    )
 
 
 async def add_note(api, w: World, actor: Actor) -> str:
@@ -219,7 +228,9 @@ async def test_access_by_role(api, world, operation, role):
 async def test_a_clinician_who_creates_a_chart_is_assigned_to_it(api):
     owner = await factories.owner(api)
     clinician = await factories.add_member(api, owner, "ada@example.com")
-    admin = await factories.add_member(api, owner, "adm@example.com", role=Role.ADMINISTRATOR, permissions=[Permission.ASSIGN_CHARTS])
+    admin = await factories.add_member(
+        api, owner, "adm@example.com", role=Role.ADMINISTRATOR, permissions=[Permission.ASSIGN_CHARTS]
+    )
 
     by_clinician = await factories.create_chart(api, clinician.token, "Kim Lee")
     assert [m["id"] for m in by_clinician["assignedClinicians"]] == [clinician.id]
@@ -241,7 +252,10 @@ async def test_create_chart_keeps_the_fields_given(api):
     )
     assert chart["patientName"] == "Pat   Patient"
     assert (chart["dateOfBirth"], chart["email"], chart["phone"], chart["status"]) == (
-        "1984-06-01", "pat@example.com", "+1 (555) 010-2030", "ACTIVE",
+        "1984-06-01",
+        "pat@example.com",
+        "+1 (555) 010-2030",
+        "ACTIVE",
     )
     blank = await factories.create_chart(api, owner.token, "No Contact", email="  ", phone="")
     assert (blank["email"], blank["phone"], blank["dateOfBirth"]) == (None, None, None)
@@ -385,10 +399,17 @@ async def test_deactivating_a_clinician_moves_their_charts_to_the_successor(api)
     assert await ChartAssignment.filter(clinician_id=leaving.member.id).count() == 2
 
     await api.ok(DEACTIVATE, {"input": {"memberId": leaving.id, "reassignChartsTo": successor.id}}, owner.token)
-    assert set(edge_ids((await api.ok(CHARTS, token=successor.token))["practice"]["charts"])) == {only_leaving["id"], shared["id"]}
+    assert set(edge_ids((await api.ok(CHARTS, token=successor.token))["practice"]["charts"])) == {
+        only_leaving["id"],
+        shared["id"],
+    }
     data = await api.ok(ASSIGNED_CHARTS, {"id": leaving.id}, owner.token)
     assert data["node"]["assignedCharts"]["totalCount"] == 0
-    data = await api.ok("query($id: ID!) { node(id: $id) { ... on Chart { assignedClinicians { id } } } }", {"id": only_leaving["id"]}, owner.token)
+    data = await api.ok(
+        "query($id: ID!) { node(id: $id) { ... on Chart { assignedClinicians { id } } } }",
+        {"id": only_leaving["id"]},
+        owner.token,
+    )
     assert data["node"]["assignedClinicians"] == [{"id": successor.id}]
     [moved] = await audit_events("chart.reassigned")
     assert moved.details["charts"] == 2
@@ -407,7 +428,10 @@ async def test_practice_charts_pages_newest_first(api, clock):
 
     first = (await api.ok(CHARTS, {"first": 2}, owner.token))["practice"]["charts"]
     assert (edge_ids(first), first["totalCount"], first["pageInfo"]["hasNextPage"], first["pageInfo"]["hasPreviousPage"]) == (
-        newest_first[:2], 5, True, False,
+        newest_first[:2],
+        5,
+        True,
+        False,
     )
     second = (await api.ok(CHARTS, {"first": 2, "after": first["pageInfo"]["endCursor"]}, owner.token))["practice"]["charts"]
     assert (edge_ids(second), second["pageInfo"]["hasPreviousPage"]) == (newest_first[2:4], True)
@@ -480,19 +504,30 @@ async def test_member_assigned_charts_pages_each_member_in_one_request(api, cloc
 
     query = """{ practice { members { edges { node { id assignedCharts(first: 2) {
         totalCount pageInfo { hasNextPage endCursor } edges { node { id } } } } } } } }"""
-    members = {e["node"]["id"]: e["node"]["assignedCharts"] for e in (await api.ok(query, token=owner.token))["practice"]["members"]["edges"]}
+    members = {
+        e["node"]["id"]: e["node"]["assignedCharts"]
+        for e in (await api.ok(query, token=owner.token))["practice"]["members"]["edges"]
+    }
     assert (edge_ids(members[ada.id]), members[ada.id]["totalCount"], members[ada.id]["pageInfo"]["hasNextPage"]) == (
-        ada_charts[::-1][:2], 3, True,
+        ada_charts[::-1][:2],
+        3,
+        True,
     )
-    assert (edge_ids(members[bo.id]), members[bo.id]["totalCount"], members[bo.id]["pageInfo"]["hasNextPage"]) == ([bo_chart], 1, False)
+    assert (edge_ids(members[bo.id]), members[bo.id]["totalCount"], members[bo.id]["pageInfo"]["hasNextPage"]) == (
+        [bo_chart],
+        1,
+        False,
+    )
     assert (edge_ids(members[owner.id]), members[owner.id]["totalCount"]) == ([], 0)
-    rest = await api.ok(ASSIGNED_CHARTS, {"id": ada.id, "first": 2, "after": members[ada.id]["pageInfo"]["endCursor"]}, owner.token)
+    rest = await api.ok(
+        ASSIGNED_CHARTS, {"id": ada.id, "first": 2, "after": members[ada.id]["pageInfo"]["endCursor"]}, owner.token
+    )
     assert edge_ids(rest["node"]["assignedCharts"]) == [ada_charts[0]]
     # A clinician sees only the charts they share with a colleague.
     assert (await api.ok(ASSIGNED_CHARTS, {"id": ada.id}, bo.token))["node"]["assignedCharts"]["totalCount"] == 0
-    assert edge_ids((await api.ok("{ viewer { assignedCharts { edges { node { id } } } } }", token=bo.token))["viewer"]["assignedCharts"]) == [
-        bo_chart
-    ]
+    assert edge_ids(
+        (await api.ok("{ viewer { assignedCharts { edges { node { id } } } } }", token=bo.token))["viewer"]["assignedCharts"]
+    ) == [bo_chart]
 
 
 async def test_notes_are_newest_first_and_paged(api, clock):
@@ -506,8 +541,14 @@ async def test_notes_are_newest_first_and_paged(api, clock):
     assert written[1]["author"] == {"id": owner.id}
 
     page = (await api.ok(CHART_NOTES, {"id": chart["id"], "first": 2}, clinician.token))["node"]["notes"]
-    assert ([e["node"]["body"] for e in page["edges"]], page["totalCount"], page["pageInfo"]["hasNextPage"]) == (["three", "two"], 3, True)
-    rest = (await api.ok(CHART_NOTES, {"id": chart["id"], "after": page["pageInfo"]["endCursor"]}, clinician.token))["node"]["notes"]
+    assert ([e["node"]["body"] for e in page["edges"]], page["totalCount"], page["pageInfo"]["hasNextPage"]) == (
+        ["three", "two"],
+        3,
+        True,
+    )
+    rest = (await api.ok(CHART_NOTES, {"id": chart["id"], "after": page["pageInfo"]["endCursor"]}, clinician.token))["node"][
+        "notes"
+    ]
     assert [e["node"]["body"] for e in rest["edges"]] == ["one"]
     code, body = await api.error(factories.ADD_NOTE, {"input": {"chartId": chart["id"], "body": "  "}}, clinician.token)
     assert (code, body["errors"][0]["extensions"]["field"]) == (BAD_INPUT, "input.body")
@@ -516,10 +557,14 @@ async def test_notes_are_newest_first_and_paged(api, clock):
 
 async def test_an_administrator_with_view_all_charts_gets_forbidden_notes_and_the_rest_of_the_list(api):
     owner = await factories.owner(api)
-    admin = await factories.add_member(api, owner, "adm@example.com", role=Role.ADMINISTRATOR, permissions=[Permission.VIEW_ALL_CHARTS])
+    admin = await factories.add_member(
+        api, owner, "adm@example.com", role=Role.ADMINISTRATOR, permissions=[Permission.VIEW_ALL_CHARTS]
+    )
     chart_ids = [(await factories.create_chart(api, owner.token, f"Patient {i}"))["id"] for i in range(2)]
     await factories.add_note(api, owner.token, chart_ids[0])
-    body = await api.post("{ practice { name charts { edges { node { id patientName notes { totalCount } } } } } }", token=admin.token)
+    body = await api.post(
+        "{ practice { name charts { edges { node { id patientName notes { totalCount } } } } } }", token=admin.token
+    )
     edges = body["data"]["practice"]["charts"]["edges"]
     assert sorted(e["node"]["id"] for e in edges) == sorted(chart_ids)
     assert all(e["node"]["notes"] is None and e["node"]["patientName"] for e in edges)
@@ -621,7 +666,9 @@ async def test_sql_statements_per_request_do_not_grow_with_the_page_size(api, ca
     owner = await factories.owner(api)
     team = [await factories.add_member(api, owner, f"c{i}@example.com") for i in range(3)]
     for i in range(12):
-        chart = await factories.create_chart(api, owner.token, f"Patient {i}", clinicianIds=[team[i % 3].id, team[(i + 1) % 3].id])
+        chart = await factories.create_chart(
+            api, owner.token, f"Patient {i}", clinicianIds=[team[i % 3].id, team[(i + 1) % 3].id]
+        )
         for j in range(3):
             await factories.add_note(api, owner.token, chart["id"], f"note {j}")
 
@@ -658,7 +705,12 @@ async def test_deleting_a_member_or_a_practice_never_deletes_charts_or_notes(api
     chart_pk = ids.parse(chart["id"])[1]
     await ChartNote.create(id=uuid.uuid4(), chart_id=chart_pk, author_id=author.member.id, body="x", created_at=datetime.now(UTC))
 
-    for doomed in (Member.filter(id=holder.member.id), Member.filter(id=author.member.id), Practice.filter(id=owner.member.practice_id), Chart.filter(id=chart_pk)):
+    for doomed in (
+        Member.filter(id=holder.member.id),
+        Member.filter(id=author.member.id),
+        Practice.filter(id=owner.member.practice_id),
+        Chart.filter(id=chart_pk),
+    ):
         with pytest.raises(IntegrityError):
             await doomed.delete()
     assert await Chart.filter(id=chart_pk).exists()
@@ -668,7 +720,7 @@ async def test_deleting_a_member_or_a_practice_never_deletes_charts_or_notes(api
 
 async def test_notes_are_append_only(api):
     # The API offers no way to change or delete a note...
-    data = await api.ok("{ __type(name: \"Mutation\") { fields { name } } }")
+    data = await api.ok('{ __type(name: "Mutation") { fields { name } } }')
     assert [f["name"] for f in data["__type"]["fields"] if "note" in f["name"].lower()] == ["addChartNote"]
 
     owner = await factories.owner(api)
