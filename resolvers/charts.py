@@ -341,8 +341,8 @@ async def _assignment_target(ctx: Context, chart_id: str, clinician_id: str) -> 
 
 async def _lock_chart(chart: Chart, connection) -> None:
     """Serialise assignment changes of one chart (PostgreSQL row lock; SQLite serialises writes anyway)."""
-    # .only(), not .values_list(): Tortoise drops FOR UPDATE from values queries.
-    await Chart.select_for_update().using_db(connection).filter(id=chart.id).only("id")
+    # NO KEY: notes may still be added meanwhile. .only(), not .values_list(): Tortoise drops the lock from values queries.
+    await Chart.select_for_update(no_key=True).using_db(connection).filter(id=chart.id).only("id")
 
 
 async def assign(ctx: Context, chart_id: str, clinician_id: str) -> Chart:
@@ -390,7 +390,7 @@ async def reassign_all(from_id: uuid.UUID, to_id: uuid.UUID, *, now: datetime, c
     if not chart_ids:
         return 0
     # The same per-chart lock as assign/unassign, so a concurrent assignChart cannot collide with the move.
-    await Chart.select_for_update().using_db(connection).filter(id__in=chart_ids).order_by("id").only("id")
+    await Chart.select_for_update(no_key=True).using_db(connection).filter(id__in=chart_ids).order_by("id").only("id")
     already = set(
         await ChartAssignment.filter(clinician_id=to_id, chart_id__in=chart_ids)
         .using_db(connection)

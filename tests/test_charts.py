@@ -733,3 +733,22 @@ async def test_notes_are_append_only(api):
         with pytest.raises(OperationalError):
             await attempt()
     assert await ChartNote.all().values_list("body", flat=True) == ["as written"]
+
+
+@postgres_only()
+async def test_concurrent_chart_writes_in_one_practice_all_succeed(api):
+    """Each write locks the practice row for its audit events while its own rows point at the practice."""
+    owner = await factories.owner(api)
+    clinician = await factories.add_member(api, owner, "ada@example.com")
+    chart = await factories.create_chart(api, owner.token)
+    writes = [
+        api.post(CREATE_CHART, {"input": {"patientName": f"Patient {i}", "clinicianIds": [clinician.id]}}, owner.token)
+        for i in range(6)
+    ]
+    writes += [
+        api.post(factories.ADD_NOTE, {"input": {"chartId": chart["id"], "body": f"note {i}"}}, owner.token) for i in range(6)
+    ]
+    results = await asyncio.gather(*writes)
+    assert all(not r.get("errors") for r in results), [r["errors"] for r in results if r.get("errors")]
+    assert (await Chart.all().count(), await ChartNote.all().count()) == (7, 6)
+    assert audit.verify_chain(await AuditEvent.filter(practice_id=owner.member.practice_id).order_by("sequence")) is None
