@@ -3,7 +3,10 @@
 from enum import Enum
 
 from tortoise import fields
+from tortoise.exceptions import OperationalError
+from tortoise.manager import Manager
 from tortoise.models import Model
+from tortoise.queryset import QuerySet
 
 
 class ChartStatus(str, Enum):
@@ -16,7 +19,7 @@ class Chart(Model):
     # RESTRICT everywhere: deleting a practice or member never cascades into patient data.
     practice = fields.ForeignKeyField("models.Practice", related_name="charts", on_delete=fields.RESTRICT)
     patient_name = fields.CharField(max_length=200)
-    # Lower-cased copy of patient_name, for case-insensitive search with an index.
+    # Lower-cased copy of patient_name, for case-insensitive search with an index (see POSTGRES_SEARCH_INDEX).
     patient_name_search = fields.CharField(max_length=200)
     date_of_birth = fields.DateField(null=True)
     email = fields.CharField(max_length=320, null=True)
@@ -27,7 +30,8 @@ class Chart(Model):
 
     class Meta:
         table = "charts"
-        indexes = (("practice", "patient_name_search"), ("practice", "created_at"))
+        # (practice, created_at, id) serves the newest-first keyset pages of Practice.charts.
+        indexes = (("practice", "patient_name_search"), ("practice", "created_at", "id"))
 
 
 class ChartAssignment(Model):
@@ -39,11 +43,30 @@ class ChartAssignment(Model):
     class Meta:
         table = "chart_assignments"
         unique_together = (("chart", "clinician"),)
-        indexes = (("clinician", "chart"),)
+        # (clinician, created_at, id) serves Member.assignedCharts pages, newest assignment first.
+        indexes = (("clinician", "chart"), ("clinician", "created_at", "id"))
+
+
+class AppendOnlyQuerySet(QuerySet):
+    """Refuses bulk updates and deletes: clinical notes are never changed or removed once written."""
+
+    def update(self, **kwargs):
+        raise OperationalError(f"{self.model.__name__} is append-only")
+
+    def delete(self):
+        raise OperationalError(f"{self.model.__name__} is append-only")
+
+    def bulk_update(self, *args, **kwargs):
+        raise OperationalError(f"{self.model.__name__} is append-only")
+
+
+class AppendOnlyManager(Manager):
+    def get_queryset(self) -> QuerySet:
+        return AppendOnlyQuerySet(self._model)
 
 
 class ChartNote(Model):
-    """Append-only clinical note."""
+    """Append-only clinical note: the ORM refuses to update or delete a saved note (and so no API can)."""
 
     id = fields.UUIDField(primary_key=True)
     chart = fields.ForeignKeyField("models.Chart", related_name="notes", on_delete=fields.RESTRICT)
@@ -53,4 +76,25 @@ class ChartNote(Model):
 
     class Meta:
         table = "chart_notes"
-        indexes = (("chart", "created_at"),)
+        # (chart, created_at, id) serves Chart.notes pages, newest first.
+        indexes = (("chart", "created_at", "id"),)
+        manager = AppendOnlyManager()
+
+    async def save(self, *args, **kwargs) -> None:
+        if self._saved_in_db:
+            raise OperationalError("ChartNote is append-only")
+        await super().save(*args, **kwargs)
+
+    async def delete(self, *args, **kwargs) -> None:
+        raise OperationalError("ChartNote is append-only")
+
+
+# Patient-name search on PostgreSQL: a trigram GIN index on the lower-cased name, so
+# `patient_name_search LIKE '%term%'` (what Practice.charts(search:) runs) is an index scan at any size.
+# Tortoise cannot declare an operator-class index portably (the same Meta.indexes also build SQLite), so these
+# statements are applied by server.db.install_postgres_indexes after migrations and schema generation.
+# pg_trgm is a trusted extension (PostgreSQL 13+): the database owner may create it.
+POSTGRES_SEARCH_INDEX = (
+    "CREATE EXTENSION IF NOT EXISTS pg_trgm",
+    'CREATE INDEX IF NOT EXISTS "idx_charts_patient_name_trgm" ON "charts" USING GIN ("patient_name_search" gin_trgm_ops)',
+)

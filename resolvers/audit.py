@@ -113,9 +113,11 @@ async def record_many(
     at = now.isoformat()
     async with in_transaction() as conn:
         if practice_id is not None and conn.capabilities.dialect != "sqlite":
-            # The practice row's lock orders concurrent appends (SQLite runs one transaction at a time anyway).
-            # Not values_list(): Tortoise drops FOR UPDATE from it.
-            await Practice.select_for_update().using_db(conn).filter(id=practice_id).only("id")
+            # FOR NO KEY UPDATE: it serialises the chain's writers, yet does not conflict with the KEY SHARE lock the
+            # caller's own inserts took on the practice row (FOR UPDATE would, and two writers would deadlock).
+            # .only(), not .values_list(): Tortoise drops the lock clause from values queries.
+            # SQLite runs one transaction at a time anyway.
+            await Practice.select_for_update(no_key=True).using_db(conn).filter(id=practice_id).only("id")
         last = (
             await AuditEvent.filter(practice_id=practice_id)
             .using_db(conn)

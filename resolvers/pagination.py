@@ -5,13 +5,16 @@ from __future__ import annotations
 import base64
 import binascii
 import uuid
+from collections import defaultdict
+from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Any, Generic, TypeVar
 
 import orjson
-from tortoise.expressions import Q
+from tortoise.expressions import Q, RawSQL
+from tortoise.functions import Count
 from tortoise.queryset import QuerySet
 
 from resolvers.errors import BadInput
@@ -126,3 +129,63 @@ async def paginate(
     rows = list(rows[:size])
     cursors = [encode_cursor([getattr(row, n) for n in names]) for row in rows]
     return Page(rows, cursors, has_next, bool(after), total)
+
+
+async def paginate_many(
+    queryset: QuerySet,
+    *,
+    partition: str,
+    keys: Sequence[Hashable],
+    order: list[str],
+    first: int | None,
+    after: str | None,
+    count: bool = True,
+) -> dict[Hashable, Page]:
+    """One page per value of ``partition`` in ``keys`` (e.g. the notes of every chart on a page), as ``paginate``
+    would give for each, in two SQL statements however many keys: a ranked window query and a grouped count.
+    """
+    size = page_size(first)
+    names = [o.lstrip("-") for o in order]
+    scoped = queryset.filter(**{f"{partition}__in": list(keys)})
+    page_qs = scoped.filter(_keyset_filter(order, decode_cursor(after, len(order)))) if after else scoped
+    totals: dict[Hashable, int] = {}
+    if count and keys:
+        pk = queryset.model._meta.pk_attr
+        grouped = await scoped.annotate(_total=Count(pk)).group_by(partition).values(partition, "_total")
+        totals = {row[partition]: row["_total"] for row in grouped}
+    rows = await _first_rows_per_partition(page_qs, partition, order, size + 1) if size and keys else []
+    by_key: dict[Hashable, list] = defaultdict(list)
+    for row in rows:
+        by_key[getattr(row, partition)].append(row)
+    pages = {}
+    for key in keys:
+        items = by_key.get(key, [])
+        has_next = len(items) > size
+        items = items[:size]
+        cursors = [encode_cursor([getattr(row, n) for n in names]) for row in items]
+        pages[key] = Page(items, cursors, has_next, bool(after), totals.get(key, 0) if count else None)
+    return pages
+
+
+async def _first_rows_per_partition(queryset: QuerySet, partition: str, order: list[str], limit: int) -> list:
+    """The first ``limit`` rows of each partition in ``order``: ROW_NUMBER() OVER (PARTITION BY ...) <= limit.
+
+    Tortoise cannot filter on a window function, so its parameterised SQL is wrapped in an outer select (the same
+    calls ``tortoise.expressions.Subquery`` makes); rows are built as Tortoise builds them.
+    """
+    model = queryset.model
+    columns = model._meta.fields_db_projection
+    table = model._meta.db_table
+
+    def column(name: str) -> str:
+        return f'"{table}"."{columns[name]}"'
+
+    order_sql = ", ".join(f"{column(o.lstrip('-'))} {'DESC' if o.startswith('-') else 'ASC'}" for o in order)
+    ranked = queryset.annotate(_rank=RawSQL(f"ROW_NUMBER() OVER (PARTITION BY {column(partition)} ORDER BY {order_sql})"))
+    ranked._choose_db_if_not_chosen()
+    ranked._make_query()
+    sql, values = ranked.query.get_parameterized_sql()
+    rows = await ranked._db.execute_query_dict(
+        f'SELECT * FROM ({sql}) AS "ranked" WHERE "_rank" <= {int(limit)} ORDER BY "_rank"', values
+    )
+    return [model._init_from_db(**row) for row in rows]

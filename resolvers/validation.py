@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from decimal import Decimal, InvalidOperation
 
 from email_validator import EmailNotValidError, validate_email
@@ -28,6 +29,20 @@ def text(value: str | None, *, field: str, max_length: int = 200, required: bool
         return None
     if len(cleaned) > max_length:
         raise BadInput(f"{field.rsplit('.', 1)[-1]} is longer than {max_length} characters", field=field)
+    return cleaned
+
+
+_PHONE = re.compile(r"\+?[0-9 ().-]+")
+PHONE_MAX_LENGTH = 40
+
+
+def phone(value: str, *, field: str = "input.phone") -> str:
+    """Trimmed, inner spaces collapsed: digits with an optional leading + and the usual separators, 7 to 15 digits
+    (E.164 numbers have at most 15)."""
+    cleaned = " ".join(value.split())
+    digits = sum(c.isdigit() for c in cleaned)
+    if len(cleaned) > PHONE_MAX_LENGTH or not _PHONE.fullmatch(cleaned) or not 7 <= digits <= 15:
+        raise BadInput("invalid phone number: use digits, an optional leading +, spaces, dots, dashes or parentheses", field=field)
     return cleaned
 
 

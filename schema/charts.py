@@ -6,6 +6,7 @@ Other areas' types are referenced lazily (strawberry.lazy / function-local impor
 
 from __future__ import annotations
 
+import uuid
 from datetime import date, datetime
 from typing import TYPE_CHECKING, Annotated
 
@@ -15,8 +16,12 @@ from strawberry.types import Info
 from models import Chart as ChartRow
 from models import ChartNote as ChartNoteRow
 from models.charts import ChartStatus as ChartStatusEnum
-from resolvers import ids, members
-from schema.base import Node, PageInfo
+from models.enums import Permission as P
+from models.enums import TokenScope as S
+from resolvers import charts, ids, members
+from schema.base import Node, PageInfo, connection
+from schema.directives import guard
+from schema.node import node_type
 
 if TYPE_CHECKING:
     from schema.members import Member
@@ -79,6 +84,20 @@ class Chart(Node):
             row=row,
         )
 
+    @strawberry.field
+    async def assigned_clinicians(self, info: Info) -> list[MemberType]:
+        from schema.members import Member
+
+        return [Member.of(m) for m in await charts.assigned_clinicians(info.context, self.row.id)]
+
+    @strawberry.field(
+        description="Clinical notes, newest first: never shown to administrators, whatever their permissions.",
+        extensions=guard(roles=list(charts.NOTE_ROLES), scope=S.READ_CHART_NOTES),
+    )
+    async def notes(self, info: Info, first: int | None = None, after: str | None = None) -> ChartNoteConnection | None:
+        page = await charts.chart_notes(info.context, self.row.id, first=first, after=after)
+        return connection(ChartNoteConnection, ChartNoteEdge, page, ChartNote.of)
+
 
 @strawberry.type
 class ChartEdge:
@@ -93,11 +112,120 @@ class ChartConnection:
     total_count: int
 
 
+def chart_connection(page) -> ChartConnection:
+    return connection(ChartConnection, ChartEdge, page, Chart.of)
+
+
 @strawberry.type
 class PracticeChartsFields:
     """Mixed into Practice: ``charts``."""
+
+    @strawberry.field(
+        description="The charts the viewer may read: all of them with VIEW_ALL_CHARTS, otherwise those assigned to the viewer.",
+        extensions=guard(scope=S.READ_CHARTS),
+    )
+    async def charts(
+        self,
+        info: Info,
+        first: int | None = None,
+        after: str | None = None,
+        clinician_id: strawberry.ID | None = None,
+        search: str | None = None,
+        status: ChartStatus | None = None,
+    ) -> ChartConnection | None:
+        page = await charts.list_charts(
+            info.context, first=first, after=after, clinician_id=clinician_id, search=search, status=status
+        )
+        return chart_connection(page)
 
 
 @strawberry.type
 class MemberChartsFields:
     """Mixed into Member: ``assignedCharts``."""
+
+    @strawberry.field(extensions=guard(scope=S.READ_CHARTS))
+    async def assigned_charts(self, info: Info, first: int | None = None, after: str | None = None) -> ChartConnection | None:
+        page = await charts.assigned_charts(info.context, self.row.id, first=first, after=after)
+        return chart_connection(page)
+
+
+@node_type("Chart", scope=S.READ_CHARTS)
+async def _chart_node(info: Info, pk: uuid.UUID) -> Chart | None:
+    row = await charts.get_chart(info.context, pk)
+    return Chart.of(row) if row else None
+
+
+@node_type("ChartNote", roles=list(charts.NOTE_ROLES), scope=S.READ_CHART_NOTES)
+async def _chart_note_node(info: Info, pk: uuid.UUID) -> ChartNote | None:
+    row = await charts.get_note(info.context, pk)
+    return ChartNote.of(row) if row else None
+
+
+# ------------------------------------------------------------------ mutations
+
+
+@strawberry.input
+class CreateChartInput:
+    patient_name: str
+    date_of_birth: date | None = None
+    email: str | None = None
+    phone: str | None = None
+    clinician_ids: list[strawberry.ID] | None = strawberry.field(
+        default=None,
+        description="Active owners or clinicians to assign (needs ASSIGN_CHARTS). A clinician who creates a chart is always assigned.",
+    )
+
+
+@strawberry.type
+class ChartPayload:
+    chart: Chart
+
+
+@strawberry.input
+class ChartAssignmentInput:
+    chart_id: strawberry.ID
+    clinician_id: strawberry.ID
+
+
+@strawberry.input
+class AddChartNoteInput:
+    chart_id: strawberry.ID
+    body: str
+
+
+@strawberry.type
+class AddChartNotePayload:
+    note: ChartNote
+
+
+@strawberry.type
+class Mutation:
+    @strawberry.mutation(extensions=guard(scope=S.WRITE_CHARTS, mutation=True))
+    async def create_chart(self, info: Info, input: CreateChartInput) -> ChartPayload | None:
+        row = await charts.create_chart(
+            info.context,
+            patient_name=input.patient_name,
+            date_of_birth=input.date_of_birth,
+            email=input.email,
+            phone=input.phone,
+            clinician_ids=input.clinician_ids,
+        )
+        return ChartPayload(chart=Chart.of(row))
+
+    @strawberry.mutation(
+        description="Idempotent. Only active owners and clinicians of the practice can be assigned.",
+        extensions=guard(permission=P.ASSIGN_CHARTS, mutation=True),
+    )
+    async def assign_chart(self, info: Info, input: ChartAssignmentInput) -> ChartPayload | None:
+        return ChartPayload(chart=Chart.of(await charts.assign(info.context, input.chart_id, input.clinician_id)))
+
+    @strawberry.mutation(description="Idempotent.", extensions=guard(permission=P.ASSIGN_CHARTS, mutation=True))
+    async def unassign_chart(self, info: Info, input: ChartAssignmentInput) -> ChartPayload | None:
+        return ChartPayload(chart=Chart.of(await charts.unassign(info.context, input.chart_id, input.clinician_id)))
+
+    @strawberry.mutation(
+        description="Notes are append-only: there is no way to change or delete one.",
+        extensions=guard(roles=list(charts.NOTE_ROLES), scope=S.WRITE_CHART_NOTES, mutation=True),
+    )
+    async def add_chart_note(self, info: Info, input: AddChartNoteInput) -> AddChartNotePayload | None:
+        return AddChartNotePayload(note=ChartNote.of(await charts.add_note(info.context, input.chart_id, input.body)))

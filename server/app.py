@@ -19,7 +19,7 @@ from auth.tokens import JwtCodec
 from resolvers import limits
 from resolvers.clock import Clock
 from schema import build_schema
-from server.db import tortoise_config
+from server.db import install_postgres_indexes, tortoise_config
 from server.graphql import GraphQLApp
 from server.settings import Settings
 
@@ -98,6 +98,8 @@ def create_app(settings: Settings, *, clock: Clock | None = None, generate_schem
     async def lifespan(app: Starlette):
         try:
             async with RegisterTortoise(app, config=tortoise_config(settings.database_url), generate_schemas=generate_schemas):
+                if generate_schemas:
+                    await install_postgres_indexes()
                 yield
         finally:
             await limit_store.aclose()
