@@ -54,7 +54,7 @@ class Schema(strawberry.Schema):
         traceback for each). Exceptions behind errors are logged by ErrorCodes as it masks them, with the request id."""
 
 
-def build_schema(*, introspection: bool = True, fast_execution: bool = True) -> strawberry.Schema:
+def build_schema(*, introspection: bool = True, fast_execution: bool = True, extra_extensions: tuple = ()) -> strawberry.Schema:
     from strawberry.extensions import DisableIntrospection
 
     # AuditTrail first: it leaves last, after ErrorCodes has given every error its code.
@@ -69,6 +69,7 @@ def build_schema(*, introspection: bool = True, fast_execution: bool = True) -> 
     ]
     if not introspection:
         extensions.append(DisableIntrospection)
+    extensions.extend(extra_extensions)
     return Schema(
         query=Query,
         mutation=Mutation,

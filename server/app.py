@@ -21,6 +21,7 @@ from resolvers.clock import Clock
 from schema import build_schema
 from server.db import install_postgres_indexes, tortoise_config
 from server.graphql import GraphQLApp
+from server.observability import MetricsExtension, metrics, request_id_var
 from server.settings import Settings
 
 log = logging.getLogger("groups_api")
@@ -62,10 +63,13 @@ class RequestContextMiddleware:
                 message["headers"] = [*message["headers"], (b"x-request-id", request_id.encode())]
             await send(message)
 
+        token = request_id_var.set(request_id)
         try:
             await self.app(scope, capped_receive, send_with_id)
         except BodyTooLarge:
             await PlainTextResponse("request body too large", status_code=413)(scope, receive, send_with_id)
+        finally:
+            request_id_var.reset(token)
 
 
 class BodyTooLarge(Exception):
@@ -91,7 +95,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None, generate_schem
     codec = JwtCodec(settings.jwt_secret, settings.jwt_previous_secrets, issuer=settings.jwt_issuer, audience=settings.jwt_audience)
     limit_store = limits.store_for(settings.redis_url)
     graphql_app = GraphQLApp(
-        build_schema(introspection=not settings.production), settings=settings, clock=clock, codec=codec, limit_store=limit_store
+        build_schema(introspection=not settings.production, extra_extensions=(MetricsExtension,)), settings=settings, clock=clock, codec=codec, limit_store=limit_store
     )
 
     @contextlib.asynccontextmanager
@@ -109,6 +113,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None, generate_schem
             Route("/graphql", graphql_app, methods=["GET", "POST"]),
             Route("/healthz", healthz),
             Route("/readyz", readyz),
+            Route("/metrics", metrics),
         ],
         middleware=[Middleware(RequestContextMiddleware, max_body_bytes=settings.max_body_bytes)],
         lifespan=lifespan,

@@ -8,6 +8,7 @@ import logging
 import os
 import sys
 
+from server.observability import configure_logging
 from server.settings import ConfigurationError, Settings
 
 log = logging.getLogger("groups_api.cli")
@@ -46,6 +47,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         workers=args.workers,
         log_level=os.environ.get("GROUPS_API_LOG_LEVEL", "info").lower(),
         proxy_headers=False,
+        log_config=None,  # keep the structured (JSON) logging configured in main()
     )
     return 0
 
@@ -119,7 +121,7 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(level=os.environ.get("GROUPS_API_LOG_LEVEL", "INFO").upper(), format="%(message)s")
+    configure_logging()
     args = parser().parse_args(argv)
     try:
         return args.run(args)
