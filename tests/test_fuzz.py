@@ -1,0 +1,310 @@
+"""Schema fuzzing: schemathesis generates operations from the live schema and sends them to the ASGI app as an
+owner session, a clinician session and a partner API token.
+
+Every answer must pass ``tests.fuzz_checks.response_problems``: no 5xx, every error with ``extensions.code``, never
+``INTERNAL``, and no internal detail in any message. The generated queries and mutations use the real ids of a
+seeded practice as often as random ones, so they reach the rules behind the lookups, and half of them send their
+arguments as variables (the JSON path of every scalar) rather than as literals.
+
+CI runs ``GROUPS_API_FUZZ_EXAMPLES`` (default 1,000) operations per credential with a fixed seed
+(``GROUPS_API_FUZZ_SEED``); a nightly-style run raises both, e.g. ``GROUPS_API_FUZZ_EXAMPLES=20000``. Each
+defect it found has a regression test in tests/test_fuzz_regressions.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import logging
+import os
+from collections import Counter
+from dataclasses import dataclass, field, replace
+from typing import Self
+
+import graphql
+import httpx
+import orjson
+import pytest
+import schemathesis
+from hypothesis import HealthCheck, Phase, given, seed
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
+from schemathesis.generation import GenerationMode
+from schemathesis.graphql import nodes
+from tortoise.contrib.test import truncate_all_models
+
+from models.enums import Permission, Role, TokenScope
+from resolvers import ids
+from resolvers.pagination import encode_cursor
+from schema import schema as live_schema
+from server.app import create_app
+from server.settings import Settings
+from tests import factories_charts as charts
+from tests.conftest import PG_URL, Api
+from tests.factories_subscriptions import invite
+from tests.fuzz_checks import response_problems
+
+EXAMPLES = int(os.environ.get("GROUPS_API_FUZZ_EXAMPLES", "1000"))
+SEED = int(os.environ.get("GROUPS_API_FUZZ_SEED", "20261127"))
+CREDENTIALS = ("owner", "clinician", "api_token")
+# Node type names, for well-formed ids that point at nothing or at the wrong type.
+TYPE_NAMES = sorted(t.name for t in live_schema._schema.type_map.values() if isinstance(t, graphql.GraphQLObjectType))
+
+
+@dataclass
+class Pool:
+    """Real values of the seeded practice that generated operations pick from (filled per test)."""
+
+    ids: list[str] = field(default_factory=list)
+    strings: list[str] = field(default_factory=list)
+
+    def id(self, index: int) -> str:
+        return self.ids[index % len(self.ids)] if self.ids else ""
+
+    def string(self, index: int) -> str:
+        return self.strings[index % len(self.strings)] if self.strings else ""
+
+
+POOL = Pool()
+
+
+def _b64(text: str) -> str:
+    return base64.urlsafe_b64encode(text.encode()).decode().rstrip("=")
+
+
+def _cursor_values() -> st.SearchStrategy:
+    """Values shaped like the ones cursors carry (tagged dates, uuids, decimals), right or wrong."""
+    junk = st.one_of(st.text(max_size=12), st.integers(-(2**63), 2**63 - 1), st.floats(), st.none(), st.booleans())
+    tagged = st.builds(lambda tag, value: {tag: value}, st.sampled_from(["t", "d", "u", "n"]), junk)
+    good = st.one_of(
+        st.datetimes().map(lambda d: {"t": d.isoformat()}),
+        st.dates().map(lambda d: {"d": d.isoformat()}),
+        st.uuids().map(lambda u: {"u": u.hex}),
+        st.decimals(allow_nan=False, allow_infinity=False, places=2).map(lambda d: {"n": str(d)}),
+    )
+    return st.one_of(good, tagged, junk)
+
+
+CURSORS = st.one_of(
+    st.lists(_cursor_values(), min_size=1, max_size=3).map(lambda values: _b64(orjson.dumps(values).decode())),
+    st.lists(st.datetimes().map(lambda d: d.isoformat()), max_size=2).map(encode_cursor),
+)
+TEXT = st.one_of(
+    st.text(max_size=40),
+    st.emails(),
+    st.sampled_from(["", " ", "\x00", "a\x00b", "\u202e", "%", "_", "\\", "'", '"', "null", "-1", "9" * 40]),
+    st.builds(lambda char, count: char * count, st.characters(), st.integers(1000, 200_000)),
+)
+IDS = st.one_of(
+    st.integers(0, 1 << 16).map(POOL.id),
+    st.builds(ids.encode, st.sampled_from(TYPE_NAMES), st.uuids()),
+    st.builds(lambda name, junk: _b64(f"{name}:{junk}"), st.sampled_from(TYPE_NAMES), st.text(max_size=40)),
+    st.text(max_size=40),
+)
+DECIMALS = st.one_of(
+    st.decimals(allow_nan=False, allow_infinity=False, places=2).map(str),
+    st.decimals().map(str),
+    st.sampled_from(["0", "-0", "0.001", "1e3", "1E-2", "1e999999", "-1e-999999", "NaN", "Infinity", "-inf", "sNaN", "1_000", " 5 ", "5.", ".5"]),
+    st.text(max_size=12),
+)
+DATES = st.one_of(st.dates().map(str), st.sampled_from(["0001-01-01", "9999-12-31", "2026-02-30", "2026-1-1", "20260101"]), st.text(max_size=12))
+DATETIMES = st.one_of(
+    st.datetimes(timezones=st.one_of(st.none(), st.timezones())).map(lambda d: d.isoformat()),
+    st.sampled_from(["0001-01-01T00:00:00+14:00", "9999-12-31T23:59:59-12:00", "9999-12-31T23:59:59Z", "2026-01-01", "now"]),
+    st.text(max_size=20),
+)
+
+# Custom scalars, and the built-in ID and String overridden with values that reach further than random text.
+schemathesis.graphql.scalar("ID", st.one_of(IDS.map(nodes.String), st.integers().map(nodes.Int)))
+schemathesis.graphql.scalar(
+    "String", st.one_of(TEXT, CURSORS, st.integers(0, 1 << 16).map(POOL.string)).map(nodes.String)
+)
+schemathesis.graphql.scalar("Decimal", st.one_of(DECIMALS.map(nodes.String), st.integers().map(nodes.Int), st.floats().map(nodes.Float)))
+schemathesis.graphql.scalar("Date", DATES.map(nodes.String))
+schemathesis.graphql.scalar("DateTime", DATETIMES.map(nodes.String))
+
+FUZZ_SCHEMA = schemathesis.graphql.from_dict(graphql.introspection_from_schema(live_schema._schema))
+CASES = st.one_of(FUZZ_SCHEMA.as_strategy(GenerationMode.POSITIVE), FUZZ_SCHEMA.as_strategy(GenerationMode.NEGATIVE))
+
+
+def hoist_arguments(document: str) -> tuple[str, dict]:
+    """The same operation with the root field's arguments sent as variables (JSON values, parsed by parse_value)."""
+    ast = graphql.parse(document)
+    operation = next(d for d in ast.definitions if isinstance(d, graphql.OperationDefinitionNode))
+    root = live_schema._schema.get_root_type(operation.operation)
+    field_node = operation.selection_set.selections[0]
+    field_def = root.fields.get(field_node.name.value) if root else None
+    if field_def is None or not field_node.arguments:
+        return document, {}
+    variables, definitions, arguments = {}, [], []
+    for index, argument in enumerate(field_node.arguments):
+        arg_def = field_def.args.get(argument.name.value)
+        if arg_def is None:
+            arguments.append(argument)
+            continue
+        name = f"v{index}"
+        variables[name] = graphql.value_from_ast_untyped(argument.value)
+        definitions.append(
+            graphql.VariableDefinitionNode(
+                variable=graphql.VariableNode(name=graphql.NameNode(value=name)), type=graphql.parse_type(str(arg_def.type))
+            )
+        )
+        arguments.append(graphql.ArgumentNode(name=argument.name, value=graphql.VariableNode(name=graphql.NameNode(value=name))))
+    hoisted_field = replace(field_node, arguments=tuple(arguments))
+    hoisted = replace(
+        operation,
+        variable_definitions=tuple(definitions),
+        selection_set=replace(operation.selection_set, selections=(hoisted_field, *operation.selection_set.selections[1:])),
+    )
+    definitions_ = tuple(hoisted if d is operation else d for d in ast.definitions)
+    return graphql.print_ast(replace(ast, definitions=definitions_)), variables
+
+
+@st.composite
+def requests(draw) -> dict:
+    """One generated operation as a request body: literals, or (half the time) the same arguments as variables."""
+    case = draw(CASES)
+    query, variables = case.body, {}
+    if draw(st.booleans()):
+        query, variables = hoist_arguments(query)
+    return {"query": query, "variables": variables, "label": case.operation.label}
+
+
+def fuzz_settings(database_url: str) -> Settings:
+    # A budget that thousands of operations cannot spend: RATE_LIMITED answers would hide every later path.
+    return Settings(
+        env="test", database_url=database_url, jwt_secret="test-secret-" + "x" * 40, public_url="http://test", rate_limit_points=10**9
+    )
+
+
+async def seed_practice(api: Api) -> dict[str, str]:
+    """A group practice with something of everything; fills POOL and returns the three credentials."""
+    owner = await charts.owner(api)
+    clinician = await charts.add_member(api, owner, "clare@example.com", permissions=[Permission.ASSIGN_CHARTS, Permission.VIEW_BILLING])
+    colleague = await charts.add_member(api, owner, "colin@example.com")
+    admin = await charts.add_member(api, owner, "ada@example.com", role=Role.ADMINISTRATOR, permissions=[Permission.MANAGE_MEMBERS])
+    token = await charts.api_token(owner, list(TokenScope))
+    other = await charts.owner(api, practice="Elsewhere", email="else@example.com")
+    chart_ids = []
+    for index, who in enumerate([clinician, colleague, owner]):
+        chart = await charts.create_chart(api, owner.token, f"Patient {index}", clinicianIds=[who.id], dateOfBirth=f"1990-01-0{index + 1}")
+        await charts.add_note(api, owner.token, chart["id"])
+        chart_ids.append(chart["id"])
+    foreign_chart = await charts.create_chart(api, other.token, "Someone Else")
+    invitation = await invite(api, owner.token, "new@example.com")
+    POOL.ids[:] = [owner.id, clinician.id, colleague.id, admin.id, other.id, *chart_ids, foreign_chart["id"], invitation["invitation"]["id"]]
+    slug = (await api.ok("{ practice { slug } }", token=owner.token))["practice"]["slug"]
+    POOL.strings[:] = [slug, "elsewhere", invitation["token"], "erx-lite", "therapist-essential", "owner@example.com", "clare@example.com"]
+    return {"owner": owner.token, "clinician": clinician.token, "api_token": token}
+
+
+class LoggedErrors(logging.Handler):
+    """What the server logged as internal errors, shown with a failing case."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.ERROR)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+    def explain(self) -> str:
+        return "\n".join(logging.Formatter().format(record) for record in self.records[-1:])
+
+
+class FuzzTarget:
+    """The ASGI app on its own event loop, seeded, with an HTTP client: Hypothesis drives it one request at a time."""
+
+    def __init__(self, database_url: str) -> None:
+        self.database_url = database_url
+        self.runner = asyncio.Runner()
+        self.logged = LoggedErrors()
+        self.operations: Counter[str] = Counter()
+        self.codes: Counter[str] = Counter()
+        self.clean = 0
+
+    def __enter__(self) -> Self:
+        self.runner.__enter__()
+        self.stop = self.runner.run(self._event())
+        started = self.runner.run(self._event())
+        self.serving = self.runner.get_loop().create_task(self._serve(started))
+        self.runner.run(started.wait())
+        self.client = httpx.AsyncClient(transport=httpx.ASGITransport(app=self.app), base_url="http://test")
+        self.credentials = self.runner.run(seed_practice(Api(self.client)))
+        logging.getLogger("groups_api").addHandler(self.logged)
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        logging.getLogger("groups_api").removeHandler(self.logged)
+        self.runner.run(self.client.aclose())
+        self.stop.set()
+        self.runner.run(asyncio.wait_for(self.serving, timeout=None))
+        self.runner.__exit__(*exc_info)
+
+    @staticmethod
+    async def _event() -> asyncio.Event:
+        return asyncio.Event()
+
+    async def _serve(self, started: asyncio.Event) -> None:
+        """The app's lifespan, held open until ``stop``; a PostgreSQL database is emptied afterwards."""
+        self.app = create_app(fuzz_settings(self.database_url), generate_schemas=True)
+        async with self.app.router.lifespan_context(self.app):
+            started.set()
+            await self.stop.wait()
+            if PG_URL:
+                await truncate_all_models()
+
+    def send(self, request: dict, credential: str | None) -> tuple[int, bytes]:
+        headers = {"content-type": "application/json"}
+        if credential:
+            headers["authorization"] = f"Bearer {self.credentials[credential]}"
+        self.logged.records.clear()
+        # The standard encoder: variables may hold integers beyond 64 bits (and NaN), which orjson refuses.
+        payload = json.dumps({"query": request["query"], "variables": request.get("variables") or {}}).encode()
+        response = self.runner.run(self.client.post("/graphql", content=payload, headers=headers))
+        return response.status_code, response.content
+
+    def count(self, label: str, content: bytes) -> None:
+        self.operations[label] += 1
+        errors = orjson.loads(content).get("errors") or []
+        self.clean += not errors
+        self.codes.update(str((e.get("extensions") or {}).get("code")) for e in errors)
+
+
+ROOT_OPERATIONS = {operation.ok().label for operation in FUZZ_SCHEMA.get_all_operations()}
+STILL_VALID = "{ viewerAccess { __typename } }"
+
+
+@pytest.mark.parametrize("credential", CREDENTIALS)
+def test_generated_operations_never_fail_inside(database_url: str, credential: str) -> None:
+    with FuzzTarget(database_url) as target:
+
+        @seed(SEED)
+        @hypothesis_settings(
+            max_examples=EXAMPLES,
+            deadline=None,
+            database=None,
+            phases=[Phase.generate, Phase.shrink],
+            suppress_health_check=list(HealthCheck),
+        )
+        @given(request=requests())
+        def operation(request: dict) -> None:
+            status, content = target.send(request, credential)
+            problems = response_problems(status, content)
+            assert not problems, (
+                f"{request['label']} as {credential}:\n{request['query']}\nvariables: {request['variables']}\n"
+                + "\n".join(problems + [target.logged.explain()])
+            )
+            target.count(request["label"], content)
+
+        operation()
+        print(
+            f"\nfuzz as {credential}: {sum(target.operations.values())} operations, {target.clean} without errors; codes {dict(target.codes)}"
+        )
+        # Not vacuous: every root field was tried, many operations ran through, and the credential still works.
+        assert sum(target.operations.values()) >= EXAMPLES
+        assert set(target.operations) == ROOT_OPERATIONS
+        assert target.clean >= EXAMPLES // 20
+        _, content = target.send({"query": STILL_VALID}, credential)
+        assert orjson.loads(content) == {"data": {"viewerAccess": {"__typename": "ViewerAccess"}}}
