@@ -283,26 +283,27 @@ async def require_chart(ctx: Context, chart_id: str, *, field: str = "input.char
     return chart
 
 
-async def require_clinician(ctx: Context, member_id: str, chart: Chart, *, field: str) -> Member:
-    """The clinician whose entry, statement or invoice this is.
+async def require_billable(ctx: Context, clinician_id: str, chart_id: str, *, field: str) -> tuple[Member, Chart]:
+    """The clinician and chart an entry, statement or invoice is for.
 
-    A member of the practice (else NOT_FOUND); the caller themself unless the caller holds MANAGE_BILLING (else
-    FORBIDDEN); an owner or clinician who can see the chart (else BAD_USER_INPUT).
+    The clinician: a member of the practice (else NOT_FOUND), the caller themself unless the caller holds
+    MANAGE_BILLING (else FORBIDDEN). The chart: one the caller can read (else NOT_FOUND). And the clinician
+    must be the owner or a clinician who can see that chart (else BAD_USER_INPUT).
     """
     viewer = ctx.viewer
-    member = await get_member(ctx, decode(member_id, "Member", field=field))
-    if member is None:
+    clinician = await get_member(ctx, decode(clinician_id, "Member", field=field))
+    if clinician is None:
         raise NotFound("no such member")
-    if member.id != viewer.member.id and not viewer.has(Permission.MANAGE_BILLING):
+    is_self = clinician.id == viewer.member.id
+    if not is_self and not viewer.has(Permission.MANAGE_BILLING):
         raise Forbidden("you bill only for yourself unless you hold MANAGE_BILLING")
-    if member.role not in BILLING_ROLES:
+    chart = await require_chart(ctx, chart_id)
+    if clinician.role not in BILLING_ROLES:
         raise BadInput("the clinician must be the owner or a clinician of the practice", field=field)
-    # The caller can see the chart (require_chart); another clinician must see it too.
-    if member.id != viewer.member.id and not await visible_charts(Viewer(member=member, practice=viewer.practice)).filter(
-        id=chart.id
-    ).exists():
+    # The caller can read the chart; another clinician must be able to see it too.
+    if not is_self and not await visible_charts(Viewer(member=clinician, practice=viewer.practice)).filter(id=chart.id).exists():
         raise BadInput("the clinician cannot see this chart", field=field)
-    return member
+    return clinician, chart
 
 
 async def require_single_clinician(ctx: Context, clinician_ids: list[str] | None, chart_id: str) -> tuple[Member, Chart]:
@@ -310,14 +311,13 @@ async def require_single_clinician(ctx: Context, clinician_ids: list[str] | None
 
     ``clinician_ids`` is the billing screen's clinician selection: it must hold exactly one id, whoever the
     caller is (none, an empty list or several are SINGLE_CLINICIAN_REQUIRED, before anything else is looked
-    at), and that clinician must be one the caller may bill for, on a chart both can see.
+    at), and then that clinician and the chart must pass ``require_billable``.
     """
     if not clinician_ids or len(clinician_ids) != 1:
         raise SingleClinicianRequired(
             "money moves for one clinician at a time: select exactly one clinician", field="input.clinicianIds"
         )
-    chart = await require_chart(ctx, chart_id)
-    return await require_clinician(ctx, clinician_ids[0], chart, field="input.clinicianIds"), chart
+    return await require_billable(ctx, clinician_ids[0], chart_id, field="input.clinicianIds")
 
 
 # ------------------------------------------------------------------ input checks
@@ -435,8 +435,7 @@ async def _record(
 ) -> Recorded:
     occurred_on = _not_in_future(ctx, occurred_on, field="input.occurredOn")
     text = _description(description)
-    chart = await require_chart(ctx, chart_id)
-    clinician = await require_clinician(ctx, clinician_id, chart, field="input.clinicianId")
+    clinician, chart = await require_billable(ctx, clinician_id, chart_id, field="input.clinicianId")
     async with in_transaction() as conn:
         entry, balance = await _append(
             ctx, conn, kind=kind, clinician=clinician, chart=chart, amount_cents=amount_cents, occurred_on=occurred_on,
