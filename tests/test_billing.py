@@ -602,3 +602,20 @@ async def test_racing_invoices_never_share_a_charge(api, group):
     assert won[0]["data"]["createInvoice"]["invoice"]["number"] == "INV-000001"
     # Each charge on at most one invoice, by the database's own unique constraint.
     assert len({line.entry_id for line in await InvoiceLine.all()}) == await InvoiceLine.all().count()
+
+
+@postgres_only()
+async def test_concurrent_payments_across_clinicians_and_charts_all_land(api, group):
+    g = group
+    pairs = [(g.ann_chart, g.ann), (g.ben_chart, g.ben), (g.shared_chart, g.ann), (g.shared_chart, g.ben)]
+    for chart, clinician in pairs:
+        await charge(api, g.owner, chart, clinician, "100.00")
+    results = await asyncio.gather(*[
+        api.post(RECORD_PAYMENT, {"i": {"chartId": chart, "clinicianIds": [clinician.gid], "amount": "10.00",
+                                        "occurredOn": "2026-03-03"}}, g.owner.token)
+        for _ in range(5) for chart, clinician in pairs
+    ])
+    assert all(not r.get("errors") for r in results), [r["errors"] for r in results if r.get("errors")]
+    for chart, clinician in pairs:
+        assert await balance(api, g.owner, clinicians=[clinician], chart=chart) == "50.00"
+    assert await balance(api, g.owner) == "200.00"
