@@ -27,7 +27,6 @@ from tests.factories_billing import (
     RECORD_REFUND,
     Group,
     Person,
-    add_chart,
     balance,
     charge,
     history,
