@@ -39,7 +39,7 @@ from resolvers.errors import BadInput, Conflict, Forbidden, NotFound, SingleClin
 from resolvers.ids import decode, decode_many, encode
 from resolvers.members import get_member
 from resolvers.money import Money
-from resolvers.pagination import Page, paginate
+from resolvers.pagination import Page, encode_cursor, page_size, paginate
 
 M = TypeVar("M", bound=Model)
 
@@ -249,27 +249,62 @@ async def invoices(
     return await _page(rows.select_related(*RELATED), NEWEST_NUMBER_FIRST, first, after)
 
 
-def _statement_entries(statement: Statement) -> QuerySet[BillingEntry]:
-    return BillingEntry.filter(statement_lines__statement_id=statement.id).select_related(*RELATED)
+@dataclass(frozen=True)
+class _Lines:
+    """How entries hang on a statement or an invoice: the line table, its parent column, the path from an entry."""
+
+    model: type[Model]
+    parent: str
+    path: str
 
 
-def _invoice_entries(invoice: Invoice) -> QuerySet[BillingEntry]:
-    return BillingEntry.filter(invoice_line__invoice_id=invoice.id).select_related(*RELATED)
+STATEMENT_LINES = _Lines(StatementLine, "statement_id", "statement_lines__statement_id")
+INVOICE_LINES = _Lines(InvoiceLine, "invoice_id", "invoice_line__invoice_id")
 
 
-async def statement_entries(statement: Statement, *, first: int | None, after: str | None) -> Page[BillingEntry]:
+async def statement_entries(ctx: Context, statement: Statement, *, first: int | None, after: str | None) -> Page[BillingEntry]:
     """The entries frozen on a statement, oldest first (whoever sees the statement sees them: same clinician and chart)."""
-    return await _page(_statement_entries(statement), CHRONOLOGICAL, first, after)
+    return await _line_entries(ctx, STATEMENT_LINES, statement.id, first, after)
+
+
+async def invoice_entries(ctx: Context, invoice: Invoice, *, first: int | None, after: str | None) -> Page[BillingEntry]:
+    """The charges on an invoice, oldest first."""
+    return await _line_entries(ctx, INVOICE_LINES, invoice.id, first, after)
 
 
 async def all_statement_entries(statement: Statement) -> list[BillingEntry]:
     """Every entry of a statement, oldest first: for its PDF."""
-    return await _statement_entries(statement).order_by(*CHRONOLOGICAL)
+    return await BillingEntry.filter(statement_lines__statement_id=statement.id).select_related(*RELATED).order_by(*CHRONOLOGICAL)
 
 
-async def invoice_entries(invoice: Invoice, *, first: int | None, after: str | None) -> Page[BillingEntry]:
-    """The charges on an invoice, oldest first."""
-    return await _page(_invoice_entries(invoice), CHRONOLOGICAL, first, after)
+async def _line_entries(ctx: Context, lines: _Lines, parent_id: uuid.UUID, first: int | None, after: str | None) -> Page[BillingEntry]:
+    """Entries on one statement or invoice, oldest first.
+
+    The first pages of every statement (invoice) in a response load together, in two queries however many there
+    are, with exact totals; a later page (``after``) pages that one parent by keyset.
+    """
+    if after is not None:
+        rows = BillingEntry.filter(**{lines.path: parent_id}).select_related(*RELATED)
+        return await _page(rows, CHRONOLOGICAL, first, after)
+    size = page_size(first)
+
+    async def batch(parent_ids: Sequence[uuid.UUID]) -> list[Page[BillingEntry]]:
+        links = await lines.model.filter(**{f"{lines.parent}__in": list(parent_ids)}).values_list(lines.parent, "entry_id")
+        entries = {e.id: e for e in await BillingEntry.filter(id__in=[entry_id for _, entry_id in links]).select_related(*RELATED)}
+        grouped: dict[uuid.UUID, list[BillingEntry]] = {parent: [] for parent in parent_ids}
+        for parent, entry_id in links:
+            grouped[parent].append(entries[entry_id])
+        return [_first_page(grouped[parent], size) for parent in parent_ids]
+
+    return await ctx.loaders.get(f"billing.{lines.model.__name__}.first:{size}", batch).load(parent_id)
+
+
+def _first_page(rows: list[BillingEntry], size: int) -> Page[BillingEntry]:
+    """The first page of rows already in memory, in CHRONOLOGICAL order, with the cursors ``paginate`` would give."""
+    rows = sorted(rows, key=lambda e: tuple(getattr(e, name) for name in CHRONOLOGICAL))
+    items = rows[:size]
+    cursors = [encode_cursor([getattr(e, name) for name in CHRONOLOGICAL]) for e in items]
+    return Page(items, cursors, len(rows) > size, False, len(rows))
 
 
 # ------------------------------------------------------------------ who and which chart

@@ -146,8 +146,8 @@ class Statement(Node):
         return await _chart(info, self.row.chart)
 
     @strawberry.field
-    async def entries(self, first: int | None = None, after: str | None = None) -> BillingEntryConnection:
-        return _entries(await billing.statement_entries(self.row, first=first, after=after))
+    async def entries(self, info: Info, first: int | None = None, after: str | None = None) -> BillingEntryConnection:
+        return _entries(await billing.statement_entries(info.context, self.row, first=first, after=after))
 
     @strawberry.field(description="Where the PDF of this statement can be fetched with the same bearer token.")
     def pdf_url(self, info: Info) -> str:
@@ -203,8 +203,8 @@ class Invoice(Node):
         return await _chart(info, self.row.chart)
 
     @strawberry.field
-    async def entries(self, first: int | None = None, after: str | None = None) -> BillingEntryConnection:
-        return _entries(await billing.invoice_entries(self.row, first=first, after=after))
+    async def entries(self, info: Info, first: int | None = None, after: str | None = None) -> BillingEntryConnection:
+        return _entries(await billing.invoice_entries(info.context, self.row, first=first, after=after))
 
     @strawberry.field
     def created_by(self) -> MemberType:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import logging
 import uuid
 from datetime import timedelta
 from urllib.parse import urlsplit
@@ -239,3 +240,46 @@ async def test_concurrent_statements_get_unique_gapless_numbers(api, group):
     numbers = sorted(r["data"]["generateStatement"]["statement"]["number"] for r in results)
     assert numbers == [f"S-{n:06d}" for n in range(1, len(requests) + 1)]
     assert sorted(s.sequence for s in await Statement.all()) == list(range(1, len(requests) + 1))
+
+
+ENTRIES_PAGE = """query($id: ID!, $first: Int, $after: String) { node(id: $id) { ... on Statement {
+    entries(first: $first, after: $after) { totalCount pageInfo { hasNextPage endCursor } edges { node { amount { amount } } } } } } }"""
+
+
+async def test_a_statements_entries_page_by_keyset(api, group, clock):
+    g = group
+    for day, amount in [("2026-03-03", "1.00"), ("2026-03-01", "2.00"), ("2026-03-03", "3.00"), ("2026-03-02", "4.00"),
+                        ("2026-03-03", "5.00")]:
+        await charge(api, g.ann, g.ann_chart, g.ann, amount, on=day)
+        clock.advance(timedelta(seconds=1))
+    statement = await generate(api, g.ann, g.ann_chart, g.ann)
+    seen, after, totals = [], None, []
+    while True:
+        data = await api.ok(ENTRIES_PAGE, {"id": statement["id"], "first": 2, "after": after}, g.ann.token)
+        page = data["node"]["entries"]
+        seen += [e["node"]["amount"]["amount"] for e in page["edges"]]
+        totals.append(page["totalCount"])
+        if not page["pageInfo"]["hasNextPage"]:
+            break
+        after = page["pageInfo"]["endCursor"]
+    assert seen == ["2.00", "4.00", "1.00", "3.00", "5.00"]
+    assert totals == [5, None, None]
+
+
+async def test_listing_statements_with_their_entries_costs_the_same_queries_for_more_statements(api, group, caplog):
+    g = group
+    await seed(api, g)
+    query = """{ practice { billing { statements { edges { node { number patientName chart { id } clinician { name }
+        entries { totalCount edges { node { amount { amount } clinician { name } chart { id } invoice { id } } } } } } } } } }"""
+
+    async def selects() -> int:
+        caplog.clear()
+        with caplog.at_level(logging.DEBUG, logger="tortoise.db_client"):
+            await api.ok(query, token=g.owner.token)
+        return sum(1 for r in caplog.records if r.name == "tortoise.db_client" and "SELECT" in r.getMessage().upper())
+
+    await generate(api, g.ann, g.ann_chart, g.ann)
+    one = await selects()
+    for chart, clinician in [(g.shared_chart, g.ann), (g.shared_chart, g.ben), (g.ann_chart, g.ann), (g.ben_chart, g.ben)]:
+        await generate(api, g.owner, chart, clinician, "2026-01-01", "2026-04-30")
+    assert await selects() == one
