@@ -45,11 +45,11 @@ class BillingEntry(Model):
     class Meta:
         table = "billing_entries"
         indexes = (
-            # History, newest first: the whole practice, one clinician, one chart.
+            # History, newest first: the whole practice, one clinician, one chart (the chart index also serves
+            # statements and invoices: one clinician's entries for one chart, by date).
             ("practice", "occurred_on", "created_at", "id"),
             ("practice", "clinician", "occurred_on", "created_at", "id"),
-            # Statements and invoices: one clinician's entries for one chart, by date.
-            ("chart", "clinician", "occurred_on"),
+            ("chart", "occurred_on", "created_at", "id"),
         )
 
 

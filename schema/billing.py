@@ -289,14 +289,14 @@ class Billing:
     ) -> BillingEntryConnection | None:
         return _entries(await billing.history(info.context, _selection(filter), first=first, after=after))
 
-    @strawberry.field
+    @strawberry.field(description="Newest number first; from/to select the statements whose period overlaps them.")
     async def statements(
         self, info: Info, filter: BillingFilter | None = None, first: int | None = None, after: str | None = None
     ) -> StatementConnection | None:
         page = await billing.statements(info.context, _selection(filter), first=first, after=after)
         return connection(StatementConnection, StatementEdge, page, Statement.of)
 
-    @strawberry.field
+    @strawberry.field(description="Newest number first; from/to select by issue date.")
     async def invoices(
         self,
         info: Info,

@@ -9,11 +9,12 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from auth import passwords
-from models import Chart, ChartAssignment, Member, Practice
-from models.enums import Permission, Role
+from auth.tokens import hash_secret, new_api_token
+from models import ApiToken, Chart, ChartAssignment, Member, Practice
+from models.enums import Permission, Role, TokenScope
 from resolvers.ids import encode
 from tests.conftest import PASSWORD, Api
 
@@ -85,6 +86,16 @@ async def add_chart(practice: Practice, patient_name: str, *, created_by: uuid.U
     for clinician in clinicians:
         await ChartAssignment.create(id=uuid.uuid4(), chart=chart, clinician_id=clinician, created_at=now())
     return encode("Chart", chart.id)
+
+
+async def partner_token(group: Group, person: Person, scopes: list[TokenScope]) -> Person:
+    """A partner API token created by ``person`` (inserted: the token API is built elsewhere)."""
+    secret = new_api_token()
+    await ApiToken.create(
+        id=uuid.uuid4(), practice=group.practice, created_by_id=person.pk, name="partner", token_hash=hash_secret(secret),
+        scopes=[s.value for s in scopes], created_at=now(), expires_at=now() + timedelta(days=30),
+    )
+    return Person(person.gid, person.pk, secret, person.name)
 
 
 async def make_group(api: Api, *, practice: str = "Calm Minds", email: str = "owner@example.com") -> Group:

@@ -9,12 +9,22 @@ from datetime import timedelta
 from decimal import Decimal
 
 import pytest
+from tortoise.exceptions import IntegrityError
 
-from auth.tokens import hash_secret, new_api_token
-from models import ApiToken, AuditEvent, BillingBalance, BillingCounter, BillingEntry, Invoice, InvoiceLine, Statement
+from models import (
+    AuditEvent,
+    BillingBalance,
+    BillingCounter,
+    BillingEntry,
+    Chart,
+    Invoice,
+    InvoiceLine,
+    Member,
+    Statement,
+)
 from models.enums import Permission as P
 from models.enums import Role, TokenScope
-from resolvers.ids import encode
+from resolvers.ids import encode, parse
 from tests.conftest import postgres_only
 from tests.factories_billing import (
     CREATE_INVOICE,
@@ -31,7 +41,7 @@ from tests.factories_billing import (
     charge,
     history,
     make_group,
-    now,
+    partner_token,
     pay,
 )
 
@@ -69,16 +79,6 @@ async def refund(api, person: Person, chart: str, clinician: Person, amount: str
     data = await api.ok(RECORD_REFUND, {"i": {"chartId": chart, "clinicianIds": [clinician.gid], "amount": amount,
                                               "occurredOn": "2026-03-05"}}, person.token)
     return data["recordRefund"]
-
-
-async def partner_token(group: Group, person: Person, scopes: list[TokenScope]) -> Person:
-    """A partner API token created by ``person`` (inserted: the token API is built elsewhere)."""
-    secret = new_api_token()
-    await ApiToken.create(
-        id=uuid.uuid4(), practice=group.practice, created_by_id=person.pk, name="partner", token_hash=hash_secret(secret),
-        scopes=[s.value for s in scopes], created_at=now(), expires_at=now() + timedelta(days=30),
-    )
-    return Person(person.gid, person.pk, secret, person.name)
 
 
 async def seed_ledger(api, g: Group) -> None:
@@ -618,3 +618,28 @@ async def test_concurrent_payments_across_clinicians_and_charts_all_land(api, gr
     for chart, clinician in pairs:
         assert await balance(api, g.owner, clinicians=[clinician], chart=chart) == "50.00"
     assert await balance(api, g.owner) == "200.00"
+
+
+async def test_the_ledger_is_append_only(api, group):
+    g = group
+    charged = await charge(api, g.owner, g.ann_chart, g.ann, "100.00")
+    await pay(api, g.ann, g.ann_chart, g.ann, "10.00")
+
+    async def rows() -> set[tuple]:
+        return {(e.id, e.kind, e.delta_cents, e.occurred_on, e.description, e.invoice_id, e.clinician_id, e.chart_id,
+                 e.created_by_id, e.created_at) for e in await BillingEntry.all()}
+
+    before = await rows()
+    invoice = (await api.ok(CREATE_INVOICE, {"i": {"chartId": g.ann_chart, "clinicianIds": [g.ann.gid]}}, g.ann.token))[
+        "createInvoice"]["invoice"]
+    await pay(api, g.ann, g.ann_chart, g.ann, "100.00", invoice=invoice["id"])
+    await api.ok(GENERATE_STATEMENT, {"i": {"chartId": g.ann_chart, "clinicianIds": [g.ann.gid], "periodStart": "2026-03-01",
+                                            "periodEnd": "2026-03-31"}}, g.ann.token)
+    after = await rows()
+    assert before < after and len(after) == len(before) + 1  # invoicing, paying and statements change no entry
+    # Nothing an entry points at can be deleted from under it (RESTRICT).
+    entry = await BillingEntry.get(id=parse(charged["entry"]["id"])[1])
+    for model, pk in [(Chart, entry.chart_id), (Member, entry.clinician_id), (Member, entry.created_by_id)]:
+        with pytest.raises(IntegrityError):
+            await model.filter(id=pk).delete()
+    assert await rows() == after

@@ -12,8 +12,7 @@ from urllib.parse import urlsplit
 import pytest
 from pypdf import PdfReader
 
-from auth.tokens import hash_secret, new_api_token
-from models import ApiToken, AuditEvent, BillingCounter, Statement
+from models import AuditEvent, BillingCounter, Statement
 from models.enums import Permission as P
 from models.enums import Role, TokenScope
 from resolvers.ids import encode
@@ -27,7 +26,7 @@ from tests.factories_billing import (
     add_chart,
     charge,
     make_group,
-    now,
+    partner_token,
     pay,
 )
 
@@ -207,15 +206,8 @@ async def test_the_pdf_has_the_same_authorization_as_the_graphql_field(api, grou
     other = await api.sign_up(practice="Elsewhere", email="else@example.com")
     assert await status(other["accessToken"]) == 404
 
-    async def partner(scopes: list[TokenScope]) -> str:
-        secret = new_api_token()
-        await ApiToken.create(id=uuid.uuid4(), practice=g.practice, created_by_id=g.owner.pk, name="partner",
-                              token_hash=hash_secret(secret), scopes=[s.value for s in scopes], created_at=now(),
-                              expires_at=now() + timedelta(days=30))
-        return secret
-
-    assert await status(await partner([TokenScope.READ_BILLING])) == 200
-    assert await status(await partner([TokenScope.WRITE_BILLING, TokenScope.READ_CHARTS])) == 403
+    assert await status((await partner_token(g, g.owner, [TokenScope.READ_BILLING])).token) == 200
+    assert await status((await partner_token(g, g.owner, [TokenScope.WRITE_BILLING, TokenScope.READ_CHARTS])).token) == 403
     # Ids that are not this statement's: unknown, malformed, or of another type.
     for bogus in [encode("Statement", uuid.uuid4()), "garbage", g.ann_chart]:
         response = await api.client.get(f"/statements/{bogus}.pdf", headers={"Authorization": f"Bearer {g.owner.token}"})
