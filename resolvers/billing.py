@@ -32,8 +32,7 @@ from models import BillingBalance, BillingCounter, BillingEntry, Chart, Invoice,
 from models.billing import BillingEntryKind as Kind
 from models.billing import InvoiceStatus
 from models.enums import Permission, Role
-from resolvers import audit, validation
-from resolvers.charts import visible_charts
+from resolvers import audit, charts, validation
 from resolvers.context import Context
 from resolvers.errors import BadInput, Conflict, Forbidden, NotFound, SingleClinicianRequired
 from resolvers.ids import decode, decode_many, encode
@@ -141,18 +140,14 @@ async def find_invoice(ctx: Context, pk: uuid.UUID) -> Invoice | None:
     return await _find(Invoice, ctx, pk)
 
 
-async def readable_chart(ctx: Context, chart: Chart) -> Chart | None:
-    """The chart of a billing row for those who may read it (``visible_charts``), None for the others.
+async def readable_chart(ctx: Context, chart: Chart, *, via: str) -> Chart | None:
+    """The chart of a billing row for those who may read it, None for the others (read and recorded by the charts
+    area, batched per request).
 
     Whoever sees the row sees its patient's name; only chart readers get the chart (a biller without
     VIEW_ALL_CHARTS does not).
     """
-
-    async def batch(chart_ids: Sequence[uuid.UUID]) -> list[bool]:
-        readable = set(await visible_charts(ctx.viewer).filter(id__in=list(chart_ids)).values_list("id", flat=True))
-        return [chart_id in readable for chart_id in chart_ids]
-
-    return chart if await ctx.loaders.get("billing.readable_charts", batch).load(chart.id) else None
+    return await charts.get_chart(ctx, chart.id, via=via)
 
 
 async def entry_invoice(ctx: Context, entry: BillingEntry) -> Invoice | None:
@@ -310,19 +305,11 @@ def _first_page(rows: list[BillingEntry], size: int) -> Page[BillingEntry]:
 # ------------------------------------------------------------------ who and which chart
 
 
-async def require_chart(ctx: Context, chart_id: str, *, field: str = "input.chartId") -> Chart:
-    """A chart the caller can read (``visible_charts``); any other is NOT_FOUND."""
-    chart = await visible_charts(ctx.viewer).filter(id=decode(chart_id, "Chart", field=field)).first()
-    if chart is None:
-        raise NotFound("no such chart")
-    return chart
-
-
 async def require_billable(ctx: Context, clinician_id: str, chart_id: str, *, field: str) -> tuple[Member, Chart]:
     """The clinician and chart an entry, statement or invoice is for.
 
     The clinician: a member of the practice (else NOT_FOUND), the caller themself unless the caller holds
-    MANAGE_BILLING (else FORBIDDEN). The chart: one the caller can read (else NOT_FOUND). And the clinician
+    MANAGE_BILLING (else FORBIDDEN). The chart: one the caller can read (``charts.require_chart``, else NOT_FOUND). And the clinician
     must be the owner or a clinician who can see that chart (else BAD_USER_INPUT).
     """
     viewer = ctx.viewer
@@ -332,11 +319,11 @@ async def require_billable(ctx: Context, clinician_id: str, chart_id: str, *, fi
     is_self = clinician.id == viewer.member.id
     if not is_self and not viewer.has(Permission.MANAGE_BILLING):
         raise Forbidden("you bill only for yourself unless you hold MANAGE_BILLING")
-    chart = await require_chart(ctx, chart_id)
+    chart = await charts.require_chart(ctx, chart_id)
     if clinician.role not in BILLING_ROLES:
         raise BadInput("the clinician must be the owner or a clinician of the practice", field=field)
     # The caller can read the chart; another clinician must be able to see it too.
-    if not is_self and not await visible_charts(Viewer(member=clinician, practice=viewer.practice)).filter(id=chart.id).exists():
+    if not is_self and not await charts.visible_charts(Viewer(member=clinician, practice=viewer.practice)).filter(id=chart.id).exists():
         raise BadInput("the clinician cannot see this chart", field=field)
     return clinician, chart
 

@@ -44,10 +44,10 @@ def _member(row) -> Member:
     return Member.of(row)
 
 
-async def _chart(info: Info, row) -> Chart | None:
+async def _chart(info: Info, row, via: str) -> Chart | None:
     from schema.charts import Chart
 
-    chart = await billing.readable_chart(info.context, row)
+    chart = await billing.readable_chart(info.context, row, via=via)
     return Chart.of(chart) if chart is not None else None
 
 
@@ -83,7 +83,7 @@ class BillingEntry(Node):
 
     @strawberry.field(description="The whole chart, for those who may read it; null for the others.")
     async def chart(self, info: Info) -> ChartType | None:
-        return await _chart(info, self.row.chart)
+        return await _chart(info, self.row.chart, "BillingEntry.chart")
 
     @strawberry.field
     async def invoice(self, info: Info) -> Invoice | None:
@@ -143,7 +143,7 @@ class Statement(Node):
 
     @strawberry.field
     async def chart(self, info: Info) -> ChartType | None:
-        return await _chart(info, self.row.chart)
+        return await _chart(info, self.row.chart, "Statement.chart")
 
     @strawberry.field
     async def entries(self, info: Info, first: int | None = None, after: str | None = None) -> BillingEntryConnection:
@@ -200,7 +200,7 @@ class Invoice(Node):
 
     @strawberry.field
     async def chart(self, info: Info) -> ChartType | None:
-        return await _chart(info, self.row.chart)
+        return await _chart(info, self.row.chart, "Invoice.chart")
 
     @strawberry.field
     async def entries(self, info: Info, first: int | None = None, after: str | None = None) -> BillingEntryConnection:

@@ -8,27 +8,15 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterable
-from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
 
-from auth import passwords
-from auth.tokens import hash_secret, new_api_token
-from models import ApiToken, Chart, ChartAssignment, Member, Practice
+from models import Chart, ChartAssignment, Practice
 from models.enums import Permission, Role, TokenScope
 from resolvers.ids import encode
-from tests.conftest import PASSWORD, Api
-
-SLUG = "calm-minds"
-
-
-@dataclass
-class Person:
-    """A signed-in member: their global id, uuid and access token."""
-
-    gid: str
-    pk: uuid.UUID
-    token: str
-    name: str
+from tests import factories
+from tests.conftest import Api
+from tests.factories import Account
 
 
 @dataclass
@@ -37,44 +25,28 @@ class Group:
 
     api: Api
     practice: Practice
-    owner: Person
-    ann: Person
-    ben: Person
+    owner: Account
+    ann: Account
+    ben: Account
     ann_chart: str
     ben_chart: str
     shared_chart: str
-    members: dict[str, Person] = field(default_factory=dict)
+    members: dict[str, Account] = field(default_factory=dict)
 
-    async def member(self, name: str, role: Role, permissions: Iterable[Permission] = ()) -> Person:
-        person = await add_member(self.api, self.practice, name=name, role=role, permissions=permissions)
-        self.members[name] = person
-        return person
+    async def member(self, name: str, role: Role, permissions: Iterable[Permission] = ()) -> Account:
+        """Another member (a row, logged in through ``logIn``)."""
+        email = f"{name.lower().replace(' ', '.')}@example.com"
+        account = await factories.add_member(self.api, self.practice.slug, email, name=name, role=role, permissions=tuple(permissions))
+        self.members[name] = account
+        return account
 
 
 def now() -> datetime:
     return datetime.now(UTC)
 
 
-async def add_member(api: Api, practice: Practice, *, name: str, role: Role, permissions: Iterable[Permission] = ()) -> Person:
-    email = f"{name.lower().replace(' ', '.')}@example.com"
-    member = await Member.create(
-        id=uuid.uuid4(),
-        practice=practice,
-        name=name,
-        email=email,
-        password_hash=passwords.hash_password(PASSWORD),
-        role=role,
-        permissions=sorted(Permission(p).value for p in permissions),
-        plan_code=None if role == Role.ADMINISTRATOR else "erx-lite",
-        created_at=now(),
-    )
-    body = await api.log_in(practice.slug, email)
-    assert not body.get("errors"), body
-    return Person(encode("Member", member.id), member.id, body["data"]["logIn"]["accessToken"], name)
-
-
 async def add_chart(practice: Practice, patient_name: str, *, created_by: uuid.UUID, clinicians: Iterable[uuid.UUID] = ()) -> str:
-    """A chart assigned to ``clinicians``; returns its global id."""
+    """A chart (a row) assigned to ``clinicians``; returns its global id."""
     chart = await Chart.create(
         id=uuid.uuid4(),
         practice=practice,
@@ -88,34 +60,27 @@ async def add_chart(practice: Practice, patient_name: str, *, created_by: uuid.U
     return encode("Chart", chart.id)
 
 
-async def partner_token(group: Group, person: Person, scopes: list[TokenScope]) -> Person:
-    """A partner API token created by ``person`` (inserted: the token API is built elsewhere)."""
-    secret = new_api_token()
-    await ApiToken.create(
-        id=uuid.uuid4(), practice=group.practice, created_by_id=person.pk, name="partner", token_hash=hash_secret(secret),
-        scopes=[s.value for s in scopes], created_at=now(), expires_at=now() + timedelta(days=30),
-    )
-    return Person(person.gid, person.pk, secret, person.name)
+async def partner_token(group: Group, creator: Account, scopes: list[TokenScope]) -> Account:
+    """``creator`` acting through a partner API token narrowed to ``scopes``."""
+    return replace(creator, token=await factories.insert_api_token(creator.row, tuple(scopes)))
 
 
 async def make_group(api: Api, *, practice: str = "Calm Minds", email: str = "owner@example.com") -> Group:
-    signed = await api.sign_up(practice=practice, email=email)
-    await api.ok("mutation { activateGroupPractice { practice { kind } } }", token=signed["accessToken"])
-    member_gid = signed["member"]["id"]
-    owner_row = await Member.filter(email=email, role=Role.OWNER).select_related("practice").get()
-    practice_row = owner_row.practice
-    owner = Person(member_gid, owner_row.id, signed["accessToken"], owner_row.name)
-    ann = await add_member(api, practice_row, name="Ann Clinician", role=Role.CLINICIAN)
-    ben = await add_member(api, practice_row, name="Ben Clinician", role=Role.CLINICIAN)
+    owner = await factories.sign_up(api, practice=practice, email=email)
+    await api.ok("mutation { activateGroupPractice { practice { kind } } }", token=owner.token)
+    practice_row = await Practice.get(slug=owner.slug)
+    prefix = owner.slug.split("-")[0]
+    ann = await factories.add_member(api, owner.slug, f"ann@{prefix}.example.com", name="Ann Clinician")
+    ben = await factories.add_member(api, owner.slug, f"ben@{prefix}.example.com", name="Ben Clinician")
     return Group(
         api=api,
         practice=practice_row,
         owner=owner,
         ann=ann,
         ben=ben,
-        ann_chart=await add_chart(practice_row, "Pat Annsson", created_by=owner.pk, clinicians=[ann.pk]),
-        ben_chart=await add_chart(practice_row, "Quinn Benson", created_by=owner.pk, clinicians=[ben.pk]),
-        shared_chart=await add_chart(practice_row, "Robin Shared", created_by=owner.pk, clinicians=[ann.pk, ben.pk]),
+        ann_chart=await add_chart(practice_row, "Pat Annsson", created_by=owner.row.id, clinicians=[ann.row.id]),
+        ben_chart=await add_chart(practice_row, "Quinn Benson", created_by=owner.row.id, clinicians=[ben.row.id]),
+        shared_chart=await add_chart(practice_row, "Robin Shared", created_by=owner.row.id, clinicians=[ann.row.id, ben.row.id]),
     )
 
 
@@ -140,27 +105,27 @@ HISTORY = f"""query($f: BillingFilter, $first: Int, $after: String) {{ practice 
 }} }} }}"""
 
 
-async def charge(api: Api, person: Person, chart: str, clinician: Person, amount: str, *, on: str = "2026-03-02",
+async def charge(api: Api, person: Account, chart: str, clinician: Account, amount: str, *, on: str = "2026-03-02",
                  description: str = "Session") -> dict:
-    data = await api.ok(RECORD_CHARGE, {"i": {"chartId": chart, "clinicianId": clinician.gid, "amount": amount,
+    data = await api.ok(RECORD_CHARGE, {"i": {"chartId": chart, "clinicianId": clinician.id, "amount": amount,
                                               "occurredOn": on, "description": description}}, person.token)
     return data["recordCharge"]
 
 
-async def pay(api: Api, person: Person, chart: str, clinician: Person, amount: str, *, on: str = "2026-03-03",
+async def pay(api: Api, person: Account, chart: str, clinician: Account, amount: str, *, on: str = "2026-03-03",
               invoice: str | None = None) -> dict:
-    data = await api.ok(RECORD_PAYMENT, {"i": {"chartId": chart, "clinicianIds": [clinician.gid], "amount": amount,
+    data = await api.ok(RECORD_PAYMENT, {"i": {"chartId": chart, "clinicianIds": [clinician.id], "amount": amount,
                                                "occurredOn": on, "invoiceId": invoice}}, person.token)
     return data["recordPayment"]
 
 
-async def balance(api: Api, person: Person, *, clinicians: list[Person] | None = None, chart: str | None = None) -> str:
-    selection = {"clinicianIds": [c.gid for c in clinicians] if clinicians is not None else None, "chartId": chart}
+async def balance(api: Api, person: Account, *, clinicians: list[Account] | None = None, chart: str | None = None) -> str:
+    selection = {"clinicianIds": [c.id for c in clinicians] if clinicians is not None else None, "chartId": chart}
     data = await api.ok(BALANCE, {"f": selection}, person.token)
     return data["practice"]["billing"]["currentBalance"]["amount"]
 
 
-async def history(api: Api, person: Person, selection: dict | None = None, *, first: int | None = None,
+async def history(api: Api, person: Account, selection: dict | None = None, *, first: int | None = None,
                   after: str | None = None) -> dict:
     data = await api.ok(HISTORY, {"f": selection, "first": first, "after": after}, person.token)
     return data["practice"]["billing"]["history"]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 import uuid
 from datetime import timedelta
 from decimal import Decimal
@@ -25,7 +24,9 @@ from models import (
 from models.enums import Permission as P
 from models.enums import Role, TokenScope
 from resolvers.ids import encode, parse
+from tests import factories
 from tests.conftest import postgres_only
+from tests.factories import Account, sql_statements
 from tests.factories_billing import (
     CREATE_INVOICE,
     ENTRY,
@@ -36,7 +37,6 @@ from tests.factories_billing import (
     RECORD_PAYMENT,
     RECORD_REFUND,
     Group,
-    Person,
     balance,
     charge,
     history,
@@ -69,14 +69,14 @@ async def ledger_snapshot() -> tuple:
     )
 
 
-async def adjust(api, person: Person, chart: str, clinician: Person, amount: str) -> dict:
-    data = await api.ok(RECORD_ADJUSTMENT, {"i": {"chartId": chart, "clinicianId": clinician.gid, "amount": amount,
+async def adjust(api, person: Account, chart: str, clinician: Account, amount: str) -> dict:
+    data = await api.ok(RECORD_ADJUSTMENT, {"i": {"chartId": chart, "clinicianId": clinician.id, "amount": amount,
                                                   "occurredOn": "2026-03-04", "description": "Write-off"}}, person.token)
     return data["recordAdjustment"]
 
 
-async def refund(api, person: Person, chart: str, clinician: Person, amount: str) -> dict:
-    data = await api.ok(RECORD_REFUND, {"i": {"chartId": chart, "clinicianIds": [clinician.gid], "amount": amount,
+async def refund(api, person: Account, chart: str, clinician: Account, amount: str) -> dict:
+    data = await api.ok(RECORD_REFUND, {"i": {"chartId": chart, "clinicianIds": [clinician.id], "amount": amount,
                                               "occurredOn": "2026-03-05"}}, person.token)
     return data["recordRefund"]
 
@@ -136,9 +136,9 @@ async def test_history_attributes_each_entry_to_its_clinician_and_recorder(api, 
     page = await history(api, g.owner)
     nodes = [edge["node"] for edge in page["edges"]]
     assert [(n["kind"], n["clinician"]["name"], n["createdBy"]["id"], n["patientName"]) for n in nodes] == [
-        ("PAYMENT", "Ann Clinician", g.owner.gid, "Robin Shared"),
-        ("CHARGE", "Ben Clinician", g.ben.gid, "Quinn Benson"),
-        ("CHARGE", "Ann Clinician", g.owner.gid, "Pat Annsson"),
+        ("PAYMENT", "Ann Clinician", g.owner.id, "Robin Shared"),
+        ("CHARGE", "Ben Clinician", g.ben.id, "Quinn Benson"),
+        ("CHARGE", "Ann Clinician", g.owner.id, "Pat Annsson"),
     ]
     assert [n["chart"]["id"] for n in nodes] == [g.shared_chart, g.ben_chart, g.ann_chart]
     assert nodes[2]["description"] == "Intake" and nodes[0]["amount"] == {"amount": "20.00", "currency": "USD"}
@@ -175,7 +175,7 @@ async def test_history_filters(api, group):
 
     assert await amounts({"kinds": ["PAYMENT", "REFUND"]}) == ["30.00", "5.00", "50.00"]
     assert await amounts({"chartId": g.shared_chart}) == ["40.00", "60.00"]
-    assert await amounts({"clinicianIds": [g.ben.gid], "kinds": ["ADJUSTMENT"]}) == ["5.00"]
+    assert await amounts({"clinicianIds": [g.ben.id], "kinds": ["ADJUSTMENT"]}) == ["5.00"]
     assert await amounts({"from": "2026-03-04", "to": "2026-03-09"}) == ["-10.00", "5.00", "5.00", "90.00"]
     code, body = await api.error(HISTORY, {"f": {"from": "2026-03-09", "to": "2026-03-01"}}, g.owner.token)
     assert code == "BAD_USER_INPUT" and body["errors"][0]["extensions"]["field"] == "filter.from"
@@ -186,19 +186,18 @@ async def test_history_costs_the_same_queries_whatever_the_page_size(api, group,
     invoice_query = "{ practice { billing { history(first: 100) { edges { node { " + ENTRY + " invoice { id number } } } } } } }"
 
     async def selects() -> int:
-        caplog.clear()
-        with caplog.at_level(logging.DEBUG, logger="tortoise.db_client"):
+        with sql_statements(caplog) as statements:
             await api.ok(invoice_query, token=g.owner.token)
-        return sum(1 for r in caplog.records if r.name == "tortoise.db_client" and "SELECT" in r.getMessage().upper())
+        return len(statements)
 
     await charge(api, g.owner, g.ann_chart, g.ann, "10.00")
     await pay(api, g.owner, g.ben_chart, g.ben, "1.00")
-    await api.ok(CREATE_INVOICE, {"i": {"chartId": g.ann_chart, "clinicianIds": [g.ann.gid]}}, g.owner.token)
+    await api.ok(CREATE_INVOICE, {"i": {"chartId": g.ann_chart, "clinicianIds": [g.ann.id]}}, g.owner.token)
     few = await selects()
     pairs = [(g.ann_chart, g.ann), (g.ben_chart, g.ben), (g.shared_chart, g.ann), (g.shared_chart, g.ben)]
     for i in range(16):
         await charge(api, g.owner, *pairs[i % 4], "10.00")
-    await api.ok(CREATE_INVOICE, {"i": {"chartId": g.shared_chart, "clinicianIds": [g.ben.gid]}}, g.owner.token)
+    await api.ok(CREATE_INVOICE, {"i": {"chartId": g.shared_chart, "clinicianIds": [g.ben.id]}}, g.owner.token)
     assert await selects() == few
 
 
@@ -220,7 +219,7 @@ async def test_money_moves_need_exactly_one_clinician(api, group, operation, sel
     await charge(api, g.owner, g.shared_chart, g.ann, "100.00")
     person = g.owner if caller == "owner" else g.ann
     fields = {"chartId": g.shared_chart, **MONEY_MOVES[operation][1]}
-    chosen = {"null": None, "empty": [], "two": [g.ann.gid, g.ben.gid], "same twice": [g.ann.gid, g.ann.gid]}
+    chosen = {"null": None, "empty": [], "two": [g.ann.id, g.ben.id], "same twice": [g.ann.id, g.ann.id]}
     if selection in chosen:
         fields["clinicianIds"] = chosen[selection]
     before = await ledger_snapshot()
@@ -229,7 +228,7 @@ async def test_money_moves_need_exactly_one_clinician(api, group, operation, sel
     assert body["data"] == {operation: None}
     assert await ledger_snapshot() == before
     # The same request with exactly one clinician goes through.
-    await api.ok(MONEY_MOVES[operation][0], {"i": {**fields, "clinicianIds": [g.ann.gid]}}, person.token)
+    await api.ok(MONEY_MOVES[operation][0], {"i": {**fields, "clinicianIds": [g.ann.id]}}, person.token)
     assert await ledger_snapshot() != before
 
 
@@ -250,9 +249,9 @@ async def test_clinicians_are_fenced_to_their_own_billing(api, group):
     # Naming anyone else is FORBIDDEN, alone or with oneself.
     for others in ([g.ben], [g.ann, g.ben]):
         code, _ = await api.error("query($f: BalanceFilter) { practice { billing { currentBalance(filter: $f) { amount } } } }",
-                                  {"f": {"clinicianIds": [o.gid for o in others]}}, g.ann.token)
+                                  {"f": {"clinicianIds": [o.id for o in others]}}, g.ann.token)
         assert code == "FORBIDDEN"
-        code, _ = await api.error(HISTORY, {"f": {"clinicianIds": [o.gid for o in others]}}, g.ann.token)
+        code, _ = await api.error(HISTORY, {"f": {"clinicianIds": [o.id for o in others]}}, g.ann.token)
         assert code == "FORBIDDEN"
     # Ben's entries are not reachable through node either.
     ben_entry = (await history(api, g.ben, {"chartId": g.ben_chart}))["edges"][0]["node"]["id"]
@@ -268,19 +267,19 @@ async def test_a_clinician_records_only_for_themself(api, group):
     g = group
     before = await ledger_snapshot()
     for mutation, fields in [
-        (RECORD_CHARGE, {"clinicianId": g.ben.gid, "description": "x"}),
-        (RECORD_ADJUSTMENT, {"clinicianId": g.ben.gid, "description": "x"}),
-        (RECORD_PAYMENT, {"clinicianIds": [g.ben.gid]}),
-        (RECORD_REFUND, {"clinicianIds": [g.ben.gid]}),
+        (RECORD_CHARGE, {"clinicianId": g.ben.id, "description": "x"}),
+        (RECORD_ADJUSTMENT, {"clinicianId": g.ben.id, "description": "x"}),
+        (RECORD_PAYMENT, {"clinicianIds": [g.ben.id]}),
+        (RECORD_REFUND, {"clinicianIds": [g.ben.id]}),
     ]:
         code, _ = await api.error(mutation, {"i": {"chartId": g.shared_chart, "amount": "10.00", "occurredOn": "2026-03-02",
                                                    **fields}}, g.ann.token)
         assert code == "FORBIDDEN"
     for mutation, fields in [(GENERATE_STATEMENT, {"periodStart": "2026-03-01", "periodEnd": "2026-03-31"}), (CREATE_INVOICE, {})]:
-        code, _ = await api.error(mutation, {"i": {"chartId": g.shared_chart, "clinicianIds": [g.ben.gid], **fields}}, g.ann.token)
+        code, _ = await api.error(mutation, {"i": {"chartId": g.shared_chart, "clinicianIds": [g.ben.id], **fields}}, g.ann.token)
         assert code == "FORBIDDEN"
     # A chart she cannot see does not exist for her, even for her own entries.
-    code, _ = await api.error(RECORD_CHARGE, {"i": {"chartId": g.ben_chart, "clinicianId": g.ann.gid, "amount": "10.00",
+    code, _ = await api.error(RECORD_CHARGE, {"i": {"chartId": g.ben_chart, "clinicianId": g.ann.id, "amount": "10.00",
                                                     "occurredOn": "2026-03-02", "description": "x"}}, g.ann.token)
     assert code == "NOT_FOUND"
     assert await ledger_snapshot() == before
@@ -291,7 +290,7 @@ async def test_the_entrys_clinician_must_be_a_clinician_who_sees_the_chart(api, 
     admin = await g.member("Adam Admin", Role.ADMINISTRATOR, [P.VIEW_BILLING, P.MANAGE_BILLING, P.VIEW_ALL_CHARTS])
     before = await ledger_snapshot()
     for clinician, chart in [(admin, g.ann_chart), (g.ben, g.ann_chart)]:
-        code, body = await api.error(RECORD_CHARGE, {"i": {"chartId": chart, "clinicianId": clinician.gid, "amount": "10.00",
+        code, body = await api.error(RECORD_CHARGE, {"i": {"chartId": chart, "clinicianId": clinician.id, "amount": "10.00",
                                                            "occurredOn": "2026-03-02", "description": "x"}}, g.owner.token)
         assert code == "BAD_USER_INPUT" and body["errors"][0]["extensions"]["field"] == "input.clinicianId"
     code, _ = await api.error(RECORD_CHARGE, {"i": {"chartId": g.ann_chart, "clinicianId": encode("Member", uuid.uuid4()),
@@ -300,7 +299,7 @@ async def test_the_entrys_clinician_must_be_a_clinician_who_sees_the_chart(api, 
     assert code == "NOT_FOUND"
     assert await ledger_snapshot() == before
     # The owner bills too, on any chart (the owner sees them all).
-    assert (await charge(api, g.owner, g.ben_chart, g.owner, "10.00"))["entry"]["clinician"]["id"] == g.owner.gid
+    assert (await charge(api, g.owner, g.ben_chart, g.owner, "10.00"))["entry"]["clinician"]["id"] == g.owner.id
 
 
 async def test_administrator_without_view_billing_sees_nothing(api, group):
@@ -317,7 +316,7 @@ async def test_administrator_without_view_billing_sees_nothing(api, group):
     assert (await api.ok(NODE, {"id": entry}, admin.token))["node"] is None
     # Nor may they move money.
     before = await ledger_snapshot()
-    code, _ = await api.error(RECORD_PAYMENT, {"i": {"chartId": g.ann_chart, "clinicianIds": [g.ann.gid], "amount": "5.00",
+    code, _ = await api.error(RECORD_PAYMENT, {"i": {"chartId": g.ann_chart, "clinicianIds": [g.ann.id], "amount": "5.00",
                                                      "occurredOn": "2026-03-03"}}, admin.token)
     assert code == "FORBIDDEN"
     assert await ledger_snapshot() == before
@@ -334,7 +333,7 @@ async def test_administrator_with_view_billing_sees_the_group_but_not_the_charts
     assert {n["patientName"] for n in nodes} == {"Pat Annsson", "Quinn Benson", "Robin Shared"}
     assert {n["chart"] is None for n in nodes} == {True}  # patient names yes, charts no (no VIEW_ALL_CHARTS)
     # Seeing is not moving: MANAGE_BILLING is needed to record for a clinician.
-    code, _ = await api.error(RECORD_PAYMENT, {"i": {"chartId": g.ann_chart, "clinicianIds": [g.ann.gid], "amount": "5.00",
+    code, _ = await api.error(RECORD_PAYMENT, {"i": {"chartId": g.ann_chart, "clinicianIds": [g.ann.id], "amount": "5.00",
                                                      "occurredOn": "2026-03-03"}}, biller.token)
     assert code == "FORBIDDEN"
 
@@ -346,19 +345,19 @@ async def test_administrator_with_manage_billing_moves_money_for_any_clinician(a
     manager = await g.member("Max Manager", Role.ADMINISTRATOR, [P.MANAGE_BILLING, P.VIEW_ALL_CHARTS])
     paid = await pay(api, manager, g.ann_chart, g.ann, "40.00")
     assert paid["balance"]["amount"] == "60.00"
-    assert paid["entry"]["clinician"]["id"] == g.ann.gid and paid["entry"]["createdBy"]["id"] == manager.gid
+    assert paid["entry"]["clinician"]["id"] == g.ann.id and paid["entry"]["createdBy"]["id"] == manager.id
     assert paid["entry"]["chart"]["id"] == g.ann_chart
-    statement = await api.ok(GENERATE_STATEMENT, {"i": {"chartId": g.ben_chart, "clinicianIds": [g.ben.gid],
+    statement = await api.ok(GENERATE_STATEMENT, {"i": {"chartId": g.ben_chart, "clinicianIds": [g.ben.id],
                                                         "periodStart": "2026-03-01", "periodEnd": "2026-03-31"}}, manager.token)
     assert statement["generateStatement"]["statement"]["closingBalance"]["amount"] == "80.00"
-    invoice = await api.ok(CREATE_INVOICE, {"i": {"chartId": g.ben_chart, "clinicianIds": [g.ben.gid]}}, manager.token)
+    invoice = await api.ok(CREATE_INVOICE, {"i": {"chartId": g.ben_chart, "clinicianIds": [g.ben.id]}}, manager.token)
     assert invoice["createInvoice"]["invoice"]["total"]["amount"] == "80.00"
     # MANAGE_BILLING without VIEW_BILLING moves money but does not read the ledger.
     code, _ = await api.error("{ practice { billing { currentBalance { amount } } } }", token=manager.token)
     assert code == "FORBIDDEN"
     # Billing happens on charts the caller can read: without VIEW_ALL_CHARTS the chart is not found.
     blind = await g.member("Bo Blind", Role.ADMINISTRATOR, [P.MANAGE_BILLING, P.VIEW_BILLING])
-    code, _ = await api.error(RECORD_PAYMENT, {"i": {"chartId": g.ann_chart, "clinicianIds": [g.ann.gid], "amount": "5.00",
+    code, _ = await api.error(RECORD_PAYMENT, {"i": {"chartId": g.ann_chart, "clinicianIds": [g.ann.id], "amount": "5.00",
                                                      "occurredOn": "2026-03-03"}}, blind.token)
     assert code == "NOT_FOUND"
     assert await balance(api, g.owner) == "140.00"
@@ -367,17 +366,16 @@ async def test_administrator_with_manage_billing_moves_money_for_any_clinician(a
 async def test_other_practices_see_and_touch_nothing(api, group):
     g = group
     await seed_ledger(api, g)
-    other = await api.sign_up(practice="Elsewhere", email="else@example.com")
-    stranger = Person(other["member"]["id"], uuid.uuid4(), other["accessToken"], "Stranger")
+    stranger = await factories.sign_up(api, practice="Elsewhere", email="else@example.com")
     assert await balance(api, stranger) == "0.00"
     assert (await history(api, stranger))["edges"] == []
     entry = (await history(api, g.owner))["edges"][0]["node"]["id"]
     assert (await api.ok(NODE, {"id": entry}, stranger.token))["node"] is None
     before = await ledger_snapshot()
-    code, _ = await api.error(RECORD_CHARGE, {"i": {"chartId": g.ann_chart, "clinicianId": stranger.gid, "amount": "1.00",
+    code, _ = await api.error(RECORD_CHARGE, {"i": {"chartId": g.ann_chart, "clinicianId": stranger.id, "amount": "1.00",
                                                     "occurredOn": "2026-03-02", "description": "x"}}, stranger.token)
     assert code == "NOT_FOUND"
-    code, _ = await api.error(RECORD_PAYMENT, {"i": {"chartId": g.ann_chart, "clinicianIds": [g.ann.gid], "amount": "1.00",
+    code, _ = await api.error(RECORD_PAYMENT, {"i": {"chartId": g.ann_chart, "clinicianIds": [g.ann.id], "amount": "1.00",
                                                      "occurredOn": "2026-03-02"}}, stranger.token)
     assert code == "NOT_FOUND"
     assert await ledger_snapshot() == before
@@ -388,7 +386,7 @@ async def test_partner_tokens_need_the_billing_scopes(api, group):
     reader = await partner_token(g, g.owner, [TokenScope.READ_BILLING])
     writer = await partner_token(g, g.owner, [TokenScope.WRITE_BILLING])
     entry = (await charge(api, writer, g.ann_chart, g.ann, "12.00"))["entry"]["id"]
-    code, _ = await api.error(RECORD_CHARGE, {"i": {"chartId": g.ann_chart, "clinicianId": g.ann.gid, "amount": "1.00",
+    code, _ = await api.error(RECORD_CHARGE, {"i": {"chartId": g.ann_chart, "clinicianId": g.ann.id, "amount": "1.00",
                                                     "occurredOn": "2026-03-02", "description": "x"}}, reader.token)
     assert code == "FORBIDDEN"
     assert await balance(api, reader) == "12.00"
@@ -409,9 +407,9 @@ async def test_invalid_amounts_are_refused_and_write_nothing(api, group, amount)
     await charge(api, g.owner, g.ann_chart, g.ann, "50.00")
     before = await ledger_snapshot()
     base = {"chartId": g.ann_chart, "amount": amount, "occurredOn": "2026-03-02"}
-    for mutation, fields in [(RECORD_CHARGE, {"clinicianId": g.ann.gid, "description": "x"}),
-                             (RECORD_PAYMENT, {"clinicianIds": [g.ann.gid]}),
-                             (RECORD_REFUND, {"clinicianIds": [g.ann.gid]})]:
+    for mutation, fields in [(RECORD_CHARGE, {"clinicianId": g.ann.id, "description": "x"}),
+                             (RECORD_PAYMENT, {"clinicianIds": [g.ann.id]}),
+                             (RECORD_REFUND, {"clinicianIds": [g.ann.id]})]:
         code, body = await api.error(mutation, {"i": {**base, **fields}}, g.owner.token)
         assert code == "BAD_USER_INPUT" and body["errors"][0]["extensions"]["field"] == "input.amount", body
     assert await ledger_snapshot() == before
@@ -423,7 +421,7 @@ async def test_invalid_amounts_are_refused_and_write_nothing(api, group, amount)
 async def test_invalid_adjustments_are_refused_and_write_nothing(api, group, amount):
     g = group
     before = await ledger_snapshot()
-    code, body = await api.error(RECORD_ADJUSTMENT, {"i": {"chartId": g.ann_chart, "clinicianId": g.ann.gid, "amount": amount,
+    code, body = await api.error(RECORD_ADJUSTMENT, {"i": {"chartId": g.ann_chart, "clinicianId": g.ann.id, "amount": amount,
                                                            "occurredOn": "2026-03-02", "description": "x"}}, g.owner.token)
     assert code == "BAD_USER_INPUT" and body["errors"][0]["extensions"]["field"] == "input.amount"
     assert await ledger_snapshot() == before
@@ -432,7 +430,7 @@ async def test_invalid_adjustments_are_refused_and_write_nothing(api, group, amo
 async def test_amounts_that_are_not_numbers_are_refused(api, group):
     g = group
     before = await ledger_snapshot()
-    code, _ = await api.error(RECORD_CHARGE, {"i": {"chartId": g.ann_chart, "clinicianId": g.ann.gid, "amount": "ten",
+    code, _ = await api.error(RECORD_CHARGE, {"i": {"chartId": g.ann_chart, "clinicianId": g.ann.id, "amount": "ten",
                                                     "occurredOn": "2026-03-02", "description": "x"}}, g.owner.token)
     assert code == "BAD_USER_INPUT"
     assert await ledger_snapshot() == before
@@ -454,7 +452,7 @@ async def test_signed_adjustments_and_trailing_zeros(api, group):
 async def test_other_invalid_entry_input_writes_nothing(api, group, fields):
     g = group
     before = await ledger_snapshot()
-    code, _ = await api.error(RECORD_CHARGE, {"i": {"chartId": g.ann_chart, "clinicianId": g.ann.gid, "amount": "10.00",
+    code, _ = await api.error(RECORD_CHARGE, {"i": {"chartId": g.ann_chart, "clinicianId": g.ann.id, "amount": "10.00",
                                                     "occurredOn": "2026-03-02", "description": "Session", **fields}}, g.owner.token)
     assert code == "BAD_USER_INPUT"
     assert await ledger_snapshot() == before
@@ -469,18 +467,18 @@ async def test_every_billing_write_is_audited(api, group):
     await adjust(api, g.owner, g.ann_chart, g.ann, "-5.00")
     await pay(api, g.ann, g.ann_chart, g.ann, "5.00")
     await refund(api, g.ann, g.ann_chart, g.ann, "1.00")
-    statement = await api.ok(GENERATE_STATEMENT, {"i": {"chartId": g.ann_chart, "clinicianIds": [g.ann.gid],
+    statement = await api.ok(GENERATE_STATEMENT, {"i": {"chartId": g.ann_chart, "clinicianIds": [g.ann.id],
                                                         "periodStart": "2026-03-01", "periodEnd": "2026-03-31"}}, g.ann.token)
-    invoice = await api.ok(CREATE_INVOICE, {"i": {"chartId": g.ann_chart, "clinicianIds": [g.ann.gid]}}, g.ann.token)
+    invoice = await api.ok(CREATE_INVOICE, {"i": {"chartId": g.ann_chart, "clinicianIds": [g.ann.id]}}, g.ann.token)
     events = await AuditEvent.filter(action__startswith="billing.").order_by("sequence")
     assert [e.action for e in events] == [
         "billing.charge_recorded", "billing.adjustment_recorded", "billing.payment_recorded", "billing.refund_recorded",
         "billing.statement_generated", "billing.invoice_created",
     ]
-    assert events[0].target_id == entry and events[0].actor_id == g.owner.pk
-    assert events[0].details == {"amount": "100.00", "clinician": g.ann.gid, "chart": g.ann_chart}
+    assert events[0].target_id == entry and events[0].actor_id == g.owner.row.id
+    assert events[0].details == {"amount": "100.00", "clinician": g.ann.id, "chart": g.ann_chart}
     assert events[4].target_id == statement["generateStatement"]["statement"]["id"]
-    assert events[5].target_id == invoice["createInvoice"]["invoice"]["id"] and events[5].actor_id == g.ann.pk
+    assert events[5].target_id == invoice["createInvoice"]["invoice"]["id"] and events[5].actor_id == g.ann.row.id
 
 
 # ------------------------------------------------------------------ invoices and payments
@@ -494,7 +492,7 @@ async def test_an_invoice_holds_the_clinicians_uninvoiced_charges_and_payments_p
     second = (await charge(api, g.owner, g.shared_chart, g.ann, "50.00"))["entry"]["id"]
     await charge(api, g.owner, g.shared_chart, g.ben, "70.00")  # Ben's: not on Ann's invoice
     await pay(api, g.ann, g.shared_chart, g.ann, "5.00")  # a payment: never on an invoice
-    invoice = (await api.ok(CREATE_INVOICE, {"i": {"chartId": g.shared_chart, "clinicianIds": [g.ann.gid]}}, g.ann.token))[
+    invoice = (await api.ok(CREATE_INVOICE, {"i": {"chartId": g.shared_chart, "clinicianIds": [g.ann.id]}}, g.ann.token))[
         "createInvoice"]["invoice"]
     assert invoice["number"] == "INV-000001" and invoice["status"] == "OPEN" and invoice["patientName"] == "Robin Shared"
     assert invoice["total"]["amount"] == invoice["amountDue"]["amount"] == "150.00"
@@ -508,17 +506,17 @@ async def test_an_invoice_holds_the_clinicians_uninvoiced_charges_and_payments_p
     assert partial["balance"]["amount"] == "45.00"
     # More than is due is refused, and writes nothing.
     before = await ledger_snapshot()
-    code, _ = await api.error(RECORD_PAYMENT, {"i": {"chartId": g.shared_chart, "clinicianIds": [g.ann.gid], "amount": "50.01",
+    code, _ = await api.error(RECORD_PAYMENT, {"i": {"chartId": g.shared_chart, "clinicianIds": [g.ann.id], "amount": "50.01",
                                                      "occurredOn": "2026-03-03", "invoiceId": invoice["id"]}}, g.ann.token)
     assert code == "BAD_USER_INPUT"
     assert await ledger_snapshot() == before
     paid = await pay(api, g.owner, g.shared_chart, g.ann, "50.00", invoice=invoice["id"])
     assert paid["invoice"] == {"id": invoice["id"], "status": "PAID", "amountDue": {"amount": "0.00"}}
-    code, _ = await api.error(RECORD_PAYMENT, {"i": {"chartId": g.shared_chart, "clinicianIds": [g.ann.gid], "amount": "1.00",
+    code, _ = await api.error(RECORD_PAYMENT, {"i": {"chartId": g.shared_chart, "clinicianIds": [g.ann.id], "amount": "1.00",
                                                      "occurredOn": "2026-03-03", "invoiceId": invoice["id"]}}, g.ann.token)
     assert code == "CONFLICT"
     # An invoice is paid only for its own clinician and chart.
-    code, _ = await api.error(RECORD_PAYMENT, {"i": {"chartId": g.shared_chart, "clinicianIds": [g.ben.gid], "amount": "1.00",
+    code, _ = await api.error(RECORD_PAYMENT, {"i": {"chartId": g.shared_chart, "clinicianIds": [g.ben.id], "amount": "1.00",
                                                      "occurredOn": "2026-03-03", "invoiceId": invoice["id"]}}, g.owner.token)
     assert code == "NOT_FOUND"
     listed = (await api.ok(INVOICES, {"s": "PAID"}, g.owner.token))["practice"]["billing"]["invoices"]
@@ -530,24 +528,24 @@ async def test_a_charge_is_on_at_most_one_invoice(api, group):
     g = group
     charged = (await charge(api, g.ann, g.ann_chart, g.ann, "100.00"))["entry"]["id"]
     payment = (await pay(api, g.ann, g.ann_chart, g.ann, "10.00"))["entry"]["id"]
-    first = await api.ok(CREATE_INVOICE, {"i": {"chartId": g.ann_chart, "clinicianIds": [g.ann.gid], "entryIds": [charged]}},
+    first = await api.ok(CREATE_INVOICE, {"i": {"chartId": g.ann_chart, "clinicianIds": [g.ann.id], "entryIds": [charged]}},
                          g.ann.token)
     assert first["createInvoice"]["invoice"]["number"] == "INV-000001"
     for entry_ids in ([charged], None):
-        code, _ = await api.error(CREATE_INVOICE, {"i": {"chartId": g.ann_chart, "clinicianIds": [g.ann.gid], "entryIds": entry_ids}},
+        code, _ = await api.error(CREATE_INVOICE, {"i": {"chartId": g.ann_chart, "clinicianIds": [g.ann.id], "entryIds": entry_ids}},
                                   g.ann.token)
         assert code == "CONFLICT"
     # Only this clinician's charges for this chart go on an invoice.
     ben_charge = (await charge(api, g.owner, g.shared_chart, g.ben, "5.00"))["entry"]["id"]
     before = await ledger_snapshot()
     for entry_ids in ([payment], [ben_charge], [encode("BillingEntry", uuid.uuid4())], []):
-        code, body = await api.error(CREATE_INVOICE, {"i": {"chartId": g.ann_chart, "clinicianIds": [g.ann.gid],
+        code, body = await api.error(CREATE_INVOICE, {"i": {"chartId": g.ann_chart, "clinicianIds": [g.ann.id],
                                                             "entryIds": entry_ids}}, g.ann.token)
         assert code == "BAD_USER_INPUT" and body["errors"][0]["extensions"]["field"] == "input.entryIds"
     assert await ledger_snapshot() == before
     # A refused invoice gave its number back: the next one follows without a gap.
     await charge(api, g.ann, g.ann_chart, g.ann, "20.00")
-    second = await api.ok(CREATE_INVOICE, {"i": {"chartId": g.ann_chart, "clinicianIds": [g.ann.gid]}}, g.ann.token)
+    second = await api.ok(CREATE_INVOICE, {"i": {"chartId": g.ann_chart, "clinicianIds": [g.ann.id]}}, g.ann.token)
     assert second["createInvoice"]["invoice"]["number"] == "INV-000002"
     assert second["createInvoice"]["invoice"]["total"]["amount"] == "20.00"
 
@@ -561,7 +559,7 @@ async def test_concurrent_payments_all_land(api, group):
     await charge(api, g.owner, g.shared_chart, g.ann, "500.00")
     payers = [g.owner, g.ann]
     results = await asyncio.gather(*[
-        api.post(RECORD_PAYMENT, {"i": {"chartId": g.shared_chart, "clinicianIds": [g.ann.gid], "amount": "7.50",
+        api.post(RECORD_PAYMENT, {"i": {"chartId": g.shared_chart, "clinicianIds": [g.ann.id], "amount": "7.50",
                                         "occurredOn": "2026-03-03"}}, payers[i % 2].token)
         for i in range(24)
     ])
@@ -577,7 +575,7 @@ async def test_concurrent_payments_all_land(api, group):
 async def test_concurrent_first_entries_share_one_running_total(api, group):
     g = group
     results = await asyncio.gather(*[
-        api.post(RECORD_CHARGE, {"i": {"chartId": g.ben_chart, "clinicianId": g.ben.gid, "amount": "10.00",
+        api.post(RECORD_CHARGE, {"i": {"chartId": g.ben_chart, "clinicianId": g.ben.id, "amount": "10.00",
                                        "occurredOn": "2026-03-02", "description": "Session"}}, g.ben.token)
         for _ in range(10)
     ])
@@ -590,8 +588,8 @@ async def test_concurrent_first_entries_share_one_running_total(api, group):
 async def test_racing_invoices_never_share_a_charge(api, group):
     g = group
     charges = [(await charge(api, g.owner, g.ann_chart, g.ann, "30.00"))["entry"]["id"] for _ in range(3)]
-    racers = [{"chartId": g.ann_chart, "clinicianIds": [g.ann.gid]} for _ in range(4)]
-    racers += [{"chartId": g.ann_chart, "clinicianIds": [g.ann.gid], "entryIds": charges[:2]} for _ in range(4)]
+    racers = [{"chartId": g.ann_chart, "clinicianIds": [g.ann.id]} for _ in range(4)]
+    racers += [{"chartId": g.ann_chart, "clinicianIds": [g.ann.id], "entryIds": charges[:2]} for _ in range(4)]
     results = await asyncio.gather(*[api.post(CREATE_INVOICE, {"i": r}, g.ann.token) for r in racers])
     won = [r for r in results if not r.get("errors")]
     assert len(won) == 1
@@ -610,7 +608,7 @@ async def test_concurrent_payments_across_clinicians_and_charts_all_land(api, gr
     for chart, clinician in pairs:
         await charge(api, g.owner, chart, clinician, "100.00")
     results = await asyncio.gather(*[
-        api.post(RECORD_PAYMENT, {"i": {"chartId": chart, "clinicianIds": [clinician.gid], "amount": "10.00",
+        api.post(RECORD_PAYMENT, {"i": {"chartId": chart, "clinicianIds": [clinician.id], "amount": "10.00",
                                         "occurredOn": "2026-03-03"}}, g.owner.token)
         for _ in range(5) for chart, clinician in pairs
     ])
@@ -630,10 +628,10 @@ async def test_the_ledger_is_append_only(api, group):
                  e.created_by_id, e.created_at) for e in await BillingEntry.all()}
 
     before = await rows()
-    invoice = (await api.ok(CREATE_INVOICE, {"i": {"chartId": g.ann_chart, "clinicianIds": [g.ann.gid]}}, g.ann.token))[
+    invoice = (await api.ok(CREATE_INVOICE, {"i": {"chartId": g.ann_chart, "clinicianIds": [g.ann.id]}}, g.ann.token))[
         "createInvoice"]["invoice"]
     await pay(api, g.ann, g.ann_chart, g.ann, "100.00", invoice=invoice["id"])
-    await api.ok(GENERATE_STATEMENT, {"i": {"chartId": g.ann_chart, "clinicianIds": [g.ann.gid], "periodStart": "2026-03-01",
+    await api.ok(GENERATE_STATEMENT, {"i": {"chartId": g.ann_chart, "clinicianIds": [g.ann.id], "periodStart": "2026-03-01",
                                             "periodEnd": "2026-03-31"}}, g.ann.token)
     after = await rows()
     assert before < after and len(after) == len(before) + 1  # invoicing, paying and statements change no entry

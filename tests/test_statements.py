@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import io
-import logging
 import uuid
 from datetime import timedelta
 from urllib.parse import urlsplit
@@ -17,12 +16,12 @@ from models.enums import Permission as P
 from models.enums import Role, TokenScope
 from resolvers.ids import encode
 from tests.conftest import postgres_only
+from tests.factories import Account, sql_statements
 from tests.factories_billing import (
     GENERATE_STATEMENT,
     RECORD_ADJUSTMENT,
     STATEMENT,
     Group,
-    Person,
     add_chart,
     charge,
     make_group,
@@ -40,8 +39,8 @@ async def group(api) -> Group:
     return await make_group(api)
 
 
-async def generate(api, person: Person, chart: str, clinician: Person, start: str = "2026-03-01", end: str = "2026-03-31") -> dict:
-    data = await api.ok(GENERATE_STATEMENT, {"i": {"chartId": chart, "clinicianIds": [clinician.gid], "periodStart": start,
+async def generate(api, person: Account, chart: str, clinician: Account, start: str = "2026-03-01", end: str = "2026-03-31") -> dict:
+    data = await api.ok(GENERATE_STATEMENT, {"i": {"chartId": chart, "clinicianIds": [clinician.id], "periodStart": start,
                                                    "periodEnd": end}}, person.token)
     return data["generateStatement"]["statement"]
 
@@ -51,7 +50,7 @@ async def seed(api, g: Group) -> None:
     await charge(api, g.owner, g.ann_chart, g.ann, "100.00", on="2026-02-10")
     await pay(api, g.ann, g.ann_chart, g.ann, "30.00", on="2026-02-20")
     await charge(api, g.ann, g.ann_chart, g.ann, "90.00", on="2026-03-05", description="Therapy session")
-    await api.ok(RECORD_ADJUSTMENT, {"i": {"chartId": g.ann_chart, "clinicianId": g.ann.gid, "amount": "-4.50",
+    await api.ok(RECORD_ADJUSTMENT, {"i": {"chartId": g.ann_chart, "clinicianId": g.ann.id, "amount": "-4.50",
                                            "occurredOn": "2026-03-10", "description": "Courtesy discount"}}, g.owner.token)
     await pay(api, g.ann, g.ann_chart, g.ann, "50.00", on="2026-03-31")
     await charge(api, g.ann, g.ann_chart, g.ann, "25.00", on="2026-04-02")
@@ -81,7 +80,7 @@ async def test_a_statement_freezes_opening_balance_entries_and_closing_balance(a
     statement = await generate(api, g.ann, g.ann_chart, g.ann)
     assert statement["number"] == "S-000001"
     assert statement["patientName"] == "Pat Annsson" and statement["chart"]["id"] == g.ann_chart
-    assert statement["clinician"]["id"] == g.ann.gid and statement["createdBy"]["id"] == g.ann.gid
+    assert statement["clinician"]["id"] == g.ann.id and statement["createdBy"]["id"] == g.ann.id
     assert (statement["periodStart"], statement["periodEnd"]) == ("2026-03-01", "2026-03-31")
     assert statement["openingBalance"]["amount"] == "70.00"
     assert amounts(statement) == ["90.00", "-4.50", "50.00"]  # oldest first; the period's last day included
@@ -110,7 +109,7 @@ async def test_an_empty_period_carries_the_balance_over(api, group):
 ])
 async def test_a_bad_period_is_refused_without_taking_a_number(api, group, start, end, field):
     g = group
-    code, body = await api.error(GENERATE_STATEMENT, {"i": {"chartId": g.ann_chart, "clinicianIds": [g.ann.gid],
+    code, body = await api.error(GENERATE_STATEMENT, {"i": {"chartId": g.ann_chart, "clinicianIds": [g.ann.id],
                                                             "periodStart": start, "periodEnd": end}}, g.ann.token)
     assert code == "BAD_USER_INPUT" and body["errors"][0]["extensions"]["field"] == field
     assert await Statement.all().count() == 0
@@ -134,17 +133,17 @@ async def test_statements_are_seen_like_the_entries_they_hold(api, group):
     ann_statement = await generate(api, g.ann, g.ann_chart, g.ann)
     ben_statement = await generate(api, g.ben, g.shared_chart, g.ben, "2026-02-01", "2026-02-28")
 
-    async def numbers(person: Person, selection: dict | None = None) -> list[str]:
+    async def numbers(person: Account, selection: dict | None = None) -> list[str]:
         data = await api.ok(LIST, {"f": selection}, person.token)
         return [e["node"]["number"] for e in data["practice"]["billing"]["statements"]["edges"]]
 
     assert await numbers(g.owner) == ["S-000002", "S-000001"]  # newest number first
-    assert await numbers(g.owner, {"clinicianIds": [g.ann.gid]}) == ["S-000001"]
+    assert await numbers(g.owner, {"clinicianIds": [g.ann.id]}) == ["S-000001"]
     assert await numbers(g.owner, {"from": "2026-03-15", "to": "2026-04-30"}) == ["S-000001"]  # periods overlapping
     assert await numbers(g.owner, {"chartId": g.shared_chart}) == ["S-000002"]
     assert await numbers(g.ann) == ["S-000001"]
     assert await numbers(g.ben) == ["S-000002"]
-    code, _ = await api.error(LIST, {"f": {"clinicianIds": [g.ann.gid]}}, g.ben.token)
+    code, _ = await api.error(LIST, {"f": {"clinicianIds": [g.ann.id]}}, g.ben.token)
     assert code == "FORBIDDEN"
     assert (await api.ok(NODE, {"id": ann_statement["id"]}, g.ben.token))["node"] is None
     assert (await api.ok(NODE, {"id": ben_statement["id"]}, g.owner.token))["node"]["number"] == "S-000002"
@@ -173,12 +172,12 @@ async def test_the_pdf_shows_the_statement_and_its_totals(api, group):
         assert expected in text, (expected, text)
     assert "25.00" not in text and "11.00" not in text  # outside the period / another chart
     downloads = await AuditEvent.filter(action="billing.statement_downloaded")
-    assert [(e.target_id, e.actor_id) for e in downloads] == [(statement["id"], g.ann.pk)]
+    assert [(e.target_id, e.actor_id) for e in downloads] == [(statement["id"], g.ann.row.id)]
 
 
 async def test_the_pdf_copes_with_names_outside_latin_1(api, group):
     g = group
-    chart = await add_chart(g.practice, "Łukasz Dvořák", created_by=g.owner.pk, clinicians=[g.ann.pk])
+    chart = await add_chart(g.practice, "Łukasz Dvořák", created_by=g.owner.row.id, clinicians=[g.ann.row.id])
     await charge(api, g.ann, chart, g.ann, "10.00", description="Séance – suivi")
     response = await pdf_of(api, await generate(api, g.ann, chart, g.ann), g.ann.token)
     assert response.status_code == 200
@@ -224,7 +223,7 @@ async def test_concurrent_statements_get_unique_gapless_numbers(api, group):
     requests = [(g.ann, g.ann_chart, g.ann), (g.ben, g.ben_chart, g.ben), (g.owner, g.shared_chart, g.ann),
                 (g.owner, g.shared_chart, g.ben)] * 3
     results = await asyncio.gather(*[
-        api.post(GENERATE_STATEMENT, {"i": {"chartId": chart, "clinicianIds": [clinician.gid], "periodStart": "2026-03-01",
+        api.post(GENERATE_STATEMENT, {"i": {"chartId": chart, "clinicianIds": [clinician.id], "periodStart": "2026-03-01",
                                             "periodEnd": "2026-03-31"}}, person.token)
         for person, chart, clinician in requests
     ])
@@ -265,10 +264,9 @@ async def test_listing_statements_with_their_entries_costs_the_same_queries_for_
         entries { totalCount edges { node { amount { amount } clinician { name } chart { id } invoice { id } } } } } } } } } }"""
 
     async def selects() -> int:
-        caplog.clear()
-        with caplog.at_level(logging.DEBUG, logger="tortoise.db_client"):
+        with sql_statements(caplog) as statements:
             await api.ok(query, token=g.owner.token)
-        return sum(1 for r in caplog.records if r.name == "tortoise.db_client" and "SELECT" in r.getMessage().upper())
+        return len(statements)
 
     await generate(api, g.ann, g.ann_chart, g.ann)
     one = await selects()
