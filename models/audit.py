@@ -21,5 +21,5 @@ class AuditEvent(Model):
 
     class Meta:
         table = "audit_events"
-        unique_together = (("practice", "sequence"),)
-        indexes = (("practice", "action"), ("practice", "target_id"), ("practice", "actor"))
+        unique_together = (("practice_id", "sequence"),)
+        indexes = (("practice_id", "action"), ("practice_id", "target_id"), ("practice_id", "actor_id"))
