@@ -18,6 +18,16 @@ class Migration(migrations.Migration):
 
     operations = [
         ops.CreateModel(
+            name='AuditHead',
+            fields=[
+                ('practice_id', fields.UUIDField(primary_key=True, default=uuid4, unique=True, db_index=True)),
+                ('sequence', fields.BigIntField(default=0)),
+                ('hash', fields.CharField(max_length=64)),
+            ],
+            options={'table': 'audit_heads', 'app': 'models', 'pk_attr': 'practice_id', 'table_description': "The end of one practice's chain (sequence and hash of its newest event)."},
+            bases=['Model'],
+        ),
+        ops.CreateModel(
             name='Practice',
             fields=[
                 ('id', fields.UUIDField(primary_key=True, default=uuid4, unique=True, db_index=True)),
