@@ -4,7 +4,16 @@ Tortoise discovers the models of the app from this package (``modules={"models":
 """
 
 from models.api_tokens import ApiToken
-from models.audit import AuditEvent
+from models.audit import AuditEvent, AuditHead
+from models.billing import (
+    BillingBalance,
+    BillingCounter,
+    BillingEntry,
+    Invoice,
+    InvoiceLine,
+    Statement,
+    StatementLine,
+)
 from models.charts import Chart, ChartAssignment, ChartNote
 from models.invitations import Invitation
 from models.members import Member, RotatedRefreshToken, Session
@@ -15,16 +24,24 @@ from models.subscriptions import PeriodSeat, Subscription, SubscriptionCharge, S
 __all__ = [
     "ApiToken",
     "AuditEvent",
+    "AuditHead",
+    "BillingBalance",
+    "BillingCounter",
+    "BillingEntry",
     "Chart",
     "ChartAssignment",
     "ChartNote",
     "Invitation",
+    "Invoice",
+    "InvoiceLine",
     "Member",
     "OutboxMessage",
     "PeriodSeat",
     "Practice",
     "RotatedRefreshToken",
     "Session",
+    "Statement",
+    "StatementLine",
     "Subscription",
     "SubscriptionCharge",
     "SubscriptionPeriod",

@@ -23,6 +23,7 @@ from server.db import install_postgres_indexes, tortoise_config
 from server.graphql import GraphQLApp
 from server.observability import MetricsExtension, metrics, request_id_var
 from server.settings import Settings
+from server.statements import statement_pdf
 
 log = logging.getLogger("groups_api")
 
@@ -111,6 +112,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None, generate_schem
     app = Starlette(
         routes=[
             Route("/graphql", graphql_app, methods=["GET", "POST"]),
+            Route("/statements/{statement_id}.pdf", statement_pdf, methods=["GET"]),
             Route("/healthz", healthz),
             Route("/readyz", readyz),
             Route("/metrics", metrics),

@@ -1,0 +1,154 @@
+"""Patient billing: the append-only ledger, running balances, statements and invoices.
+
+Money is stored as integer cents (BigInt): exact in both SQLite and PostgreSQL, including SUM (SQLite would
+sum a DecimalField's text as floats). Every foreign key into ledger data is RESTRICT: nothing cascades.
+"""
+
+from enum import Enum
+
+from tortoise import fields
+from tortoise.models import Model
+
+
+class BillingEntryKind(str, Enum):
+    CHARGE = "CHARGE"
+    PAYMENT = "PAYMENT"
+    ADJUSTMENT = "ADJUSTMENT"
+    REFUND = "REFUND"
+
+
+class InvoiceStatus(str, Enum):
+    OPEN = "OPEN"
+    PAID = "PAID"
+    VOID = "VOID"
+
+
+class BillingEntry(Model):
+    """One ledger entry. Written once, never updated or deleted."""
+
+    id = fields.UUIDField(primary_key=True)
+    practice = fields.ForeignKeyField("models.Practice", related_name="billing_entries", on_delete=fields.RESTRICT)
+    chart = fields.ForeignKeyField("models.Chart", related_name="billing_entries", on_delete=fields.RESTRICT)
+    # The clinician the entry belongs to, and the member who recorded it.
+    clinician = fields.ForeignKeyField("models.Member", related_name="billing_entries", on_delete=fields.RESTRICT)
+    created_by = fields.ForeignKeyField("models.Member", related_name="recorded_billing_entries", on_delete=fields.RESTRICT)
+    kind = fields.CharEnumField(BillingEntryKind, max_length=16)
+    # What the entry adds to the balance, in cents: positive for charges and refunds, negative for payments,
+    # either sign for adjustments. The amount shown is its absolute value except for adjustments.
+    delta_cents = fields.BigIntField()
+    occurred_on = fields.DateField()
+    description = fields.CharField(max_length=500)
+    # For a payment: the invoice it pays (a charge's invoice is its InvoiceLine).
+    invoice = fields.ForeignKeyField("models.Invoice", related_name="payments", on_delete=fields.RESTRICT, null=True)
+    created_at = fields.DatetimeField()
+
+    class Meta:
+        table = "billing_entries"
+        indexes = (
+            # History, newest first: the whole practice, one clinician, one chart (the chart index also serves
+            # statements and invoices: one clinician's entries for one chart, by date).
+            ("practice_id", "occurred_on", "created_at", "id"),
+            ("practice_id", "clinician_id", "occurred_on", "created_at", "id"),
+            ("chart_id", "occurred_on", "created_at", "id"),
+        )
+
+
+class BillingBalance(Model):
+    """Running total per practice, clinician and chart, updated in the same transaction as each entry.
+
+    A balance is a sum over these rows, so it costs the same however long the ledger grows.
+    """
+
+    id = fields.UUIDField(primary_key=True)
+    practice = fields.ForeignKeyField("models.Practice", related_name="billing_balances", on_delete=fields.RESTRICT)
+    clinician = fields.ForeignKeyField("models.Member", related_name="billing_balances", on_delete=fields.RESTRICT)
+    chart = fields.ForeignKeyField("models.Chart", related_name="billing_balances", on_delete=fields.RESTRICT)
+    balance_cents = fields.BigIntField(default=0)
+    updated_at = fields.DatetimeField()
+
+    class Meta:
+        table = "billing_balances"
+        unique_together = (("practice_id", "clinician_id", "chart_id"),)
+        indexes = (("practice_id", "chart_id"),)
+
+
+class BillingCounter(Model):
+    """A per-practice number sequence ("statement", "invoice"), locked while a number is taken: no gaps, no duplicates."""
+
+    id = fields.UUIDField(primary_key=True)
+    practice = fields.ForeignKeyField("models.Practice", related_name="billing_counters", on_delete=fields.RESTRICT)
+    name = fields.CharField(max_length=32)
+    last_value = fields.BigIntField(default=0)
+
+    class Meta:
+        table = "billing_counters"
+        unique_together = (("practice_id", "name"),)
+
+
+class Statement(Model):
+    """A frozen statement for one clinician and one chart over a period."""
+
+    id = fields.UUIDField(primary_key=True)
+    practice = fields.ForeignKeyField("models.Practice", related_name="statements", on_delete=fields.RESTRICT)
+    clinician = fields.ForeignKeyField("models.Member", related_name="statements", on_delete=fields.RESTRICT)
+    chart = fields.ForeignKeyField("models.Chart", related_name="statements", on_delete=fields.RESTRICT)
+    created_by = fields.ForeignKeyField("models.Member", related_name="generated_statements", on_delete=fields.RESTRICT)
+    sequence = fields.BigIntField()
+    number = fields.CharField(max_length=32)
+    period_start = fields.DateField()
+    period_end = fields.DateField()
+    opening_cents = fields.BigIntField()
+    closing_cents = fields.BigIntField()
+    created_at = fields.DatetimeField()
+
+    class Meta:
+        table = "statements"
+        unique_together = (("practice_id", "sequence"),)
+        indexes = (("practice_id", "clinician_id", "sequence"), ("chart_id", "clinician_id"))
+
+
+class StatementLine(Model):
+    """An entry frozen on a statement."""
+
+    id = fields.UUIDField(primary_key=True)
+    statement = fields.ForeignKeyField("models.Statement", related_name="lines", on_delete=fields.RESTRICT)
+    entry = fields.ForeignKeyField("models.BillingEntry", related_name="statement_lines", on_delete=fields.RESTRICT)
+
+    class Meta:
+        table = "statement_lines"
+        unique_together = (("statement_id", "entry_id"),)
+        indexes = (("entry_id",),)
+
+
+class Invoice(Model):
+    """One clinician's charges for one chart, numbered. Its status and amount paid change as payments arrive."""
+
+    id = fields.UUIDField(primary_key=True)
+    practice = fields.ForeignKeyField("models.Practice", related_name="invoices", on_delete=fields.RESTRICT)
+    clinician = fields.ForeignKeyField("models.Member", related_name="invoices", on_delete=fields.RESTRICT)
+    chart = fields.ForeignKeyField("models.Chart", related_name="invoices", on_delete=fields.RESTRICT)
+    created_by = fields.ForeignKeyField("models.Member", related_name="created_invoices", on_delete=fields.RESTRICT)
+    sequence = fields.BigIntField()
+    number = fields.CharField(max_length=32)
+    status = fields.CharEnumField(InvoiceStatus, max_length=16, default=InvoiceStatus.OPEN)
+    total_cents = fields.BigIntField()
+    paid_cents = fields.BigIntField(default=0)
+    issued_on = fields.DateField()
+    created_at = fields.DatetimeField()
+
+    class Meta:
+        table = "invoices"
+        unique_together = (("practice_id", "sequence"),)
+        indexes = (("practice_id", "clinician_id", "sequence"), ("practice_id", "status", "sequence"), ("chart_id", "clinician_id"))
+
+
+class InvoiceLine(Model):
+    """A charge on an invoice. The unique entry is what keeps a charge on at most one invoice, even under races."""
+
+    id = fields.UUIDField(primary_key=True)
+    invoice = fields.ForeignKeyField("models.Invoice", related_name="lines", on_delete=fields.RESTRICT)
+    entry = fields.OneToOneField("models.BillingEntry", related_name="invoice_line", on_delete=fields.RESTRICT)
+
+    class Meta:
+        table = "invoice_lines"
+        indexes = (("invoice_id", "entry_id"),)
