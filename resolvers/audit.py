@@ -12,7 +12,7 @@ import hashlib
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -217,10 +217,14 @@ async def list_events(
         qs = qs.filter(actor_id=decode(actor_id, "Member", field="filter.actorId"))
     if api_token_id is not None:
         qs = qs.filter(api_token_id=decode(api_token_id, "ApiToken", field="filter.apiTokenId"))
-    if target_id is not None:
-        qs = qs.filter(target_id=target_id)
-    if action is not None:
-        qs = qs.filter(action=action)
+    for column, value in (("target_id", target_id), ("action", action)):
+        if value is None:
+            continue
+        if len(value) > AuditEvent._meta.fields_map[column].max_length:
+            return Page([], [], False, False, None)  # matches no event (and Tortoise refuses to filter on it)
+        qs = qs.filter(**{column: value})
+    # A time without a zone is read as UTC, as the database reads it (and as comparing it with one that has a zone needs).
+    since, until = _as_utc(since), _as_utc(until)
     if since is not None and until is not None and since >= until:
         raise BadInput("from must be before to", field="filter.to")
     if since is not None:
@@ -229,6 +233,10 @@ async def list_events(
         qs = qs.filter(created_at__lt=until)
     # The sequence orders a practice's chain and is unique within it: a complete keyset on its own.
     return await paginate(qs, order=["-sequence"], first=first, after=after, count=False)
+
+
+def _as_utc(moment: datetime | None) -> datetime | None:
+    return moment.replace(tzinfo=UTC) if moment is not None and moment.tzinfo is None else moment
 
 
 async def get_event(ctx: Context, event_id: uuid.UUID) -> AuditEvent | None:

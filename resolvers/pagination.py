@@ -10,6 +10,7 @@ from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
+from enum import Enum
 from typing import Any, Generic, TypeVar
 
 import orjson
@@ -70,9 +71,38 @@ def decode_cursor(cursor: str, length: int) -> list[Any]:
         values = orjson.loads(raw)
         if not isinstance(values, list) or len(values) != length:
             raise ValueError
+        # A hand-made cursor can put anything in a tag: uuid.UUID(hex=5) is an AttributeError, Decimal("x") an
+        # ArithmeticError (decimal.InvalidOperation).
         return [_decode_value(v) for v in values]
-    except (binascii.Error, ValueError, TypeError, orjson.JSONDecodeError):
+    except (binascii.Error, ValueError, TypeError, AttributeError, ArithmeticError):
         raise BadInput("after is not a valid cursor", field="after") from None
+
+
+_BIGINT = range(-(2**63), 2**63)
+
+
+def _fits(field: Any, value: Any) -> bool:
+    """Whether ``value`` can be compared with the column of ``field`` (what a cursor of this list would hold)."""
+    kind = field.field_type
+    if isinstance(kind, type) and issubclass(kind, Enum):
+        return value in {member.value for member in kind}
+    if kind is datetime:
+        return isinstance(value, datetime) and value.tzinfo is not None
+    if kind is date:
+        return isinstance(value, date) and not isinstance(value, datetime)
+    if kind is int:
+        return isinstance(value, int) and not isinstance(value, bool) and value in _BIGINT
+    return isinstance(value, kind)
+
+
+def keyset_values(model: type, order: list[str], cursor: str) -> list[Any]:
+    """The values of ``cursor`` for ``order`` over ``model``. A cursor whose values are not those of the order's
+    columns (hand-made, or taken from another list) is BAD_USER_INPUT, never a database error."""
+    values = decode_cursor(cursor, len(order))
+    fields_map = model._meta.fields_map
+    if not all(_fits(fields_map[spec.lstrip("-")], value) for spec, value in zip(order, values, strict=True)):
+        raise BadInput("after is not a valid cursor", field="after")
+    return values
 
 
 @dataclass
@@ -123,7 +153,7 @@ async def paginate(
     total = await queryset.count() if count else None
     page_qs = queryset
     if after:
-        page_qs = page_qs.filter(_keyset_filter(order, decode_cursor(after, len(order))))
+        page_qs = page_qs.filter(_keyset_filter(order, keyset_values(queryset.model, order, after)))
     rows = await page_qs.order_by(*order).limit(size + 1) if size else []
     has_next = len(rows) > size
     rows = list(rows[:size])
@@ -147,7 +177,7 @@ async def paginate_many(
     size = page_size(first)
     names = [o.lstrip("-") for o in order]
     scoped = queryset.filter(**{f"{partition}__in": list(keys)})
-    page_qs = scoped.filter(_keyset_filter(order, decode_cursor(after, len(order)))) if after else scoped
+    page_qs = scoped.filter(_keyset_filter(order, keyset_values(queryset.model, order, after))) if after else scoped
     totals: dict[Hashable, int] = {}
     if count and keys:
         pk = queryset.model._meta.pk_attr

@@ -117,7 +117,9 @@ async def log_in(ctx: Context, *, practice_slug: str, email: str, password: str)
     normalized = _login_email(email)
     account = f"login:{slug}:{normalized}"
     await limits.check_guessing(ctx, account)
-    member = await Member.filter(practice__slug=slug, email=normalized).select_related("practice").first()
+    member = None
+    if _could_be_stored(slug, normalized):
+        member = await Member.filter(practice__slug=slug, email=normalized).select_related("practice").first()
     ok = passwords.verify_password(member.password_hash if member else None, password)
     if member is None or not ok or member.status != MemberStatus.ACTIVE:
         await limits.record_failure(ctx, account)
@@ -133,6 +135,11 @@ async def log_in(ctx: Context, *, practice_slug: str, email: str, password: str)
     return signed_in
 
 
+def _could_be_stored(slug: str, email: str) -> bool:
+    """Whether a slug and an email fit their columns: longer ones match no row, and Tortoise refuses to filter on them."""
+    return len(slug) <= Practice._meta.fields_map["slug"].max_length and len(email) <= Member._meta.fields_map["email"].max_length
+
+
 def _login_email(email: str | None) -> str:
     """The email in the form sign-up stored it (validated, Unicode-normalised, lower-cased); anything else as typed."""
     try:
@@ -142,7 +149,12 @@ def _login_email(email: str | None) -> str:
 
 
 async def ctx_failed_login(ctx: Context, member: Member | None, slug: str) -> None:
-    practice_id = member.practice_id if member else await Practice.filter(slug=slug).first().values_list("id", flat=True)
+    if member is not None:
+        practice_id = member.practice_id
+    elif _could_be_stored(slug, ""):
+        practice_id = await Practice.filter(slug=slug).first().values_list("id", flat=True)
+    else:
+        practice_id = None
     if practice_id is None:
         return  # no practice to file it under; the rate limiter still counts it
     await audit.record_many(

@@ -62,12 +62,14 @@ def amount(value: Decimal | str, *, field: str, max_value: Decimal, allow_negati
         raise BadInput("amount is not a number", field=field) from None
     if not number.is_finite():
         raise BadInput("amount is not a number", field=field)
+    if abs(number) > max_value:
+        # Checked before the decimals: quantizing a number of more digits than the decimal context holds (28)
+        # raises InvalidOperation.
+        raise BadInput(f"amount must not exceed {max_value}", field=field)
     if number.as_tuple().exponent < -2 and number != number.quantize(Decimal("0.01")):
         raise BadInput("amount has more than two decimals", field=field)
     if number == 0:
         raise BadInput("amount must not be zero", field=field)
     if number < 0 and not allow_negative:
         raise BadInput("amount must be positive", field=field)
-    if abs(number) > max_value:
-        raise BadInput(f"amount must not exceed {max_value}", field=field)
     return number.quantize(Decimal("0.01"))

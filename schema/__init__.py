@@ -20,6 +20,7 @@ from schema import (
     members,
     plans,
     practices,
+    scalars,
     sessions,
     subscriptions,
 )
@@ -28,6 +29,7 @@ from schema.base import Node
 from schema.errors import ErrorCodes, ParserCache
 from schema.execution import FastExecutionContext
 from schema.limits import MAX_ALIASES, MAX_DEPTH, MAX_QUERY_COST, QueryLimits, QueryShapeRule
+from schema.text import StorableText
 
 AREAS = (sessions, practices, members, plans, invitations, subscriptions, charts, billing, api_tokens, audit, limits)
 
@@ -65,6 +67,7 @@ def build_schema(*, introspection: bool = True, fast_execution: bool = True, ext
         lambda: AddValidationRules(VALIDATION_RULES),
         lambda: ParserCache(maxsize=1024),
         lambda: ValidationCache(maxsize=1024),
+        StorableText,
         QueryLimits,
     ]
     if not introspection:
@@ -77,6 +80,7 @@ def build_schema(*, introspection: bool = True, fast_execution: bool = True, ext
         extensions=extensions,
         config=StrawberryConfig(auto_camel_case=True),
         execution_context_class=FastExecutionContext if fast_execution else None,
+        scalar_overrides=scalars.OVERRIDES,
     )
 
 

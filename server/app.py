@@ -45,7 +45,7 @@ class RequestContextMiddleware:
         scope.setdefault("state", {})["request_id"] = request_id
         length = headers.get(b"content-length")
         if length is not None and length.isdigit() and int(length) > self.max_body_bytes:
-            await PlainTextResponse("request body too large", status_code=413)(scope, receive, send)
+            await too_large()(scope, receive, send)
             return
         received = 0
 
@@ -68,13 +68,19 @@ class RequestContextMiddleware:
         try:
             await self.app(scope, capped_receive, send_with_id)
         except BodyTooLarge:
-            await PlainTextResponse("request body too large", status_code=413)(scope, receive, send_with_id)
+            await too_large()(scope, receive, send_with_id)
         finally:
             request_id_var.reset(token)
 
 
 class BodyTooLarge(Exception):
     pass
+
+
+def too_large() -> JSONResponse:
+    """413, still shaped like a GraphQL answer: clients read every refusal from ``errors[].extensions.code``."""
+    error = {"message": "request body too large", "extensions": {"code": "QUERY_TOO_COMPLEX"}}
+    return JSONResponse({"errors": [error]}, status_code=413)
 
 
 async def healthz(request: Request) -> PlainTextResponse:
