@@ -2,16 +2,23 @@
 
 Batched requests (a JSON list of operations) are refused: Strawberry's batching stays off, so each request is
 one operation, checked, costed and charged on its own.
+
+A request Strawberry cannot read (not JSON, not UTF-8, nested too deep, not an object, an unknown operationName...)
+is refused with its HTTP status (400 mostly) and, like every other refusal, a GraphQL-shaped JSON body whose error
+carries ``extensions.code`` (BAD_REQUEST); Strawberry itself answers those in plain text.
 """
 
 from __future__ import annotations
 
+import json
 import uuid
 from typing import Any
 
 import orjson
+from cross_web import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
+from starlette.types import Receive, Scope, Send
 from strawberry.asgi import GraphQL
 
 from auth.credentials import authenticate
@@ -33,6 +40,32 @@ class GraphQLApp(GraphQL):
         self.codec = codec
         self.limit_store = limit_store
 
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await super().__call__(scope, receive, send)
+            return
+        try:
+            response = await self.run(Request(scope=scope, receive=receive))
+        except HTTPException as refused:
+            response = self.refusal(refused.status_code, refused.reason)
+        await response(scope, receive, send)
+
+    def refusal(self, status_code: int, message: str) -> Response:
+        error = {"message": message, "extensions": {"code": "BAD_REQUEST"}}
+        return Response(self.encode_json({"errors": [error]}), status_code=status_code, media_type="application/json")
+
+    def decode_json(self, data: str | bytes) -> object:
+        """Request JSON (the body, or the variables and extensions of a GET), read by orjson: strict UTF-8 and
+        standard JSON, no unpaired surrogates, at most 1024 levels deep. Only an object (or a batch list, which
+        Strawberry refuses) can be a request: Strawberry would call ``.get`` on anything else."""
+        try:
+            value = orjson.loads(data)
+        except orjson.JSONDecodeError:
+            raise HTTPException(400, "Unable to parse request body as JSON") from None
+        if not isinstance(value, dict | list):
+            raise HTTPException(400, "the request must be a JSON object")
+        return value
+
     async def get_context(self, request: Request, response: Response) -> Context:
         request_id = getattr(request.state, "request_id", None) or uuid.uuid4().hex
         credentials = await authenticate(request.headers.get("authorization"), codec=self.codec, now=self.clock.now())
@@ -50,4 +83,9 @@ class GraphQLApp(GraphQL):
         )
 
     def encode_json(self, data: object) -> bytes:
-        return orjson.dumps(data)
+        try:
+            return orjson.dumps(data)
+        except TypeError:
+            # orjson refuses text that has no UTF-8 form, such as an unpaired surrogate a client sent and an error
+            # message repeats (e.g. an unknown operationName): it leaves as "?", so the body stays valid UTF-8 JSON.
+            return json.dumps(data, ensure_ascii=False).encode("utf-8", "replace")

@@ -18,9 +18,12 @@ import base64
 import json
 import logging
 import os
+import time
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
-from typing import Self
+from datetime import UTC, datetime, timedelta
+from typing import Any, Self
 
 import graphql
 import httpx
@@ -43,12 +46,13 @@ from server.app import create_app
 from server.settings import Settings
 from tests import factories_billing as billing
 from tests import factories_charts as charts
-from tests.conftest import PG_URL, Api
+from tests.conftest import PASSWORD, PG_URL, Api
 from tests.factories_subscriptions import invite
 from tests.fuzz_checks import response_problems
 from tests.platform_support import create_token
 
 EXAMPLES = int(os.environ.get("GROUPS_API_FUZZ_EXAMPLES", "1000"))
+NEAR_VALID_EXAMPLES = EXAMPLES // 2
 SEED = int(os.environ.get("GROUPS_API_FUZZ_SEED", "20261127"))
 CREDENTIALS = ("owner", "clinician", "api_token")
 # Node type names, for well-formed ids that point at nothing or at the wrong type.
@@ -56,11 +60,13 @@ TYPE_NAMES = sorted(t.name for t in live_schema._schema.type_map.values() if isi
 
 
 @dataclass
-class Pool:
-    """Real values of the seeded practice that generated operations pick from (filled per test)."""
+class World:
+    """Real values of the seeded practice that generated operations pick from (filled per test). Strategies pick by
+    index, so what Hypothesis generates does not depend on the values themselves."""
 
     ids: list[str] = field(default_factory=list)
     strings: list[str] = field(default_factory=list)
+    templates: list[Template] = field(default_factory=list)
 
     def id(self, index: int) -> str:
         return self.ids[index % len(self.ids)] if self.ids else ""
@@ -68,8 +74,20 @@ class Pool:
     def string(self, index: int) -> str:
         return self.strings[index % len(self.strings)] if self.strings else ""
 
+    def template(self, index: int) -> Template:
+        return self.templates[index % len(self.templates)]
 
-POOL = Pool()
+
+@dataclass(frozen=True)
+class Template:
+    """A valid operation of the seeded practice, whose variables the near-valid fuzz breaks one or two at a time."""
+
+    label: str
+    query: str
+    variables: dict
+
+
+WORLD = World()
 
 
 def _b64(text: str) -> str:
@@ -93,14 +111,15 @@ CURSORS = st.one_of(
     st.lists(_cursor_values(), min_size=1, max_size=3).map(lambda values: _b64(orjson.dumps(values).decode())),
     st.lists(st.datetimes().map(lambda d: d.isoformat()), max_size=2).map(encode_cursor),
 )
+# Text the database or an encoder may choke on: NUL, unpaired surrogates, very long values, LIKE wildcards.
 TEXT = st.one_of(
     st.text(max_size=40),
     st.emails(),
-    st.sampled_from(["", " ", "\x00", "a\x00b", "\u202e", "%", "_", "\\", "'", '"', "null", "-1", "9" * 40]),
+    st.sampled_from(["", " ", "\x00", "a\x00b", "\ud800", "a\udfffb", "\u202e", "%", "_", "\\", "'", '"', "null", "-1", "9" * 40]),
     st.builds(lambda char, count: char * count, st.characters(), st.integers(1000, 200_000)),
 )
 IDS = st.one_of(
-    st.integers(0, 1 << 16).map(POOL.id),
+    st.integers(0, 1 << 16).map(WORLD.id),
     st.builds(ids.encode, st.sampled_from(TYPE_NAMES), st.uuids()),
     st.builds(lambda name, junk: _b64(f"{name}:{junk}"), st.sampled_from(TYPE_NAMES), st.text(max_size=40)),
     st.text(max_size=40),
@@ -109,6 +128,7 @@ DECIMALS = st.one_of(
     st.decimals(allow_nan=False, allow_infinity=False, places=2).map(str),
     st.decimals().map(str),
     st.sampled_from(["0", "-0", "0.001", "1e3", "1E-2", "1e999999", "-1e-999999", "NaN", "Infinity", "-inf", "sNaN", "1_000", " 5 ", "5.", ".5"]),
+    st.sampled_from(["123456789012345678901234567890.123", "-999999.99", "1000000.01"]),
     st.text(max_size=12),
 )
 DATES = st.one_of(st.dates().map(str), st.sampled_from(["0001-01-01", "9999-12-31", "2026-02-30", "2026-1-1", "20260101"]), st.text(max_size=12))
@@ -117,12 +137,14 @@ DATETIMES = st.one_of(
     st.sampled_from(["0001-01-01T00:00:00+14:00", "9999-12-31T23:59:59-12:00", "9999-12-31T23:59:59Z", "2026-01-01", "now"]),
     st.text(max_size=20),
 )
+STRINGS = st.one_of(TEXT, CURSORS, IDS, DECIMALS, DATES, DATETIMES, st.integers(0, 1 << 16).map(WORLD.string))
+INTEGERS = st.one_of(st.integers(-(2**31), 2**31 - 1), st.sampled_from([0, -1, 101, 2**31, -(2**63), 2**64]))
+# Any JSON value a variable could be given in place of another.
+JSON_VALUES = st.one_of(STRINGS, INTEGERS, st.floats(), st.booleans(), st.none(), st.lists(STRINGS, max_size=3), st.dictionaries(TEXT, STRINGS, max_size=2))
 
 # Custom scalars, and the built-in ID and String overridden with values that reach further than random text.
 schemathesis.graphql.scalar("ID", st.one_of(IDS.map(nodes.String), st.integers().map(nodes.Int)))
-schemathesis.graphql.scalar(
-    "String", st.one_of(TEXT, CURSORS, st.integers(0, 1 << 16).map(POOL.string)).map(nodes.String)
-)
+schemathesis.graphql.scalar("String", st.one_of(TEXT, CURSORS, st.integers(0, 1 << 16).map(WORLD.string)).map(nodes.String))
 schemathesis.graphql.scalar("Decimal", st.one_of(DECIMALS.map(nodes.String), st.integers().map(nodes.Int), st.floats().map(nodes.Float)))
 schemathesis.graphql.scalar("Date", DATES.map(nodes.String))
 schemathesis.graphql.scalar("DateTime", DATETIMES.map(nodes.String))
@@ -133,7 +155,10 @@ CASES = st.one_of(FUZZ_SCHEMA.as_strategy(GenerationMode.POSITIVE), FUZZ_SCHEMA.
 
 def hoist_arguments(document: str) -> tuple[str, dict]:
     """The same operation with the root field's arguments sent as variables (JSON values, parsed by parse_value)."""
-    ast = graphql.parse(document)
+    try:
+        ast = graphql.parse(document)
+    except graphql.GraphQLError:  # e.g. an unpaired surrogate printed into a literal: sent as it is
+        return document, {}
     operation = next(d for d in ast.definitions if isinstance(d, graphql.OperationDefinitionNode))
     root = live_schema._schema.get_root_type(operation.operation)
     field_node = operation.selection_set.selections[0]
@@ -165,13 +190,80 @@ def hoist_arguments(document: str) -> tuple[str, dict]:
 
 
 @st.composite
-def requests(draw) -> dict:
+def generated_requests(draw) -> dict:
     """One generated operation as a request body: literals, or (half the time) the same arguments as variables."""
     case = draw(CASES)
     query, variables = case.body, {}
     if draw(st.booleans()):
         query, variables = hoist_arguments(query)
     return {"query": query, "variables": variables, "label": case.operation.label}
+
+
+# ------------------------------------------------------------------ near-valid operations
+
+DROP = object()  # a replacement that removes the key
+
+
+def _paths(value: Any, path: tuple = ()) -> Iterator[tuple]:
+    """Every place inside a variables value, outermost first (a whole list or input object is a place too)."""
+    yield path
+    items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
+    for key, inner in items:
+        yield from _paths(inner, (*path, key))
+
+
+def _replaced(value: Any, path: tuple, new: Any) -> Any:
+    if not path:
+        return new
+    head, rest = path[0], path[1:]
+    copy = dict(value) if isinstance(value, dict) else list(value)
+    if new is DROP and not rest:
+        del copy[head]
+    else:
+        copy[head] = _replaced(value[head], rest, new)
+    return copy
+
+
+# Characters that text columns, encoders, LIKE patterns or log lines may treat specially.
+NASTY_CHARACTERS = st.sampled_from(
+    ["\x00", "\ud800", "\udfff", "\x7f", "\x1b", "\n", "\t", "\u0085", "\u2028", "\u202e", "\ufeff", "%", "_", "\\", "'", '"', "😀"]
+)
+
+
+def _tainted(value: str) -> st.SearchStrategy[str]:
+    """``value`` with a nasty character slipped in: the rest of the request stays valid, so it reaches the database."""
+    return st.builds(lambda char, at: value[:at] + char + value[at:], NASTY_CHARACTERS, st.integers(0, len(value)))
+
+
+def _hostile(value: Any) -> st.SearchStrategy:
+    """A value to put where ``value`` was: mostly a near miss of the same JSON type (so the request gets past
+    validation and into the resolvers and the database), sometimes anything, sometimes nothing."""
+    if isinstance(value, str):
+        same = st.one_of(_tainted(value), _tainted(value), st.builds(lambda count: value * count, st.integers(2, 5000)), STRINGS)
+    elif isinstance(value, bool | int):
+        same = INTEGERS
+    elif isinstance(value, list):
+        same = st.one_of(st.lists(STRINGS, max_size=3), st.builds(lambda item, count: [item] * count, STRINGS, st.integers(50, 3000)))
+    else:
+        same = JSON_VALUES
+    return st.one_of(same, same, same, JSON_VALUES, st.just(DROP))
+
+
+@st.composite
+def near_valid_requests(draw) -> dict:
+    """A valid operation of the seeded practice (WORLD.templates) with one or two of its variables broken."""
+    template = draw(st.integers(0, 1 << 16).map(WORLD.template))
+    variables = template.variables
+    for _ in range(draw(st.sampled_from([1, 1, 1, 2]))):
+        places = list(_paths(variables))[1:]
+        if not places:
+            break
+        path = draw(st.sampled_from(places))
+        inner = variables
+        for key in path:
+            inner = inner[key]
+        variables = _replaced(variables, path, draw(_hostile(inner)))
+    return {"query": template.query, "variables": variables, "label": f"near-valid {template.label}"}
 
 
 def fuzz_settings(database_url: str) -> Settings:
@@ -201,8 +293,8 @@ class Credentials:
 
 async def seed_practice(api: Api) -> Credentials:
     """A group practice with something of everything (members, charts, notes, ledger, statement, invoice,
-    invitation, token) and a second practice; fills POOL and returns the three credentials. The clinician's own id
-    stays out of POOL: an owner's operation could deactivate them for good."""
+    invitation, tokens) and a second practice; fills WORLD and returns the three credentials. The clinician's own
+    id stays out of WORLD.ids: an owner's operation could deactivate them for good."""
     owner = await charts.owner(api)
     clinician = await charts.add_member(api, owner, "clare@example.com", permissions=[Permission.ASSIGN_CHARTS, Permission.VIEW_BILLING])
     colleague = await charts.add_member(api, owner, "colin@example.com")
@@ -210,6 +302,7 @@ async def seed_practice(api: Api) -> Credentials:
     token = await charts.api_token(owner, list(TokenScope))
     other = await charts.owner(api, practice="Elsewhere", email="else@example.com")
     found = [owner.id, colleague.id, admin.id, other.id]
+    billed = []
     for index, who in enumerate([clinician, colleague, owner]):
         chart = await charts.create_chart(api, owner.token, f"Patient {index}", clinicianIds=[who.id], dateOfBirth=f"1990-01-0{index + 1}")
         note = await charts.add_note(api, owner.token, chart["id"])
@@ -219,18 +312,120 @@ async def seed_practice(api: Api) -> Credentials:
         invoice = await api.ok(billing.CREATE_INVOICE, {"i": {"chartId": chart["id"], "clinicianIds": [who.id]}}, owner.token)
         period = {"chartId": chart["id"], "clinicianIds": [who.id], "periodStart": "2026-01-01", "periodEnd": "2026-01-31"}
         statement = await api.ok(billing.GENERATE_STATEMENT, {"i": period}, owner.token)
-        found += [chart["id"], note["id"], charged["entry"]["id"], paid["entry"]["id"]]
-        found += [invoice["createInvoice"]["invoice"]["id"], statement["generateStatement"]["statement"]["id"]]
+        uninvoiced = await billing.charge(api, owner, chart["id"], who, "60.00", on="2026-01-20")
+        invoice_id = invoice["createInvoice"]["invoice"]["id"]
+        found += [chart["id"], note["id"], charged["entry"]["id"], paid["entry"]["id"], invoice_id]
+        found.append(statement["generateStatement"]["statement"]["id"])
+        billed.append((chart["id"], who.id, invoice_id, uninvoiced["entry"]["id"]))
     found.append((await charts.create_chart(api, other.token, "Someone Else"))["id"])
     invitation = await invite(api, owner.token, "new@example.com")
     partner = await create_token(api, owner.token, ["READ_CHARTS"])
     found += [invitation["invitation"]["id"], partner["apiToken"]["id"]]
     events = await api.ok("{ practice { auditLog(first: 5) { edges { node { id } } } } }", token=owner.token)
     found += [edge["node"]["id"] for edge in events["practice"]["auditLog"]["edges"]]
-    POOL.ids[:] = found
+    WORLD.ids[:] = found
     slug = (await api.ok("{ practice { slug } }", token=owner.token))["practice"]["slug"]
-    POOL.strings[:] = [slug, "elsewhere", invitation["token"], "erx-lite", "therapist-essential", "owner@example.com", "clare@example.com"]
+    WORLD.strings[:] = [slug, "elsewhere", invitation["token"], "erx-lite", "therapist-essential", "owner@example.com", "clare@example.com"]
+    cursors = await api.ok(CURSORS_QUERY, {"chart": billed[0][0]}, owner.token)
+    WORLD.templates[:] = near_valid_templates(slug, billed[:2], colleague.id, owner.id, partner["apiToken"]["id"], invitation["token"], cursors)
     return Credentials({"owner": owner.token, "clinician": clinician.token, "api_token": token}, owner, clinician)
+
+
+CURSORS_QUERY = """query($chart: ID!) { practice {
+    charts(first: 1) { pageInfo { endCursor } }
+    members(first: 1) { pageInfo { endCursor } }
+    auditLog(first: 1) { pageInfo { endCursor } }
+    billing { history(first: 1) { pageInfo { endCursor } } invoices(first: 1) { pageInfo { endCursor } } }
+  }
+  node(id: $chart) { ... on Chart { notes(first: 1) { pageInfo { endCursor } } } } }"""
+
+
+def near_valid_templates(
+    slug: str, billed: list[tuple[str, str, str, str]], colleague: str, owner: str, partner_token: str, invitation: str, cursors: dict
+) -> list[Template]:
+    """One valid operation of each kind the fuzz breaks, for the two (chart, clinician) pairs of ``billed``
+    (chart, clinician, invoice, uninvoiced charge): the clinician's own, and a colleague's."""
+    practice = cursors["practice"]
+    cursor = {
+        "charts": practice["charts"]["pageInfo"]["endCursor"],
+        "members": practice["members"]["pageInfo"]["endCursor"],
+        "audit": practice["auditLog"]["pageInfo"]["endCursor"],
+        "history": practice["billing"]["history"]["pageInfo"]["endCursor"],
+        "invoices": practice["billing"]["invoices"]["pageInfo"]["endCursor"],
+        "notes": cursors["node"]["notes"]["pageInfo"]["endCursor"],
+    }
+    soon = (datetime.now(UTC) + timedelta(days=30)).isoformat()
+    shared = [
+        Template("createChart", CREATE_CHART, {"i": {"patientName": "Pat New", "dateOfBirth": "1980-02-03", "email": "pat@example.com",
+                                                     "phone": "+1 555 0100", "clinicianIds": [colleague]}}),
+        Template("inviteMember", INVITE, {"i": {"email": "zed@example.com", "role": "CLINICIAN", "planCode": "erx-lite",
+                                                "traineeStatus": "PRESCRIBER_TRAINEE", "trainingProofValidUntil": "2027-01-01",
+                                                "permissions": ["VIEW_BILLING"]}}),
+        Template("updateMember", UPDATE_MEMBER, {"i": {"memberId": colleague, "role": "CLINICIAN", "planCode": "erx-lite",
+                                                       "traineeStatus": "NONE", "trainingProofValidUntil": None, "clearTrainingProof": False}}),
+        Template("setMemberPermissions", SET_PERMISSIONS, {"i": {"memberId": colleague, "permissions": ["VIEW_BILLING"]}}),
+        Template("createApiToken", CREATE_API_TOKEN, {"i": {"name": "Partner", "scopes": ["READ_CHARTS"], "expiresAt": soon}}),
+        Template("logIn", LOG_IN, {"i": {"practiceSlug": slug, "email": "colin@example.com", "password": PASSWORD}}),
+        Template("signUp", SIGN_UP, {"i": {"practiceName": "Fresh Start", "name": "Fay", "email": "fay@example.com",
+                                           "password": PASSWORD, "planCode": "erx-lite"}}),
+        Template("acceptInvitation", ACCEPT, {"i": {"token": invitation, "name": "New Person", "password": PASSWORD}}),
+        Template("charts", CHARTS, {"first": 2, "after": cursor["charts"], "clinician": colleague, "search": "Pat", "status": "ACTIVE"}),
+        Template("members", MEMBERS, {"first": 2, "after": cursor["members"], "role": "CLINICIAN", "all": True}),
+        Template("auditLog", AUDIT_LOG, {"f": {"actorId": owner, "targetId": billed[0][0], "action": "chart.created",
+                                               "apiTokenId": partner_token, "from": "2026-01-01T00:00:00Z", "to": soon},
+                                         "first": 3, "after": cursor["audit"]}),
+        Template("seatQuote", SEAT_QUOTE, {"role": "CLINICIAN", "plan": "erx-lite", "trainee": "PRESCRIBER_TRAINEE",
+                                           "proof": "2027-01-01", "member": colleague}),
+    ]
+    per_chart = []
+    for chart, clinician, invoice, entry in billed:
+        one = [clinician]
+        per_chart += [
+            Template("addChartNote", ADD_NOTE, {"i": {"chartId": chart, "body": "Went well."}}),
+            Template("assignChart", ASSIGN, {"i": {"chartId": chart, "clinicianId": clinician}}),
+            Template("recordCharge", billing.RECORD_CHARGE, {"i": {"chartId": chart, "clinicianId": clinician, "amount": "12.50",
+                                                                   "occurredOn": "2026-02-01", "description": "Session"}}),
+            Template("recordAdjustment", billing.RECORD_ADJUSTMENT, {"i": {"chartId": chart, "clinicianId": clinician, "amount": "-2.00",
+                                                                           "occurredOn": "2026-02-01", "description": "Discount"}}),
+            Template("recordPayment", billing.RECORD_PAYMENT, {"i": {"chartId": chart, "clinicianIds": one, "amount": "5.00",
+                                                                     "occurredOn": "2026-02-02", "description": "Card", "invoiceId": invoice}}),
+            Template("recordRefund", billing.RECORD_REFUND, {"i": {"chartId": chart, "clinicianIds": one, "amount": "1.00",
+                                                                   "occurredOn": "2026-02-03", "description": "Refund"}}),
+            Template("generateStatement", billing.GENERATE_STATEMENT, {"i": {"chartId": chart, "clinicianIds": one,
+                                                                             "periodStart": "2026-02-01", "periodEnd": "2026-02-28"}}),
+            Template("createInvoice", billing.CREATE_INVOICE, {"i": {"chartId": chart, "clinicianIds": one, "entryIds": [entry]}}),
+            Template("history", billing.HISTORY, {"f": {"clinicianIds": one, "chartId": chart, "from": "2026-01-01", "to": "2026-12-31",
+                                                        "kinds": ["CHARGE", "PAYMENT"]}, "first": 5, "after": cursor["history"]}),
+            Template("invoices", INVOICES, {"f": {"clinicianIds": one, "chartId": chart}, "s": "OPEN", "first": 2, "after": cursor["invoices"]}),
+            Template("balance", billing.BALANCE, {"f": {"clinicianIds": one, "chartId": chart}}),
+            Template("notes", NOTES, {"id": chart, "first": 2, "after": cursor["notes"]}),
+        ]
+    return shared + per_chart
+
+
+CREATE_CHART = "mutation($i: CreateChartInput!) { createChart(input: $i) { chart { id patientName dateOfBirth email phone } } }"
+ADD_NOTE = "mutation($i: AddChartNoteInput!) { addChartNote(input: $i) { note { id body } } }"
+ASSIGN = "mutation($i: ChartAssignmentInput!) { assignChart(input: $i) { chart { id } } }"
+INVITE = "mutation($i: InviteMemberInput!) { inviteMember(input: $i) { token invitation { id expiresAt } } }"
+UPDATE_MEMBER = "mutation($i: UpdateMemberInput!) { updateMember(input: $i) { member { id role plan { code } } } }"
+SET_PERMISSIONS = "mutation($i: SetMemberPermissionsInput!) { setMemberPermissions(input: $i) { member { id permissions } } }"
+CREATE_API_TOKEN = "mutation($i: CreateApiTokenInput!) { createApiToken(input: $i) { token apiToken { id expiresAt } } }"
+LOG_IN = "mutation($i: LogInInput!) { logIn(input: $i) { member { id } } }"
+SIGN_UP = "mutation($i: SignUpInput!) { signUp(input: $i) { member { id } } }"
+ACCEPT = "mutation($i: AcceptInvitationInput!) { acceptInvitation(input: $i) { member { id } } }"
+CHARTS = """query($first: Int, $after: String, $clinician: ID, $search: String, $status: ChartStatus) { practice {
+    charts(first: $first, after: $after, clinicianId: $clinician, search: $search, status: $status) { totalCount edges { cursor node { id } } } } }"""
+MEMBERS = """query($first: Int, $after: String, $role: Role, $all: Boolean) { practice {
+    members(first: $first, after: $after, role: $role, includeDeactivated: $all) { edges { cursor node { id name email } } } } }"""
+AUDIT_LOG = """query($f: AuditFilter, $first: Int, $after: String) { practice {
+    auditLog(filter: $f, first: $first, after: $after) { edges { cursor node { id action } } } } }"""
+SEAT_QUOTE = """query($role: Role!, $plan: String, $trainee: TraineeStatus, $proof: Date, $member: ID) { practice { subscription {
+    seatQuote(role: $role, planCode: $plan, traineeStatus: $trainee, trainingProofValidUntil: $proof, memberId: $member) { reason } } } }"""
+INVOICES = """query($f: BillingFilter, $s: InvoiceStatus, $first: Int, $after: String) { practice { billing {
+    invoices(filter: $f, status: $s, first: $first, after: $after) { edges { cursor node { id number entries(first: 2) { totalCount } } } }
+    statements(filter: $f, first: $first, after: $after) { edges { node { id number } } } } } }"""
+NOTES = """query($id: ID!, $first: Int, $after: String) { node(id: $id) { ... on Chart {
+    notes(first: $first, after: $after) { edges { cursor node { id } } } } } }"""
 
 
 class LoggedErrors(logging.Handler):
@@ -257,9 +452,7 @@ class FuzzTarget:
         self.database_url = database_url
         self.runner = asyncio.Runner()
         self.logged = LoggedErrors()
-        self.operations: Counter[str] = Counter()
-        self.codes: Counter[str] = Counter()
-        self.clean = 0
+        self.stats = Stats()
 
     def __enter__(self) -> Self:
         self.runner.__enter__()
@@ -316,44 +509,73 @@ class FuzzTarget:
         return response.json() == {"data": {"viewerAccess": {"__typename": "ViewerAccess"}}}
 
     def count(self, label: str, content: bytes) -> None:
-        self.operations[label] += 1
         errors = orjson.loads(content).get("errors") or []
-        self.clean += not errors
-        self.codes.update(str((e.get("extensions") or {}).get("code")) for e in errors)
+        self.stats.operations[label] += 1
+        self.stats.clean += not errors
+        self.stats.codes.update(str((e.get("extensions") or {}).get("code")) for e in errors)
+
+    def summary(self, title: str) -> Stats:
+        """The figures since the last summary (printed: pytest -s shows them)."""
+        stats, self.stats = self.stats, Stats()
+        seconds = time.perf_counter() - stats.started
+        print(f"\n{title}: {stats.total} operations in {seconds:.1f} s, {stats.clean} without errors, {self.renewals} renewals so far; "
+              f"codes {dict(stats.codes.most_common())}")
+        return stats
+
+
+@dataclass
+class Stats:
+    operations: Counter[str] = field(default_factory=Counter)
+    codes: Counter[str] = field(default_factory=Counter)
+    clean: int = 0
+    started: float = field(default_factory=time.perf_counter)
+
+    @property
+    def total(self) -> int:
+        return sum(self.operations.values())
 
 
 ROOT_OPERATIONS = {operation.ok().label for operation in FUZZ_SCHEMA.get_all_operations()}
 
 
+def _short(value: Any, limit: int = 2000) -> str:
+    text = str(value)
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
+
+
+def fuzz(target: FuzzTarget, credential: str, requests: st.SearchStrategy[dict], examples: int) -> None:
+    """Send ``examples`` generated requests as ``credential``; the first unacceptable answer fails the test."""
+
+    @seed(SEED)
+    @hypothesis_settings(
+        max_examples=examples, deadline=None, database=None, phases=[Phase.generate, Phase.shrink], suppress_health_check=list(HealthCheck)
+    )
+    @given(request=requests)
+    def operation(request: dict) -> None:
+        status, content = target.send(request, credential)
+        problems = response_problems(status, content)
+        assert not problems, "\n".join(
+            [f"{request['label']} as {credential}:", _short(request["query"]), f"variables: {_short(request['variables'])}"]
+            + problems
+            + [target.logged.explain()]
+        )
+        target.count(request["label"], content)
+
+    operation()
+
+
 @pytest.mark.parametrize("credential", CREDENTIALS)
 def test_generated_operations_never_fail_inside(database_url: str, credential: str) -> None:
     with FuzzTarget(database_url) as target:
-
-        @seed(SEED)
-        @hypothesis_settings(
-            max_examples=EXAMPLES,
-            deadline=None,
-            database=None,
-            phases=[Phase.generate, Phase.shrink],
-            suppress_health_check=list(HealthCheck),
-        )
-        @given(request=requests())
-        def operation(request: dict) -> None:
-            status, content = target.send(request, credential)
-            problems = response_problems(status, content)
-            assert not problems, (
-                f"{request['label']} as {credential}:\n{request['query']}\nvariables: {request['variables']}\n"
-                + "\n".join(problems + [target.logged.explain()])
-            )
-            target.count(request["label"], content)
-
-        operation()
-        print(
-            f"\nfuzz as {credential}: {sum(target.operations.values())} operations, {target.clean} without errors, "
-            f"{target.renewals} credential renewals; codes {dict(target.codes)}"
-        )
-        # Not vacuous: every root field was tried, many operations ran through, and the credential still works.
-        assert sum(target.operations.values()) >= EXAMPLES
-        assert set(target.operations) == ROOT_OPERATIONS
-        assert target.clean >= EXAMPLES // 20
+        fuzz(target, credential, generated_requests(), EXAMPLES)
+        generated = target.summary(f"schemathesis as {credential}")
+        fuzz(target, credential, near_valid_requests(), NEAR_VALID_EXAMPLES)
+        near_valid = target.summary(f"near-valid as {credential}")
+        # Not vacuous: every root field and every template was tried, some operations went through, and the
+        # credential still works (or works again after renewals).
+        assert generated.total >= EXAMPLES and set(generated.operations) == ROOT_OPERATIONS
+        assert generated.clean >= EXAMPLES // 20
+        assert near_valid.total >= NEAR_VALID_EXAMPLES
+        assert set(near_valid.operations) == {f"near-valid {t.label}" for t in WORLD.templates}
+        assert near_valid.clean >= NEAR_VALID_EXAMPLES // 20
         assert target.still_valid(credential)
