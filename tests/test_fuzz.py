@@ -24,6 +24,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Self
+from urllib.parse import urlencode
 
 import graphql
 import httpx
@@ -579,3 +580,63 @@ def test_generated_operations_never_fail_inside(database_url: str, credential: s
         assert set(near_valid.operations) == {f"near-valid {t.label}" for t in WORLD.templates}
         assert near_valid.clean >= NEAR_VALID_EXAMPLES // 20
         assert target.still_valid(credential)
+
+
+# ------------------------------------------------------------------ malformed HTTP requests
+
+HTTP_EXAMPLES = max(100, EXAMPLES // 5)
+SHORT_TEXT = st.one_of(st.text(max_size=40), NASTY_CHARACTERS, st.sampled_from(["null", "[]", "{}", "5", '"x"', "[[[[[[[[", '{"a": 1}']))
+QUERIES = st.one_of(st.sampled_from(["{ __typename }", "{ viewer { id } }", "mutation { logOut(input: {}) { loggedOut } }"]), SHORT_TEXT)
+REQUEST_JSON = st.recursive(
+    st.one_of(st.none(), st.booleans(), st.integers(-(2**63), 2**63 - 1), st.floats(allow_nan=False, allow_infinity=False), TEXT),
+    lambda inner: st.one_of(st.lists(inner, max_size=3), st.dictionaries(TEXT, inner, max_size=3)),
+    max_leaves=8,
+)
+REQUEST_OBJECTS = st.fixed_dictionaries(
+    {}, optional={"query": st.one_of(QUERIES, REQUEST_JSON), "variables": REQUEST_JSON, "operationName": REQUEST_JSON, "extensions": REQUEST_JSON}
+)
+BODIES = st.one_of(
+    REQUEST_OBJECTS.map(lambda value: json.dumps(value).encode()),
+    REQUEST_JSON.map(lambda value: json.dumps(value).encode()),
+    st.binary(max_size=64),
+    st.builds(lambda depth: b"[" * depth + b"]" * depth, st.integers(1, 100_000)),
+    REQUEST_OBJECTS.map(lambda value: json.dumps(value).encode()).flatmap(lambda body: st.builds(lambda junk: body + junk, st.binary(max_size=4))),
+)
+CONTENT_TYPES = st.sampled_from(
+    ["application/json", "application/json; charset=utf-8", "application/graphql", "text/plain", "multipart/form-data", None]
+)
+
+
+@st.composite
+def http_requests(draw) -> tuple[str, dict, dict, bytes | None]:
+    """(method, query parameters, headers, body): what reaches /graphql before any GraphQL is read."""
+    if draw(st.booleans()):
+        params = draw(
+            st.fixed_dictionaries({"query": QUERIES}, optional={"variables": SHORT_TEXT, "operationName": SHORT_TEXT, "extensions": SHORT_TEXT})
+        )
+        return "GET", params, {}, None
+    content_type = draw(CONTENT_TYPES)
+    return "POST", {}, {"content-type": content_type} if content_type else {}, draw(BODIES)
+
+
+def test_malformed_requests_are_refused_with_a_code(database_url: str) -> None:
+    """Whatever the method, content type and body, /graphql answers a GraphQL-shaped JSON body, never a 5xx."""
+    with FuzzTarget(database_url) as target:
+
+        @seed(SEED)
+        @hypothesis_settings(max_examples=HTTP_EXAMPLES, deadline=None, database=None, suppress_health_check=list(HealthCheck))
+        @given(request=http_requests())
+        def request(request: tuple[str, dict, dict, bytes | None]) -> None:
+            method, params, headers, body = request
+            headers = {**headers, "authorization": f"Bearer {target.credentials.tokens['owner']}"}
+            # Percent-encoded by hand: a client may send the bytes of an unpaired surrogate, which httpx would refuse to encode.
+            url = "/graphql?" + urlencode(params, errors="surrogatepass") if params else "/graphql"
+            response = target.runner.run(target.client.request(method, url, headers=headers, content=body))
+            problems = response_problems(response.status_code, response.content)
+            assert not problems, "\n".join([f"{method} {params} {headers}", _short(body)] + problems + [target.logged.explain()])
+            target.count(f"{method} {response.status_code}", response.content)
+
+        request()
+        statuses = target.summary("malformed requests")
+        assert statuses.total >= HTTP_EXAMPLES
+        assert {"POST 400", "POST 200", "GET 200"} <= set(statuses.operations)
