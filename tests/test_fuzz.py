@@ -62,21 +62,16 @@ TYPE_NAMES = sorted(t.name for t in live_schema._schema.type_map.values() if isi
 
 @dataclass
 class World:
-    """Real values of the seeded practice that generated operations pick from (filled per test). Strategies pick by
-    index, so what Hypothesis generates does not depend on the values themselves."""
+    """Real values of the seeded practice that generated operations pick from (filled per test, in place)."""
 
     ids: list[str] = field(default_factory=list)
     strings: list[str] = field(default_factory=list)
     templates: list[Template] = field(default_factory=list)
 
-    def id(self, index: int) -> str:
-        return self.ids[index % len(self.ids)] if self.ids else ""
 
-    def string(self, index: int) -> str:
-        return self.strings[index % len(self.strings)] if self.strings else ""
-
-    def template(self, index: int) -> Template:
-        return self.templates[index % len(self.templates)]
+def pick(items: list) -> st.SearchStrategy:
+    """One of ``items`` as the list holds them when drawn (uniformly, by Hypothesis's seeded random)."""
+    return st.randoms(use_true_random=False).map(lambda random: random.choice(items) if items else "")
 
 
 @dataclass(frozen=True)
@@ -120,7 +115,7 @@ TEXT = st.one_of(
     st.builds(lambda char, count: char * count, st.characters(), st.integers(1000, 200_000)),
 )
 IDS = st.one_of(
-    st.integers(0, 1 << 16).map(WORLD.id),
+    pick(WORLD.ids),
     st.builds(ids.encode, st.sampled_from(TYPE_NAMES), st.uuids()),
     st.builds(lambda name, junk: _b64(f"{name}:{junk}"), st.sampled_from(TYPE_NAMES), st.text(max_size=40)),
     st.text(max_size=40),
@@ -138,14 +133,14 @@ DATETIMES = st.one_of(
     st.sampled_from(["0001-01-01T00:00:00+14:00", "9999-12-31T23:59:59-12:00", "9999-12-31T23:59:59Z", "2026-01-01", "now"]),
     st.text(max_size=20),
 )
-STRINGS = st.one_of(TEXT, CURSORS, IDS, DECIMALS, DATES, DATETIMES, st.integers(0, 1 << 16).map(WORLD.string))
+STRINGS = st.one_of(TEXT, CURSORS, IDS, DECIMALS, DATES, DATETIMES, pick(WORLD.strings))
 INTEGERS = st.one_of(st.integers(-(2**31), 2**31 - 1), st.sampled_from([0, -1, 101, 2**31, -(2**63), 2**64]))
 # Any JSON value a variable could be given in place of another.
 JSON_VALUES = st.one_of(STRINGS, INTEGERS, st.floats(), st.booleans(), st.none(), st.lists(STRINGS, max_size=3), st.dictionaries(TEXT, STRINGS, max_size=2))
 
 # Custom scalars, and the built-in ID and String overridden with values that reach further than random text.
 schemathesis.graphql.scalar("ID", st.one_of(IDS.map(nodes.String), st.integers().map(nodes.Int)))
-schemathesis.graphql.scalar("String", st.one_of(TEXT, CURSORS, st.integers(0, 1 << 16).map(WORLD.string)).map(nodes.String))
+schemathesis.graphql.scalar("String", st.one_of(TEXT, CURSORS, pick(WORLD.strings)).map(nodes.String))
 schemathesis.graphql.scalar("Decimal", st.one_of(DECIMALS.map(nodes.String), st.integers().map(nodes.Int), st.floats().map(nodes.Float)))
 schemathesis.graphql.scalar("Date", DATES.map(nodes.String))
 schemathesis.graphql.scalar("DateTime", DATETIMES.map(nodes.String))
@@ -253,7 +248,7 @@ def _hostile(value: Any) -> st.SearchStrategy:
 @st.composite
 def near_valid_requests(draw) -> dict:
     """A valid operation of the seeded practice (WORLD.templates) with one or two of its variables broken."""
-    template = draw(st.integers(0, 1 << 16).map(WORLD.template))
+    template = draw(pick(WORLD.templates))
     variables = template.variables
     for _ in range(draw(st.sampled_from([1, 1, 1, 2]))):
         places = list(_paths(variables))[1:]
