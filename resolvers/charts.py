@@ -313,6 +313,7 @@ async def create_chart(
     async with in_transaction() as conn:
         await chart.save(using_db=conn, force_create=True)
         if clinicians:
+            await _lock_assignable([m.id for m in clinicians], conn, field="input.clinicianIds")
             await ChartAssignment.bulk_create([_assignment(chart.id, m.id, now) for m in clinicians], using_db=conn)
         await audit.record_many(
             ctx,
@@ -335,6 +336,17 @@ async def _assignment_target(ctx: Context, chart_id: str, clinician_id: str) -> 
     return chart, _require_assignable(member, field="input.clinicianId")
 
 
+async def _lock_assignable(member_ids: Sequence[uuid.UUID], connection, *, field: str) -> None:
+    """Lock the members about to get charts (in id order) and check, on their rows as they are now, that each is
+    still an active owner or clinician. A role change locks the member before it takes their charts away
+    (members.update), so one of the two waits for the other: an administrator never keeps a chart."""
+    if not member_ids:
+        return
+    locked = Member.select_for_update(no_key=True).using_db(connection).filter(id__in=list(member_ids))
+    for member in await locked.order_by("id").only("id", "role", "status"):
+        _require_assignable(member, field=field)
+
+
 async def _lock_chart(chart: Chart, connection) -> None:
     """Serialise assignment changes of one chart (PostgreSQL row lock; SQLite serialises writes anyway)."""
     # NO KEY: notes may still be added meanwhile. .only(), not .values_list(): Tortoise drops the lock from values queries.
@@ -346,6 +358,7 @@ async def assign(ctx: Context, chart_id: str, clinician_id: str) -> Chart:
     chart, clinician = await _assignment_target(ctx, chart_id, clinician_id)
     async with in_transaction() as conn:
         await _lock_chart(chart, conn)
+        await _lock_assignable([clinician.id], conn, field="input.clinicianId")
         if not await ChartAssignment.filter(chart_id=chart.id, clinician_id=clinician.id).using_db(conn).exists():
             await _assignment(chart.id, clinician.id, ctx.clock.now()).save(using_db=conn, force_create=True)
             await audit.record_many(ctx, [_assigned_event(encode("Chart", chart.id), clinician.id)])
@@ -387,6 +400,7 @@ async def reassign_all(from_id: uuid.UUID, to_id: uuid.UUID, *, now: datetime, c
         return 0
     # The same per-chart lock as assign/unassign, so a concurrent assignChart cannot collide with the move.
     await Chart.select_for_update(no_key=True).using_db(connection).filter(id__in=chart_ids).order_by("id").only("id")
+    await _lock_assignable([to_id], connection, field="input.reassignChartsTo")
     already = set(
         await ChartAssignment.filter(clinician_id=to_id, chart_id__in=chart_ids)
         .using_db(connection)

@@ -180,14 +180,17 @@ async def update(
     """
     member = await require_member(ctx, member_id)
     _not_self_or_owner(ctx.viewer, member, "change")
-    if member.status != MemberStatus.ACTIVE:
-        raise Conflict("a deactivated member cannot be changed")
     if plan_code is not None:
         require_plan(plan_code)
-    before = Seat.of(member)
     now = ctx.clock.now()
     async with in_transaction() as conn:
         practice = await subscriptions.lock_practice(member.practice_id, conn)
+        # The member as committed now, locked: the change applies to the row as it is (not as read before the
+        # practice lock, which a concurrent change could have overwritten), and an assignChart waits for it.
+        member = await Member.select_for_update(no_key=True).using_db(conn).get(id=member.id)
+        if member.status != MemberStatus.ACTIVE:
+            raise Conflict("a deactivated member cannot be changed")
+        before = Seat.of(member)
         # Periods that began before this change are renewed with the seat as it was.
         await subscriptions.open_due_periods(ctx, practice, now, conn)
         events = []

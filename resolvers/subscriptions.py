@@ -77,8 +77,13 @@ def renewal_price(member: Member, start: datetime) -> Money | None:
 
 
 async def lock_practice(practice_id: uuid.UUID, connection) -> Practice:
-    """Lock the practice row for the rest of the transaction (PostgreSQL; SQLite serialises writes anyway)."""
-    return await Practice.select_for_update().using_db(connection).get(id=practice_id)
+    """Lock the practice row for the rest of the transaction (PostgreSQL; SQLite serialises writes anyway).
+
+    FOR NO KEY UPDATE: it serialises the practice's seat changes as FOR UPDATE would, but leaves the KEY SHARE lock
+    that every insert of a row referencing the practice takes (an audit event, a ledger entry) free. With FOR UPDATE,
+    a writer holding this lock and waiting for the audit chain head deadlocked with an audit append holding the head
+    and inserting its event."""
+    return await Practice.select_for_update(no_key=True).using_db(connection).get(id=practice_id)
 
 
 async def open_due_periods(ctx: Context, practice: Practice, now: datetime, connection) -> list[SubscriptionCharge]:
