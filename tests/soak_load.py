@@ -18,6 +18,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from typing import ClassVar
 
 import httpx
 
@@ -112,12 +113,10 @@ class Soak:
 
     # Failed accepts are throttled per client address (50 per 15 minutes) and every client here is 127.0.0.1: only
     # this many invitations get a second, racing accept.
-    RACED_ACCEPTS = 30
+    RACED_ACCEPTS: ClassVar[int] = 30
 
     def __init__(self, base_url: str, *, seed: int = 0) -> None:
-        self.http = httpx.AsyncClient(
-            base_url=base_url, timeout=httpx.Timeout(60.0), limits=httpx.Limits(max_connections=200, max_keepalive_connections=200)
-        )
+        self.http = self.client(base_url)
         self.random = random.Random(seed)
         self.ids = itertools.count()
         self.acknowledged = Acknowledged()
@@ -125,6 +124,10 @@ class Soak:
         self.open_invoices: dict[tuple[str, str], list[list]] = defaultdict(list)  # pair -> [[id, total, paid]]
         self.raced_accepts = 0
         self.stopping = False
+
+    @staticmethod
+    def client(base_url: str) -> httpx.AsyncClient:
+        return httpx.AsyncClient(base_url=base_url, timeout=httpx.Timeout(60.0), limits=httpx.Limits(max_connections=200))
 
     async def aclose(self) -> None:
         await self.http.aclose()
@@ -331,17 +334,28 @@ class Soak:
         variables = {"f": selection, "b": selection} if "$b" in query else {"f": selection} if "$f" in query else None
         await self.call("read", query, variables, who)
 
-    def actions(self) -> list[tuple[Callable[[], Awaitable[None]], int]]:
-        return [
-            (self.charge, 22), (self.payment, 14), (self.adjustment, 4), (self.refund, 3), (self.invoice, 8), (self.statement, 6),
-            (self.invite_and_accept, 3), (self.role_change, 4), (self.assignment, 6), (self.read, 30),
-        ]
+    MIX: ClassVar[dict[str, int]] = {
+        "charge": 22, "payment": 14, "adjustment": 4, "refund": 3, "invoice": 8, "statement": 6, "invite_and_accept": 3,
+        "role_change": 4, "assignment": 6, "read": 30,
+    }
+    WRITES: ClassVar[dict[str, int]] = {"charge": 30, "payment": 25, "adjustment": 5, "refund": 5, "invoice": 15, "statement": 10, "invite_and_accept": 10}
+
+    async def use(self, base_url: str) -> None:
+        """Send to another server from now on (the same database, restarted), with fresh outcomes; what was
+        acknowledged so far stays."""
+        await self.http.aclose()
+        self.http = self.client(base_url)
+        self.outcomes = Outcomes()
+        self.stopping = False
 
     # ------------------------------------------------------------------ the load
 
-    async def run(self, *, clients: int, seconds: float) -> None:
-        """``clients`` concurrent loops of random actions until ``seconds`` have passed (each finishes its request)."""
-        actions, weights = zip(*self.actions(), strict=True)
+    async def run(self, *, clients: int, seconds: float, mix: dict[str, int] | None = None) -> None:
+        """``clients`` concurrent loops of random actions (weighted by ``mix``, default MIX) until ``seconds`` have
+        passed or ``stopping`` is set; each loop finishes its request."""
+        chosen: dict[str, int] = mix or self.MIX
+        actions: list[Callable[[], Awaitable[None]]] = [getattr(self, name) for name in chosen]
+        weights = list(chosen.values())
         deadline = time.monotonic() + seconds
         self.outcomes.started = time.perf_counter()
 
