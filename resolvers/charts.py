@@ -25,7 +25,7 @@ from tortoise.transactions import in_transaction
 from auth.viewer import Viewer
 from models import Chart, ChartAssignment, ChartNote, Member
 from models.charts import ChartStatus
-from models.enums import MemberStatus, Permission, Role
+from models.enums import MemberStatus, Permission, Role, TokenScope
 from resolvers import audit, members, validation
 from resolvers.context import Context
 from resolvers.errors import AppError, BadInput, Forbidden, NotFound
@@ -80,8 +80,12 @@ async def _record(ctx: Context, action: str, chart_ids: Sequence[uuid.UUID], via
 
 
 async def get_chart(ctx: Context, chart_id: uuid.UUID, *, via: str = "node") -> Chart | None:
-    """A chart the viewer may read, recorded as read; None for any other id. Batched per request."""
-    if ctx.viewer is None:
+    """A chart the viewer may read, recorded as read; None for any other id. Batched per request.
+
+    A partner token needs READ_CHARTS, the scope of Practice.charts, however it reaches the chart (node, or the
+    chart of a billing row): without it every chart is None.
+    """
+    if ctx.viewer is None or not ctx.viewer.has_scope(TokenScope.READ_CHARTS):
         return None
 
     async def batch(ids: Sequence[uuid.UUID]) -> list[Chart | None]:

@@ -31,19 +31,25 @@ def practice_members(viewer: Viewer):
     return Member.filter(practice_id=viewer.practice.id)
 
 
+def _manages(viewer: Viewer, permission: Permission) -> bool:
+    """A management permission used as a row rule. No token scope carries MANAGE_MEMBERS or MANAGE_SUBSCRIPTION, so a
+    partner token never exercises them (as the contract closes permission-guarded fields without a scope to tokens)."""
+    return not viewer.is_token and viewer.has(permission)
+
+
 def can_see_private(viewer: Viewer | None, member: Member) -> bool:
-    """Email and permissions: the member themself and holders of MANAGE_MEMBERS."""
+    """Email and permissions: the member themself and (sessions) holders of MANAGE_MEMBERS."""
     if viewer is None or viewer.practice.id != member.practice_id:
         return False
-    return viewer.member.id == member.id or viewer.has(Permission.MANAGE_MEMBERS)
+    return viewer.member.id == member.id or _manages(viewer, Permission.MANAGE_MEMBERS)
 
 
 def can_see_money(viewer: Viewer | None, member: Member) -> bool:
-    """Plan, trainee fields and license: as private fields, and also to holders of MANAGE_SUBSCRIPTION."""
+    """Plan, trainee fields and license: as private fields, and also to (sessions) holders of MANAGE_SUBSCRIPTION."""
     return can_see_private(viewer, member) or (
         viewer is not None
         and viewer.practice.id == member.practice_id
-        and viewer.has(Permission.MANAGE_SUBSCRIPTION)
+        and _manages(viewer, Permission.MANAGE_SUBSCRIPTION)
     )
 
 
