@@ -16,6 +16,7 @@ from datetime import datetime
 from typing import Any
 
 import orjson
+from tortoise.queryset import QuerySet
 from tortoise.transactions import in_transaction
 
 from auth.viewer import Viewer
@@ -138,7 +139,7 @@ async def record_many(
             rows.append({
                 "id": event_id, "practice_id": practice, "sequence": sequence, "actor_id": actor,
                 "api_token_id": api_token, "action": pending.action, "target_id": pending.target_id,
-                "request_id": ctx.request_id, "details": _DETAILS.to_db_value(pending.details, None),
+                "request_id": ctx.request_id, "details": _DETAILS.to_db_value(pending.details, AuditEvent),
                 "created_at": now, "previous_hash": previous, "hash": digest,
             })
             previous = digest
@@ -184,7 +185,7 @@ async def flush(ctx: Context) -> None:
 # ------------------------------------------------------------------ reading the log
 
 
-def practice_events(viewer: Viewer):
+def practice_events(viewer: Viewer) -> QuerySet[AuditEvent]:
     """The one access query for audit events: the viewer's practice, nothing else."""
     return AuditEvent.filter(practice_id=viewer.practice.id)
 
@@ -207,7 +208,7 @@ async def list_events(
     until: datetime | None = None,
 ) -> Page[AuditEvent]:
     """Newest first. ``since`` is inclusive, ``until`` exclusive. No total count: the log only grows."""
-    qs = practice_events(ctx.viewer)
+    qs = practice_events(ctx.require_viewer())
     if actor_id is not None:
         qs = qs.filter(actor_id=decode(actor_id, "Member", field="filter.actorId"))
     if api_token_id is not None:

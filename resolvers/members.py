@@ -7,6 +7,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
 
+from strawberry.dataloader import DataLoader
+from tortoise.backends.base.client import BaseDBAsyncClient
+from tortoise.queryset import QuerySet
 from tortoise.transactions import in_transaction
 
 from auth.viewer import Viewer
@@ -26,7 +29,7 @@ ORDER = ["created_at", "id"]
 # ------------------------------------------------------------------ access
 
 
-def practice_members(viewer: Viewer):
+def practice_members(viewer: Viewer) -> QuerySet[Member]:
     """The one access query for members: the viewer's practice, nothing else."""
     return Member.filter(practice_id=viewer.practice.id)
 
@@ -55,11 +58,11 @@ def can_see_money(viewer: Viewer | None, member: Member) -> bool:
 
 async def load_members(ctx: Context, ids: Sequence[uuid.UUID]) -> list[Member | None]:
     """DataLoader batch: members of the viewer's practice by id (None for anything else)."""
-    rows = {m.id: m for m in await practice_members(ctx.viewer).filter(id__in=list(ids))}
+    rows = {m.id: m for m in await practice_members(ctx.require_viewer()).filter(id__in=list(ids))}
     return [rows.get(i) for i in ids]
 
 
-def member_loader(ctx: Context):
+def member_loader(ctx: Context) -> DataLoader[uuid.UUID, Member | None]:
     return ctx.loaders.get("members.by_id", lambda ids: load_members(ctx, ids))
 
 
@@ -79,7 +82,7 @@ async def require_member(ctx: Context, global_id: str, *, field: str = "input.me
 async def list_members(
     ctx: Context, *, first: int | None, after: str | None, role: Role | None, include_deactivated: bool
 ) -> Page[Member]:
-    qs = practice_members(ctx.viewer)
+    qs = practice_members(ctx.require_viewer())
     if role is not None:
         qs = qs.filter(role=role)
     if not include_deactivated:
@@ -98,7 +101,8 @@ def _not_self_or_owner(viewer: Viewer, member: Member, action: str) -> None:
         raise Forbidden(f"the owner cannot be {action.replace('change', 'changed').replace('deactivate', 'deactivated')}")
 
 
-async def change_role(ctx: Context, member: Member, role: Role, *, plan_code: str | None, connection) -> list[audit.PendingEvent]:
+async def change_role(ctx: Context, member: Member, role: Role, *, plan_code: str | None, connection: BaseDBAsyncClient
+) -> list[audit.PendingEvent]:
     """Validate and apply a role change on ``member`` (not yet saved). Returns its audit events."""
     if role == Role.OWNER:
         raise BadInput("the OWNER role can be neither given nor taken", field="input.role")
@@ -118,7 +122,7 @@ async def change_role(ctx: Context, member: Member, role: Role, *, plan_code: st
 
 
 async def set_permissions(ctx: Context, member_id: str, permissions: list[Permission]) -> Member:
-    viewer = ctx.viewer
+    viewer = ctx.require_viewer()
     member = await require_member(ctx, member_id)
     _not_self_or_owner(viewer, member, "change the permissions of")
     grants = sorted({Permission(p).value for p in permissions})
@@ -131,7 +135,7 @@ async def set_permissions(ctx: Context, member_id: str, permissions: list[Permis
 
 async def deactivate(ctx: Context, member_id: str, reassign_charts_to: str | None) -> Member:
     """Deactivate now: sessions and API tokens stop on the next request; charts move when a successor is named."""
-    viewer = ctx.viewer
+    viewer = ctx.require_viewer()
     member = await require_member(ctx, member_id)
     _not_self_or_owner(viewer, member, "deactivate")
     if member.status == MemberStatus.DEACTIVATED:
@@ -185,7 +189,7 @@ async def update(
     takes effect at the next period, with no refund.
     """
     member = await require_member(ctx, member_id)
-    _not_self_or_owner(ctx.viewer, member, "change")
+    _not_self_or_owner(ctx.require_viewer(), member, "change")
     if member.status != MemberStatus.ACTIVE:
         raise Conflict("a deactivated member cannot be changed")
     if plan_code is not None:
@@ -227,4 +231,4 @@ async def practice_owner(ctx: Context) -> Member:
         rows = {m.practice_id: m for m in await Member.filter(practice_id__in=list(practice_ids), role=Role.OWNER)}
         return [rows.get(pid) for pid in practice_ids]
 
-    return await ctx.loaders.get("members.owner_of_practice", batch).load(ctx.viewer.practice.id)
+    return await ctx.loaders.get("members.owner_of_practice", batch).load(ctx.require_viewer().practice.id)

@@ -23,6 +23,7 @@ DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 100
 
 T = TypeVar("T")
+K = TypeVar("K", bound=Hashable)
 
 
 def page_size(first: int | None) -> int:
@@ -135,12 +136,12 @@ async def paginate_many(
     queryset: QuerySet,
     *,
     partition: str,
-    keys: Sequence[Hashable],
+    keys: Sequence[K],
     order: list[str],
     first: int | None,
     after: str | None,
     count: bool = True,
-) -> dict[Hashable, Page]:
+) -> dict[K, Page]:
     """One page per value of ``partition`` in ``keys`` (e.g. the notes of every chart on a page), as ``paginate``
     would give for each, in two SQL statements however many keys: a ranked window query and a grouped count.
     """
@@ -157,7 +158,7 @@ async def paginate_many(
     by_key: dict[Hashable, list] = defaultdict(list)
     for row in rows:
         by_key[getattr(row, partition)].append(row)
-    pages = {}
+    pages: dict[K, Page] = {}
     for key in keys:
         items = by_key.get(key, [])
         has_next = len(items) > size

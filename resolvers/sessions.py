@@ -5,8 +5,10 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import cast
 
 from slugify import slugify
+from tortoise.backends.base.client import BaseDBAsyncClient
 from tortoise.exceptions import IntegrityError
 from tortoise.transactions import in_transaction
 
@@ -32,7 +34,7 @@ class SignedIn:
     access_token_expires_at: datetime
 
 
-async def start_session(ctx: Context, member: Member, *, connection=None) -> SignedIn:
+async def start_session(ctx: Context, member: Member, *, connection: BaseDBAsyncClient | None = None) -> SignedIn:
     now = ctx.clock.now()
     refresh = new_secret()
     session = await Session.create(
@@ -142,7 +144,10 @@ def _login_email(email: str | None) -> str:
 
 
 async def ctx_failed_login(ctx: Context, member: Member | None, slug: str) -> None:
-    practice_id = member.practice_id if member else await Practice.filter(slug=slug).first().values_list("id", flat=True)
+    # Tortoise types a flat values_list as a tuple; it is the id, or None.
+    practice_id = member.practice_id if member else cast(
+        uuid.UUID | None, await Practice.filter(slug=slug).first().values_list("id", flat=True)
+    )
     if practice_id is None:
         return  # no practice to file it under; the rate limiter still counts it
     await audit.record_many(
@@ -193,7 +198,9 @@ async def log_out(ctx: Context, refresh_token: str | None) -> bool:
     """Revoke the session named by the refresh token, or else the caller's current session."""
     now = ctx.clock.now()
     if refresh_token:
-        session_id = await Session.filter(refresh_token_hash=hash_secret(refresh_token)).first().values_list("id", flat=True)
+        # Tortoise types a flat values_list as a tuple; it is the id, or None.
+        by_token = Session.filter(refresh_token_hash=hash_secret(refresh_token)).first()
+        session_id = cast(uuid.UUID | None, await by_token.values_list("id", flat=True))
         if session_id is None:
             raise Unauthenticated("invalid refresh token")
     elif ctx.viewer is not None and ctx.viewer.session_id is not None:
@@ -204,5 +211,5 @@ async def log_out(ctx: Context, refresh_token: str | None) -> bool:
     return True
 
 
-async def revoke_member_sessions(member_id: uuid.UUID, now: datetime, *, connection=None) -> None:
+async def revoke_member_sessions(member_id: uuid.UUID, now: datetime, *, connection: BaseDBAsyncClient | None = None) -> None:
     await Session.filter(member_id=member_id, revoked_at=None).using_db(connection).update(revoked_at=now)

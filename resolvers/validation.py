@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from decimal import Decimal, InvalidOperation
+from typing import Literal, overload
 
 from email_validator import EmailNotValidError, validate_email
 
@@ -21,7 +22,16 @@ def email(value: str, *, field: str = "input.email") -> str:
     return result.normalized.lower()
 
 
+@overload
+def text(value: str | None, *, field: str, max_length: int = 200, required: Literal[True] = True) -> str: ...
+
+
+@overload
+def text(value: str | None, *, field: str, max_length: int = 200, required: bool) -> str | None: ...
+
+
 def text(value: str | None, *, field: str, max_length: int = 200, required: bool = True) -> str | None:
+    """Trimmed text of at most ``max_length`` characters; blank is refused when ``required``, else None."""
     cleaned = (value or "").strip()
     if not cleaned:
         if required:
@@ -62,7 +72,8 @@ def amount(value: Decimal | str, *, field: str, max_value: Decimal, allow_negati
         raise BadInput("amount is not a number", field=field) from None
     if not number.is_finite():
         raise BadInput("amount is not a number", field=field)
-    if number.as_tuple().exponent < -2 and number != number.quantize(Decimal("0.01")):
+    exponent = number.as_tuple().exponent  # an int for a finite number
+    if isinstance(exponent, int) and exponent < -2 and number != number.quantize(Decimal("0.01")):
         raise BadInput("amount has more than two decimals", field=field)
     if number == 0:
         raise BadInput("amount must not be zero", field=field)
