@@ -4,7 +4,7 @@ Tortoise discovers the models of the app from this package (``modules={"models":
 """
 
 from models.api_tokens import ApiToken
-from models.audit import AuditEvent
+from models.audit import AuditEvent, AuditHead
 from models.billing import (
     BillingBalance,
     BillingCounter,
@@ -24,6 +24,7 @@ from models.subscriptions import PeriodSeat, Subscription, SubscriptionCharge, S
 __all__ = [
     "ApiToken",
     "AuditEvent",
+    "AuditHead",
     "BillingBalance",
     "BillingCounter",
     "BillingEntry",

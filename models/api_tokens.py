@@ -34,4 +34,4 @@ class ApiToken(Model):
 
     class Meta:
         table = "api_tokens"
-        indexes = (("practice", "created_at"),)
+        indexes = (("practice_id", "created_at"),)

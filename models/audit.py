@@ -40,5 +40,21 @@ class AuditEvent(Model):
 
     class Meta:
         table = "audit_events"
-        unique_together = (("practice", "sequence"),)
-        indexes = (("practice", "action"), ("practice", "target_id"), ("practice", "actor"))
+        unique_together = (("practice_id", "sequence"),)
+        indexes = (("practice_id", "action"), ("practice_id", "target_id"), ("practice_id", "actor_id"))
+
+
+class AuditHead(Model):
+    """The end of one practice's chain (sequence and hash of its newest event).
+
+    Appends lock this row, and only this row: serialising a practice's appends on the practice row itself would
+    deadlock with writers that lock the practice first and their own rows after. It also lets ``audit verify``
+    notice the newest events cut off the end of a chain. Events without a practice use the nil UUID.
+    """
+
+    practice_id = fields.UUIDField(primary_key=True)
+    sequence = fields.BigIntField(default=0)
+    hash = fields.CharField(max_length=64)
+
+    class Meta:
+        table = "audit_heads"

@@ -71,9 +71,9 @@ class BillingEntry(Model):
         indexes = (
             # History, newest first: the whole practice, one clinician, one chart (the chart index also serves
             # statements and invoices: one clinician's entries for one chart, by date).
-            ("practice", "occurred_on", "created_at", "id"),
-            ("practice", "clinician", "occurred_on", "created_at", "id"),
-            ("chart", "occurred_on", "created_at", "id"),
+            ("practice_id", "occurred_on", "created_at", "id"),
+            ("practice_id", "clinician_id", "occurred_on", "created_at", "id"),
+            ("chart_id", "occurred_on", "created_at", "id"),
         )
 
 
@@ -101,8 +101,8 @@ class BillingBalance(Model):
 
     class Meta:
         table = "billing_balances"
-        unique_together = (("practice", "clinician", "chart"),)
-        indexes = (("practice", "chart"),)
+        unique_together = (("practice_id", "clinician_id", "chart_id"),)
+        indexes = (("practice_id", "chart_id"),)
 
 
 class BillingCounter(Model):
@@ -118,7 +118,7 @@ class BillingCounter(Model):
 
     class Meta:
         table = "billing_counters"
-        unique_together = (("practice", "name"),)
+        unique_together = (("practice_id", "name"),)
 
 
 class Statement(Model):
@@ -151,8 +151,8 @@ class Statement(Model):
 
     class Meta:
         table = "statements"
-        unique_together = (("practice", "sequence"),)
-        indexes = (("practice", "clinician", "sequence"), ("chart", "clinician"))
+        unique_together = (("practice_id", "sequence"),)
+        indexes = (("practice_id", "clinician_id", "sequence"), ("chart_id", "clinician_id"))
 
 
 class StatementLine(Model):
@@ -170,8 +170,8 @@ class StatementLine(Model):
 
     class Meta:
         table = "statement_lines"
-        unique_together = (("statement", "entry"),)
-        indexes = (("entry",),)
+        unique_together = (("statement_id", "entry_id"),)
+        indexes = (("entry_id",),)
 
 
 class Invoice(Model):
@@ -204,8 +204,8 @@ class Invoice(Model):
 
     class Meta:
         table = "invoices"
-        unique_together = (("practice", "sequence"),)
-        indexes = (("practice", "clinician", "sequence"), ("practice", "status", "sequence"), ("chart", "clinician"))
+        unique_together = (("practice_id", "sequence"),)
+        indexes = (("practice_id", "clinician_id", "sequence"), ("practice_id", "status", "sequence"), ("chart_id", "clinician_id"))
 
 
 class InvoiceLine(Model):
@@ -223,4 +223,4 @@ class InvoiceLine(Model):
 
     class Meta:
         table = "invoice_lines"
-        indexes = (("invoice", "entry"),)
+        indexes = (("invoice_id", "entry_id"),)

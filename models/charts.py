@@ -45,7 +45,7 @@ class Chart(Model):
     class Meta:
         table = "charts"
         # (practice, created_at, id) serves the newest-first keyset pages of Practice.charts.
-        indexes = (("practice", "patient_name_search"), ("practice", "created_at", "id"))
+        indexes = (("practice_id", "patient_name_search"), ("practice_id", "created_at", "id"))
 
 
 class ChartAssignment(Model):
@@ -62,9 +62,9 @@ class ChartAssignment(Model):
 
     class Meta:
         table = "chart_assignments"
-        unique_together = (("chart", "clinician"),)
+        unique_together = (("chart_id", "clinician_id"),)
         # (clinician, created_at, id) serves Member.assignedCharts pages, newest assignment first.
-        indexes = (("clinician", "chart"), ("clinician", "created_at", "id"))
+        indexes = (("clinician_id", "chart_id"), ("clinician_id", "created_at", "id"))
 
 
 class AppendOnlyQuerySet(QuerySet):
@@ -103,7 +103,7 @@ class ChartNote(Model):
     class Meta:
         table = "chart_notes"
         # (chart, created_at, id) serves Chart.notes pages, newest first.
-        indexes = (("chart", "created_at", "id"),)
+        indexes = (("chart_id", "created_at", "id"),)
         manager = AppendOnlyManager()
 
     async def save(self, *args: Any, **kwargs: Any) -> None:

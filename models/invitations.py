@@ -57,4 +57,4 @@ class Invitation(Model):
 
     class Meta:
         table = "invitations"
-        indexes = (("practice", "status", "email"), ("practice", "created_at"))
+        indexes = (("practice_id", "status", "email"), ("practice_id", "created_at"))

@@ -37,8 +37,8 @@ class Member(Model):
 
     class Meta:
         table = "members"
-        unique_together = (("practice", "email"),)
-        indexes = (("practice", "role", "status"),)
+        unique_together = (("practice_id", "email"),)
+        indexes = (("practice_id", "role", "status"),)
 
 
 class Session(Model):

@@ -56,7 +56,7 @@ class SubscriptionPeriod(Model):
 
     class Meta:
         table = "subscription_periods"
-        unique_together = (("practice", "index"),)
+        unique_together = (("practice_id", "index"),)
 
 
 class PeriodSeat(Model):
@@ -77,7 +77,7 @@ class PeriodSeat(Model):
 
     class Meta:
         table = "period_seats"
-        unique_together = (("period", "member"),)
+        unique_together = (("period_id", "member_id"),)
 
 
 class SubscriptionCharge(Model):
@@ -104,7 +104,7 @@ class SubscriptionCharge(Model):
 
     class Meta:
         table = "subscription_charges"
-        indexes = (("practice", "created_at"),)
+        indexes = (("practice_id", "created_at"),)
 
 
 class SubscriptionStatus(str, Enum):

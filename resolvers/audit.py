@@ -2,8 +2,8 @@
 
 ``record`` appends events inside the caller's transaction (so a write and its events commit together).
 ``defer`` queues events of reads and denials; ``flush`` writes them after the request has run, in a transaction
-of their own, so they are kept even when the request fails. Events of one practice are serialised by locking
-the practice row (PostgreSQL; SQLite serialises writes). ``verify_all`` checks every chain.
+of their own, so they are kept even when the request fails. Appends of one practice are serialised by locking
+its chain head (models.AuditHead; SQLite serialises writes anyway). ``verify_all`` checks every chain.
 """
 
 from __future__ import annotations
@@ -16,11 +16,12 @@ from datetime import datetime
 from typing import Any
 
 import orjson
+from tortoise.exceptions import IntegrityError
 from tortoise.queryset import QuerySet
 from tortoise.transactions import in_transaction
 
 from auth.viewer import Viewer
-from models import AuditEvent, Practice
+from models import AuditEvent, AuditHead, Practice
 from models.enums import Permission
 from resolvers.context import Context
 from resolvers.errors import BadInput
@@ -28,6 +29,7 @@ from resolvers.ids import decode
 from resolvers.pagination import Page, paginate
 
 GENESIS = "0" * 64
+NO_PRACTICE = uuid.UUID(int=0)
 
 
 @dataclass(frozen=True)
@@ -113,20 +115,8 @@ async def record_many(
     now = ctx.clock.now()
     at = now.isoformat()
     async with in_transaction() as conn:
-        if practice_id is not None and conn.capabilities.dialect != "sqlite":
-            # FOR NO KEY UPDATE: it serialises the chain's writers, yet does not conflict with the KEY SHARE lock the
-            # caller's own inserts took on the practice row (FOR UPDATE would, and two writers would deadlock).
-            # .only(), not .values_list(): Tortoise drops the lock clause from values queries.
-            # SQLite runs one transaction at a time anyway.
-            await Practice.select_for_update(no_key=True).using_db(conn).filter(id=practice_id).only("id")
-        last = (
-            await AuditEvent.filter(practice_id=practice_id)
-            .using_db(conn)
-            .order_by("-sequence")
-            .limit(1)
-            .values("sequence", "hash")
-        )
-        sequence, previous = (last[0]["sequence"], last[0]["hash"]) if last else (0, GENESIS)
+        head = await _locked_head(conn, practice_id)
+        sequence, previous = head.sequence, head.hash
         rows = []
         for pending in events:
             sequence += 1
@@ -144,6 +134,21 @@ async def record_many(
             })
             previous = digest
         await _insert(conn, rows)
+        await AuditHead.filter(practice_id=head.practice_id).using_db(conn).update(sequence=sequence, hash=previous)
+
+
+async def _locked_head(conn: Any, practice_id: uuid.UUID | None) -> AuditHead:
+    """The practice's chain head, locked until the caller's transaction ends (created at the first event)."""
+    key = practice_id or NO_PRACTICE
+    head = await AuditHead.select_for_update().using_db(conn).filter(practice_id=key).first()
+    if head is not None:
+        return head
+    try:
+        async with in_transaction() as savepoint:
+            await AuditHead.create(practice_id=key, sequence=0, hash=GENESIS, using_db=savepoint)
+    except IntegrityError:
+        pass  # created by a concurrent first append: lock theirs
+    return await AuditHead.select_for_update().using_db(conn).get(practice_id=key)
 
 
 async def _insert(conn: Any, rows: list[dict[str, Any]]) -> None:
@@ -260,7 +265,7 @@ def verify_chain(events: list[AuditEvent]) -> AuditEvent | None:
 VERIFY_BATCH = 1000
 
 
-async def verify_practice(practice_id: uuid.UUID | None) -> tuple[AuditEvent, str] | None:
+async def verify_practice(practice_id: uuid.UUID | None) -> tuple[AuditEvent | None, str] | None:
     """Walk one practice's chain in sequence order, in batches, to the first broken link."""
     previous, expected, last_sequence = GENESIS, 1, 0
     while True:
@@ -270,7 +275,7 @@ async def verify_practice(practice_id: uuid.UUID | None) -> tuple[AuditEvent, st
             .limit(VERIFY_BATCH)
         )
         if not batch:
-            return None
+            return await _check_head(practice_id, last_sequence, previous)
         broken = first_broken_link(batch, previous=previous, expected_sequence=expected)
         if broken is not None:
             return broken
@@ -280,7 +285,8 @@ async def verify_practice(practice_id: uuid.UUID | None) -> tuple[AuditEvent, st
 async def verify_all() -> list[str]:
     """One line per practice whose chain is broken, naming its first broken link; empty when every chain holds.
 
-    The chain shows edited, deleted and reordered events. It cannot show the newest events cut off the end.
+    The chain shows edited, deleted and reordered events; its head (AuditHead) shows the newest events cut off
+    the end, unless the head was rewritten too (an external anchor would be needed against that).
     """
     problems = []
     practices = [(p["id"], p["slug"]) for p in await Practice.all().order_by("slug").values("id", "slug")]
@@ -289,7 +295,15 @@ async def verify_all() -> list[str]:
         if broken is not None:
             event, reason = broken
             owner = f"practice {slug} ({practice_id})" if practice_id else "events without a practice"
-            problems.append(
-                f"{owner}: chain broken at sequence {event.sequence} (event {event.id}, {event.action}): {reason}"
-            )
+            where = f"sequence {event.sequence} (event {event.id}, {event.action})" if event else "its start"
+            problems.append(f"{owner}: chain broken at {where}: {reason}")
     return problems
+
+
+async def _check_head(practice_id: uuid.UUID | None, last_sequence: int, last_hash: str) -> tuple[AuditEvent | None, str] | None:
+    """The chain must end where its head says: otherwise its newest events were cut off (or the head edited)."""
+    head = await AuditHead.filter(practice_id=practice_id or NO_PRACTICE).first()
+    if head is None or (head.sequence == last_sequence and head.hash == last_hash):
+        return None
+    last = await AuditEvent.filter(practice_id=practice_id, sequence=last_sequence).first()
+    return last, f"the chain ends at sequence {last_sequence} but its head records {head.sequence}: events are missing at the end"

@@ -248,6 +248,16 @@ async def test_the_verifier_names_the_event_after_a_deleted_one(api):
     assert f"sequence 3 (event {events[2].id}" in problems[0] and "deleted" in problems[0]
 
 
+async def test_the_verifier_notices_the_newest_events_cut_off_the_end(api):
+    await _busy_practice(api)
+    events = await _events()
+    await AuditEvent.filter(id__in=[events[-1].id, events[-2].id]).delete()
+    problems = await audit.verify_all()
+    assert len(problems) == 1
+    assert f"sequence {len(events) - 2} (event {events[-3].id}" in problems[0]
+    assert f"head records {len(events)}" in problems[0] and "missing at the end" in problems[0]
+
+
 async def test_the_verifier_names_reordered_events(api):
     await _busy_practice(api)
     events = await _events()
