@@ -4,10 +4,19 @@ Money is stored as integer cents (BigInt): exact in both SQLite and PostgreSQL, 
 sum a DecimalField's text as floats). Every foreign key into ledger data is RESTRICT: nothing cascades.
 """
 
+from __future__ import annotations
+
+import uuid
 from enum import Enum
+from typing import TYPE_CHECKING
 
 from tortoise import fields
 from tortoise.models import Model
+
+if TYPE_CHECKING:
+    from models.charts import Chart
+    from models.members import Member
+    from models.practices import Practice
 
 
 class BillingEntryKind(str, Enum):
@@ -27,11 +36,23 @@ class BillingEntry(Model):
     """One ledger entry. Written once, never updated or deleted."""
 
     id = fields.UUIDField(primary_key=True)
-    practice = fields.ForeignKeyField("models.Practice", related_name="billing_entries", on_delete=fields.RESTRICT)
-    chart = fields.ForeignKeyField("models.Chart", related_name="billing_entries", on_delete=fields.RESTRICT)
+    practice: fields.ForeignKeyRelation[Practice] = fields.ForeignKeyField(
+        "models.Practice", related_name="billing_entries", on_delete=fields.RESTRICT
+    )
+    practice_id: uuid.UUID
+    chart: fields.ForeignKeyRelation[Chart] = fields.ForeignKeyField(
+        "models.Chart", related_name="billing_entries", on_delete=fields.RESTRICT
+    )
+    chart_id: uuid.UUID
     # The clinician the entry belongs to, and the member who recorded it.
-    clinician = fields.ForeignKeyField("models.Member", related_name="billing_entries", on_delete=fields.RESTRICT)
-    created_by = fields.ForeignKeyField("models.Member", related_name="recorded_billing_entries", on_delete=fields.RESTRICT)
+    clinician: fields.ForeignKeyRelation[Member] = fields.ForeignKeyField(
+        "models.Member", related_name="billing_entries", on_delete=fields.RESTRICT
+    )
+    clinician_id: uuid.UUID
+    created_by: fields.ForeignKeyRelation[Member] = fields.ForeignKeyField(
+        "models.Member", related_name="recorded_billing_entries", on_delete=fields.RESTRICT
+    )
+    created_by_id: uuid.UUID
     kind = fields.CharEnumField(BillingEntryKind, max_length=16)
     # What the entry adds to the balance, in cents: positive for charges and refunds, negative for payments,
     # either sign for adjustments. The amount shown is its absolute value except for adjustments.
@@ -39,7 +60,10 @@ class BillingEntry(Model):
     occurred_on = fields.DateField()
     description = fields.CharField(max_length=500)
     # For a payment: the invoice it pays (a charge's invoice is its InvoiceLine).
-    invoice = fields.ForeignKeyField("models.Invoice", related_name="payments", on_delete=fields.RESTRICT, null=True)
+    invoice: fields.ForeignKeyNullableRelation[Invoice] = fields.ForeignKeyField(
+        "models.Invoice", related_name="payments", on_delete=fields.RESTRICT, null=True
+    )
+    invoice_id: uuid.UUID | None
     created_at = fields.DatetimeField()
 
     class Meta:
@@ -60,9 +84,18 @@ class BillingBalance(Model):
     """
 
     id = fields.UUIDField(primary_key=True)
-    practice = fields.ForeignKeyField("models.Practice", related_name="billing_balances", on_delete=fields.RESTRICT)
-    clinician = fields.ForeignKeyField("models.Member", related_name="billing_balances", on_delete=fields.RESTRICT)
-    chart = fields.ForeignKeyField("models.Chart", related_name="billing_balances", on_delete=fields.RESTRICT)
+    practice: fields.ForeignKeyRelation[Practice] = fields.ForeignKeyField(
+        "models.Practice", related_name="billing_balances", on_delete=fields.RESTRICT
+    )
+    practice_id: uuid.UUID
+    clinician: fields.ForeignKeyRelation[Member] = fields.ForeignKeyField(
+        "models.Member", related_name="billing_balances", on_delete=fields.RESTRICT
+    )
+    clinician_id: uuid.UUID
+    chart: fields.ForeignKeyRelation[Chart] = fields.ForeignKeyField(
+        "models.Chart", related_name="billing_balances", on_delete=fields.RESTRICT
+    )
+    chart_id: uuid.UUID
     balance_cents = fields.BigIntField(default=0)
     updated_at = fields.DatetimeField()
 
@@ -76,7 +109,10 @@ class BillingCounter(Model):
     """A per-practice number sequence ("statement", "invoice"), locked while a number is taken: no gaps, no duplicates."""
 
     id = fields.UUIDField(primary_key=True)
-    practice = fields.ForeignKeyField("models.Practice", related_name="billing_counters", on_delete=fields.RESTRICT)
+    practice: fields.ForeignKeyRelation[Practice] = fields.ForeignKeyField(
+        "models.Practice", related_name="billing_counters", on_delete=fields.RESTRICT
+    )
+    practice_id: uuid.UUID
     name = fields.CharField(max_length=32)
     last_value = fields.BigIntField(default=0)
 
@@ -89,10 +125,22 @@ class Statement(Model):
     """A frozen statement for one clinician and one chart over a period."""
 
     id = fields.UUIDField(primary_key=True)
-    practice = fields.ForeignKeyField("models.Practice", related_name="statements", on_delete=fields.RESTRICT)
-    clinician = fields.ForeignKeyField("models.Member", related_name="statements", on_delete=fields.RESTRICT)
-    chart = fields.ForeignKeyField("models.Chart", related_name="statements", on_delete=fields.RESTRICT)
-    created_by = fields.ForeignKeyField("models.Member", related_name="generated_statements", on_delete=fields.RESTRICT)
+    practice: fields.ForeignKeyRelation[Practice] = fields.ForeignKeyField(
+        "models.Practice", related_name="statements", on_delete=fields.RESTRICT
+    )
+    practice_id: uuid.UUID
+    clinician: fields.ForeignKeyRelation[Member] = fields.ForeignKeyField(
+        "models.Member", related_name="statements", on_delete=fields.RESTRICT
+    )
+    clinician_id: uuid.UUID
+    chart: fields.ForeignKeyRelation[Chart] = fields.ForeignKeyField(
+        "models.Chart", related_name="statements", on_delete=fields.RESTRICT
+    )
+    chart_id: uuid.UUID
+    created_by: fields.ForeignKeyRelation[Member] = fields.ForeignKeyField(
+        "models.Member", related_name="generated_statements", on_delete=fields.RESTRICT
+    )
+    created_by_id: uuid.UUID
     sequence = fields.BigIntField()
     number = fields.CharField(max_length=32)
     period_start = fields.DateField()
@@ -111,8 +159,14 @@ class StatementLine(Model):
     """An entry frozen on a statement."""
 
     id = fields.UUIDField(primary_key=True)
-    statement = fields.ForeignKeyField("models.Statement", related_name="lines", on_delete=fields.RESTRICT)
-    entry = fields.ForeignKeyField("models.BillingEntry", related_name="statement_lines", on_delete=fields.RESTRICT)
+    statement: fields.ForeignKeyRelation[Statement] = fields.ForeignKeyField(
+        "models.Statement", related_name="lines", on_delete=fields.RESTRICT
+    )
+    statement_id: uuid.UUID
+    entry: fields.ForeignKeyRelation[BillingEntry] = fields.ForeignKeyField(
+        "models.BillingEntry", related_name="statement_lines", on_delete=fields.RESTRICT
+    )
+    entry_id: uuid.UUID
 
     class Meta:
         table = "statement_lines"
@@ -124,10 +178,22 @@ class Invoice(Model):
     """One clinician's charges for one chart, numbered. Its status and amount paid change as payments arrive."""
 
     id = fields.UUIDField(primary_key=True)
-    practice = fields.ForeignKeyField("models.Practice", related_name="invoices", on_delete=fields.RESTRICT)
-    clinician = fields.ForeignKeyField("models.Member", related_name="invoices", on_delete=fields.RESTRICT)
-    chart = fields.ForeignKeyField("models.Chart", related_name="invoices", on_delete=fields.RESTRICT)
-    created_by = fields.ForeignKeyField("models.Member", related_name="created_invoices", on_delete=fields.RESTRICT)
+    practice: fields.ForeignKeyRelation[Practice] = fields.ForeignKeyField(
+        "models.Practice", related_name="invoices", on_delete=fields.RESTRICT
+    )
+    practice_id: uuid.UUID
+    clinician: fields.ForeignKeyRelation[Member] = fields.ForeignKeyField(
+        "models.Member", related_name="invoices", on_delete=fields.RESTRICT
+    )
+    clinician_id: uuid.UUID
+    chart: fields.ForeignKeyRelation[Chart] = fields.ForeignKeyField(
+        "models.Chart", related_name="invoices", on_delete=fields.RESTRICT
+    )
+    chart_id: uuid.UUID
+    created_by: fields.ForeignKeyRelation[Member] = fields.ForeignKeyField(
+        "models.Member", related_name="created_invoices", on_delete=fields.RESTRICT
+    )
+    created_by_id: uuid.UUID
     sequence = fields.BigIntField()
     number = fields.CharField(max_length=32)
     status = fields.CharEnumField(InvoiceStatus, max_length=16, default=InvoiceStatus.OPEN)
@@ -146,8 +212,14 @@ class InvoiceLine(Model):
     """A charge on an invoice. The unique entry is what keeps a charge on at most one invoice, even under races."""
 
     id = fields.UUIDField(primary_key=True)
-    invoice = fields.ForeignKeyField("models.Invoice", related_name="lines", on_delete=fields.RESTRICT)
-    entry = fields.OneToOneField("models.BillingEntry", related_name="invoice_line", on_delete=fields.RESTRICT)
+    invoice: fields.ForeignKeyRelation[Invoice] = fields.ForeignKeyField(
+        "models.Invoice", related_name="lines", on_delete=fields.RESTRICT
+    )
+    invoice_id: uuid.UUID
+    entry: fields.OneToOneRelation[BillingEntry] = fields.OneToOneField(
+        "models.BillingEntry", related_name="invoice_line", on_delete=fields.RESTRICT
+    )
+    entry_id: uuid.UUID
 
     class Meta:
         table = "invoice_lines"

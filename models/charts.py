@@ -1,12 +1,20 @@
 """Patient charts, their assignments to clinicians, and clinical notes (PHI)."""
 
+from __future__ import annotations
+
+import uuid
 from enum import Enum
+from typing import TYPE_CHECKING, Any
 
 from tortoise import fields
 from tortoise.exceptions import OperationalError
 from tortoise.manager import Manager
 from tortoise.models import Model
 from tortoise.queryset import QuerySet
+
+if TYPE_CHECKING:
+    from models.members import Member
+    from models.practices import Practice
 
 
 class ChartStatus(str, Enum):
@@ -17,7 +25,10 @@ class ChartStatus(str, Enum):
 class Chart(Model):
     id = fields.UUIDField(primary_key=True)
     # RESTRICT everywhere: deleting a practice or member never cascades into patient data.
-    practice = fields.ForeignKeyField("models.Practice", related_name="charts", on_delete=fields.RESTRICT)
+    practice: fields.ForeignKeyRelation[Practice] = fields.ForeignKeyField(
+        "models.Practice", related_name="charts", on_delete=fields.RESTRICT
+    )
+    practice_id: uuid.UUID
     patient_name = fields.CharField(max_length=200)
     # Lower-cased copy of patient_name, for case-insensitive search with an index (see POSTGRES_SEARCH_INDEX).
     patient_name_search = fields.CharField(max_length=200)
@@ -25,7 +36,10 @@ class Chart(Model):
     email = fields.CharField(max_length=320, null=True)
     phone = fields.CharField(max_length=40, null=True)
     status = fields.CharEnumField(ChartStatus, max_length=16, default=ChartStatus.ACTIVE)
-    created_by = fields.ForeignKeyField("models.Member", related_name="created_charts", on_delete=fields.RESTRICT)
+    created_by: fields.ForeignKeyRelation[Member] = fields.ForeignKeyField(
+        "models.Member", related_name="created_charts", on_delete=fields.RESTRICT
+    )
+    created_by_id: uuid.UUID
     created_at = fields.DatetimeField()
 
     class Meta:
@@ -36,8 +50,14 @@ class Chart(Model):
 
 class ChartAssignment(Model):
     id = fields.UUIDField(primary_key=True)
-    chart = fields.ForeignKeyField("models.Chart", related_name="assignments", on_delete=fields.RESTRICT)
-    clinician = fields.ForeignKeyField("models.Member", related_name="chart_assignments", on_delete=fields.RESTRICT)
+    chart: fields.ForeignKeyRelation[Chart] = fields.ForeignKeyField(
+        "models.Chart", related_name="assignments", on_delete=fields.RESTRICT
+    )
+    chart_id: uuid.UUID
+    clinician: fields.ForeignKeyRelation[Member] = fields.ForeignKeyField(
+        "models.Member", related_name="chart_assignments", on_delete=fields.RESTRICT
+    )
+    clinician_id: uuid.UUID
     created_at = fields.DatetimeField()
 
     class Meta:
@@ -69,8 +89,14 @@ class ChartNote(Model):
     """Append-only clinical note: the ORM refuses to update or delete a saved note (and so no API can)."""
 
     id = fields.UUIDField(primary_key=True)
-    chart = fields.ForeignKeyField("models.Chart", related_name="notes", on_delete=fields.RESTRICT)
-    author = fields.ForeignKeyField("models.Member", related_name="chart_notes", on_delete=fields.RESTRICT)
+    chart: fields.ForeignKeyRelation[Chart] = fields.ForeignKeyField(
+        "models.Chart", related_name="notes", on_delete=fields.RESTRICT
+    )
+    chart_id: uuid.UUID
+    author: fields.ForeignKeyRelation[Member] = fields.ForeignKeyField(
+        "models.Member", related_name="chart_notes", on_delete=fields.RESTRICT
+    )
+    author_id: uuid.UUID
     body = fields.TextField()
     created_at = fields.DatetimeField()
 
@@ -80,12 +106,12 @@ class ChartNote(Model):
         indexes = (("chart_id", "created_at", "id"),)
         manager = AppendOnlyManager()
 
-    async def save(self, *args, **kwargs) -> None:
+    async def save(self, *args: Any, **kwargs: Any) -> None:
         if self._saved_in_db:
             raise OperationalError("ChartNote is append-only")
         await super().save(*args, **kwargs)
 
-    async def delete(self, *args, **kwargs) -> None:
+    async def delete(self, *args: Any, **kwargs: Any) -> None:
         raise OperationalError("ChartNote is append-only")
 
 

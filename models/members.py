@@ -1,15 +1,26 @@
 """Members (accounts: one practice each) and their sessions."""
 
+from __future__ import annotations
+
+import uuid
+from typing import TYPE_CHECKING
+
 from tortoise import fields
 from tortoise.models import Model
 
 from models.enums import MemberStatus, Role, TraineeStatus
 
+if TYPE_CHECKING:
+    from models.practices import Practice
+
 
 class Member(Model):
     id = fields.UUIDField(primary_key=True)
     # RESTRICT: a practice with members cannot be deleted by accident; nothing cascades into PHI.
-    practice = fields.ForeignKeyField("models.Practice", related_name="members", on_delete=fields.RESTRICT)
+    practice: fields.ForeignKeyRelation[Practice] = fields.ForeignKeyField(
+        "models.Practice", related_name="members", on_delete=fields.RESTRICT
+    )
+    practice_id: uuid.UUID
     name = fields.CharField(max_length=200)
     # Stored trimmed and lower-cased; unique within a practice.
     email = fields.CharField(max_length=320)
@@ -17,7 +28,7 @@ class Member(Model):
     role = fields.CharEnumField(Role, max_length=16)
     status = fields.CharEnumField(MemberStatus, max_length=16, default=MemberStatus.ACTIVE)
     # Explicit grants, a JSON list of Permission values (empty for the owner, who holds them all).
-    permissions = fields.JSONField(default=list)
+    permissions: fields.JSONField[list[str]] = fields.JSONField(default=list)
     plan_code = fields.CharField(max_length=64, null=True)
     trainee_status = fields.CharEnumField(TraineeStatus, max_length=32, default=TraineeStatus.NONE)
     training_proof_valid_until = fields.DateField(null=True)
@@ -34,7 +45,10 @@ class Session(Model):
     """A signed-in session. The refresh token is stored only as a hash and rotated on every use."""
 
     id = fields.UUIDField(primary_key=True)
-    member = fields.ForeignKeyField("models.Member", related_name="sessions", on_delete=fields.CASCADE)
+    member: fields.ForeignKeyRelation[Member] = fields.ForeignKeyField(
+        "models.Member", related_name="sessions", on_delete=fields.CASCADE
+    )
+    member_id: uuid.UUID
     refresh_token_hash = fields.CharField(max_length=64, unique=True)
     created_at = fields.DatetimeField()
     last_refreshed_at = fields.DatetimeField()
@@ -49,7 +63,10 @@ class RotatedRefreshToken(Model):
     """A refresh token that was already exchanged: presenting it again means theft, and kills the session."""
 
     token_hash = fields.CharField(max_length=64, primary_key=True)
-    session = fields.ForeignKeyField("models.Session", related_name="rotated", on_delete=fields.CASCADE)
+    session: fields.ForeignKeyRelation[Session] = fields.ForeignKeyField(
+        "models.Session", related_name="rotated", on_delete=fields.CASCADE
+    )
+    session_id: uuid.UUID
     rotated_at = fields.DatetimeField()
 
     class Meta:

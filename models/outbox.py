@@ -1,9 +1,16 @@
 """Outgoing mail, written in the same transaction as the change that causes it and delivered afterwards."""
 
+from __future__ import annotations
+
+import uuid
 from enum import Enum
+from typing import TYPE_CHECKING
 
 from tortoise import fields
 from tortoise.models import Model
+
+if TYPE_CHECKING:
+    from models.practices import Practice
 
 
 class OutboxStatus(str, Enum):
@@ -14,7 +21,10 @@ class OutboxStatus(str, Enum):
 
 class OutboxMessage(Model):
     id = fields.UUIDField(primary_key=True)
-    practice = fields.ForeignKeyField("models.Practice", related_name="outbox_messages", on_delete=fields.RESTRICT, null=True)
+    practice: fields.ForeignKeyNullableRelation[Practice] = fields.ForeignKeyField(
+        "models.Practice", related_name="outbox_messages", on_delete=fields.RESTRICT, null=True
+    )
+    practice_id: uuid.UUID | None
     recipient = fields.CharField(max_length=320)
     subject = fields.CharField(max_length=300)
     # The body, encrypted at rest (it can carry a one-time token); emptied once the message is sent.

@@ -1,9 +1,17 @@
 """The practice's own subscription: monthly periods, what each seat is paid at in a period, and the charges."""
 
+from __future__ import annotations
+
+import uuid
 from enum import Enum
+from typing import TYPE_CHECKING
 
 from tortoise import fields
 from tortoise.models import Model
+
+if TYPE_CHECKING:
+    from models.members import Member
+    from models.practices import Practice
 
 
 class SubscriptionChargeKind(str, Enum):
@@ -19,7 +27,10 @@ class Subscription(Model):
     """
 
     id = fields.UUIDField(primary_key=True)
-    practice = fields.OneToOneField("models.Practice", related_name="subscription", on_delete=fields.RESTRICT)
+    practice: fields.OneToOneRelation[Practice] = fields.OneToOneField(
+        "models.Practice", related_name="subscription", on_delete=fields.RESTRICT
+    )
+    practice_id: uuid.UUID
     anchor = fields.DatetimeField()
     current_period_index = fields.IntField()
     current_period_start = fields.DatetimeField()
@@ -34,7 +45,10 @@ class SubscriptionPeriod(Model):
     """One opened billing period. Unique per (practice, index): a period, and so its renewal, exists once."""
 
     id = fields.UUIDField(primary_key=True)
-    practice = fields.ForeignKeyField("models.Practice", related_name="subscription_periods", on_delete=fields.RESTRICT)
+    practice: fields.ForeignKeyRelation[Practice] = fields.ForeignKeyField(
+        "models.Practice", related_name="subscription_periods", on_delete=fields.RESTRICT
+    )
+    practice_id: uuid.UUID
     index = fields.IntField()
     starts_at = fields.DatetimeField()
     ends_at = fields.DatetimeField()
@@ -50,8 +64,14 @@ class PeriodSeat(Model):
     lowered (a cheaper seat takes effect at the next period, with no refund)."""
 
     id = fields.UUIDField(primary_key=True)
-    period = fields.ForeignKeyField("models.SubscriptionPeriod", related_name="seats", on_delete=fields.RESTRICT)
-    member = fields.ForeignKeyField("models.Member", related_name="period_seats", on_delete=fields.RESTRICT)
+    period: fields.ForeignKeyRelation[SubscriptionPeriod] = fields.ForeignKeyField(
+        "models.SubscriptionPeriod", related_name="seats", on_delete=fields.RESTRICT
+    )
+    period_id: uuid.UUID
+    member: fields.ForeignKeyRelation[Member] = fields.ForeignKeyField(
+        "models.Member", related_name="period_seats", on_delete=fields.RESTRICT
+    )
+    member_id: uuid.UUID
     # Exact monthly price (a half price can have a third decimal); rounding happens only on charges.
     monthly_price = fields.DecimalField(max_digits=14, decimal_places=4)
 
@@ -62,10 +82,19 @@ class PeriodSeat(Model):
 
 class SubscriptionCharge(Model):
     id = fields.UUIDField(primary_key=True)
-    practice = fields.ForeignKeyField("models.Practice", related_name="subscription_charges", on_delete=fields.RESTRICT)
-    period = fields.ForeignKeyField("models.SubscriptionPeriod", related_name="charges", on_delete=fields.RESTRICT)
+    practice: fields.ForeignKeyRelation[Practice] = fields.ForeignKeyField(
+        "models.Practice", related_name="subscription_charges", on_delete=fields.RESTRICT
+    )
+    practice_id: uuid.UUID
+    period: fields.ForeignKeyRelation[SubscriptionPeriod] = fields.ForeignKeyField(
+        "models.SubscriptionPeriod", related_name="charges", on_delete=fields.RESTRICT
+    )
+    period_id: uuid.UUID
     # The seat a PRORATED_SEAT charge is for; null for a RENEWAL, which covers every license.
-    member = fields.ForeignKeyField("models.Member", related_name="subscription_charges", on_delete=fields.RESTRICT, null=True)
+    member: fields.ForeignKeyNullableRelation[Member] = fields.ForeignKeyField(
+        "models.Member", related_name="subscription_charges", on_delete=fields.RESTRICT, null=True
+    )
+    member_id: uuid.UUID | None
     kind = fields.CharEnumField(SubscriptionChargeKind, max_length=16)
     # Rounded half-up to the cent when the charge is made.
     amount = fields.DecimalField(max_digits=12, decimal_places=2)

@@ -8,7 +8,9 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from datetime import datetime, timedelta
+from functools import partial
 
+from tortoise.queryset import QuerySet
 from tortoise.transactions import in_transaction
 
 from auth.tokens import hash_secret, new_api_token
@@ -26,13 +28,13 @@ MAX_LIFETIME = timedelta(days=365)
 ORDER = ["-created_at", "-id"]
 
 
-def practice_tokens(viewer: Viewer):
+def practice_tokens(viewer: Viewer) -> QuerySet[ApiToken]:
     """The one access query for API tokens: the viewer's practice, nothing else."""
     return ApiToken.filter(practice_id=viewer.practice.id)
 
 
 async def list_tokens(ctx: Context, *, include_revoked: bool, first: int | None, after: str | None) -> Page[ApiToken]:
-    qs = practice_tokens(ctx.viewer)
+    qs = practice_tokens(ctx.require_viewer())
     if not include_revoked:
         qs = qs.filter(revoked_at=None)
     return await paginate(qs, order=ORDER, first=first, after=after)
@@ -40,14 +42,14 @@ async def list_tokens(ctx: Context, *, include_revoked: bool, first: int | None,
 
 async def load_tokens(ctx: Context, ids: Sequence[uuid.UUID]) -> list[ApiToken | None]:
     """DataLoader batch: tokens of the viewer's practice by id (None for anything else)."""
-    rows = {t.id: t for t in await practice_tokens(ctx.viewer).filter(id__in=list(ids))}
+    rows = {t.id: t for t in await practice_tokens(ctx.require_viewer()).filter(id__in=list(ids))}
     return [rows.get(i) for i in ids]
 
 
 async def get_token(ctx: Context, token_id: uuid.UUID) -> ApiToken | None:
     if ctx.viewer is None:
         return None
-    return await ctx.loaders.get("api_tokens.by_id", lambda ids: load_tokens(ctx, ids)).load(token_id)
+    return await ctx.loaders.get("api_tokens.by_id", partial(load_tokens, ctx)).load(token_id)
 
 
 def expiry(now: datetime, requested: datetime | None) -> datetime:
@@ -72,7 +74,7 @@ def _scopes(scopes: list[TokenScope]) -> list[str]:
 
 async def create(ctx: Context, *, name: str, scopes: list[TokenScope], expires_at: datetime | None) -> tuple[ApiToken, str]:
     """A new token for the viewer's practice, created by the viewer. Returns the row and the secret (shown once)."""
-    viewer = ctx.viewer
+    viewer = ctx.require_viewer()
     name = validation.text(name, field="input.name")
     granted = _scopes(scopes)
     now = ctx.clock.now()

@@ -17,11 +17,13 @@ from typing import Any
 
 import orjson
 from tortoise.exceptions import IntegrityError
+from tortoise.queryset import QuerySet
 from tortoise.transactions import in_transaction
 
 from auth.viewer import Viewer
 from models import AuditEvent, AuditHead, Practice
 from models.enums import Permission
+from resolvers import validation
 from resolvers.context import Context
 from resolvers.errors import BadInput
 from resolvers.ids import decode
@@ -128,7 +130,7 @@ async def record_many(
             rows.append({
                 "id": event_id, "practice_id": practice, "sequence": sequence, "actor_id": actor,
                 "api_token_id": api_token, "action": pending.action, "target_id": pending.target_id,
-                "request_id": ctx.request_id, "details": _DETAILS.to_db_value(pending.details, None),
+                "request_id": ctx.request_id, "details": _DETAILS.to_db_value(pending.details, AuditEvent),
                 "created_at": now, "previous_hash": previous, "hash": digest,
             })
             previous = digest
@@ -189,7 +191,7 @@ async def flush(ctx: Context) -> None:
 # ------------------------------------------------------------------ reading the log
 
 
-def practice_events(viewer: Viewer):
+def practice_events(viewer: Viewer) -> QuerySet[AuditEvent]:
     """The one access query for audit events: the viewer's practice, nothing else."""
     return AuditEvent.filter(practice_id=viewer.practice.id)
 
@@ -212,7 +214,7 @@ async def list_events(
     until: datetime | None = None,
 ) -> Page[AuditEvent]:
     """Newest first. ``since`` is inclusive, ``until`` exclusive. No total count: the log only grows."""
-    qs = practice_events(ctx.viewer)
+    qs = practice_events(ctx.require_viewer())
     if actor_id is not None:
         qs = qs.filter(actor_id=decode(actor_id, "Member", field="filter.actorId"))
     if api_token_id is not None:
@@ -220,8 +222,8 @@ async def list_events(
     for column, value in (("target_id", target_id), ("action", action)):
         if value is None:
             continue
-        if len(value) > AuditEvent._meta.fields_map[column].max_length:
-            return Page([], [], False, False, None)  # matches no event (and Tortoise refuses to filter on it)
+        if not validation.fits_column(value, AuditEvent, column):
+            return Page([], [], False, False, None)  # matches no event
         qs = qs.filter(**{column: value})
     # A time without a zone is read as UTC, as the database reads it (and as comparing it with one that has a zone needs).
     since, until = _as_utc(since), _as_utc(until)

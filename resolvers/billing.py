@@ -19,8 +19,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
 from decimal import Decimal
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
+from strawberry.dataloader import DataLoader
 from tortoise.exceptions import IntegrityError
 from tortoise.functions import Sum
 from tortoise.models import Model
@@ -89,7 +90,8 @@ def entry_amount(entry: BillingEntry) -> Money:
 
 async def _total(queryset: QuerySet, column: str) -> int:
     """SUM(column) over the queryset, in SQL (exact: the column holds integer cents)."""
-    values = await queryset.annotate(total=Sum(column)).values_list("total", flat=True)
+    # Tortoise types a flat values_list as tuples; it is a list of the column's values.
+    values = cast(list[int | None], await queryset.annotate(total=Sum(column)).values_list("total", flat=True))
     return int(values[0] or 0) if values else 0
 
 
@@ -122,7 +124,7 @@ def visible(model: type[M], viewer: Viewer, requested: Sequence[uuid.UUID] = ())
 async def _find(model: type[M], ctx: Context, pk: uuid.UUID) -> M | None:
     """One billing row by id, or None when the viewer may not see it (as for an id of another practice)."""
     try:
-        rows = visible(model, ctx.viewer)
+        rows = visible(model, ctx.require_viewer())
     except Forbidden:
         return None
     return await rows.filter(id=pk).select_related(*RELATED).first()
@@ -165,9 +167,9 @@ async def entry_invoice(ctx: Context, entry: BillingEntry) -> Invoice | None:
     return await _invoice_loader(ctx).load(invoice_id) if invoice_id else None
 
 
-def _invoice_loader(ctx: Context):
+def _invoice_loader(ctx: Context) -> DataLoader[uuid.UUID, Invoice | None]:
     async def batch(invoice_ids: Sequence[uuid.UUID]) -> list[Invoice | None]:
-        rows = Invoice.filter(practice_id=ctx.viewer.practice.id, id__in=list(invoice_ids)).select_related(*RELATED)
+        rows = Invoice.filter(practice_id=ctx.require_viewer().practice.id, id__in=list(invoice_ids)).select_related(*RELATED)
         found = {row.id: row for row in await rows}
         return [found.get(invoice_id) for invoice_id in invoice_ids]
 
@@ -216,13 +218,13 @@ async def _page(rows: QuerySet, order: list[str], first: int | None, after: str 
 async def current_balance(ctx: Context, selection: Filter | None) -> Money:
     """Charges + refunds - payments + adjustments for the selected clinicians and chart, as of now: a sum of
     running balances, one row per clinician and chart."""
-    rows = _selected(BillingBalance, ctx.viewer, selection)
+    rows = _selected(BillingBalance, ctx.require_viewer(), selection)
     return money(await _total(rows, "balance_cents"))
 
 
 async def history(ctx: Context, selection: Filter | None, *, first: int | None, after: str | None) -> Page[BillingEntry]:
     """Entries newest first (occurredOn, createdAt, id), filtered by clinicians, chart, dates and kinds."""
-    rows = _selected(BillingEntry, ctx.viewer, selection, ENTRY_DATES)
+    rows = _selected(BillingEntry, ctx.require_viewer(), selection, ENTRY_DATES)
     if selection is not None and selection.kinds:
         rows = rows.filter(kind__in=[Kind(k) for k in selection.kinds])
     return await _page(rows.select_related(*RELATED), HISTORY_ORDER, first, after)
@@ -230,7 +232,7 @@ async def history(ctx: Context, selection: Filter | None, *, first: int | None, 
 
 async def statements(ctx: Context, selection: Filter | None, *, first: int | None, after: str | None) -> Page[Statement]:
     """Statements newest number first; from/to select the periods that overlap them."""
-    rows = _selected(Statement, ctx.viewer, selection, STATEMENT_DATES)
+    rows = _selected(Statement, ctx.require_viewer(), selection, STATEMENT_DATES)
     return await _page(rows.select_related(*RELATED), NEWEST_NUMBER_FIRST, first, after)
 
 
@@ -238,7 +240,7 @@ async def invoices(
     ctx: Context, selection: Filter | None, status: InvoiceStatus | None, *, first: int | None, after: str | None
 ) -> Page[Invoice]:
     """Invoices newest number first; from/to select the issue dates."""
-    rows = _selected(Invoice, ctx.viewer, selection, INVOICE_DATES)
+    rows = _selected(Invoice, ctx.require_viewer(), selection, INVOICE_DATES)
     if status is not None:
         rows = rows.filter(status=InvoiceStatus(status))
     return await _page(rows.select_related(*RELATED), NEWEST_NUMBER_FIRST, first, after)
@@ -312,7 +314,7 @@ async def require_billable(ctx: Context, clinician_id: str, chart_id: str, *, fi
     MANAGE_BILLING (else FORBIDDEN). The chart: one the caller can read (``charts.require_chart``, else NOT_FOUND). And the clinician
     must be the owner or a clinician who can see that chart (else BAD_USER_INPUT).
     """
-    viewer = ctx.viewer
+    viewer = ctx.require_viewer()
     clinician = await get_member(ctx, decode(clinician_id, "Member", field=field))
     if clinician is None:
         raise NotFound("no such member")
@@ -357,8 +359,10 @@ def _not_in_future(ctx: Context, day: date, *, field: str) -> date:
 
 
 def _description(value: str | None, *, default: str | None = None) -> str:
-    text = validation.text(value, field="input.description", max_length=DESCRIPTION_MAX, required=default is None)
-    return text or default
+    """The description given; required unless there is a default for a blank one."""
+    if default is None:
+        return validation.text(value, field="input.description", max_length=DESCRIPTION_MAX)
+    return validation.text(value, field="input.description", max_length=DESCRIPTION_MAX, required=False) or default
 
 
 # ------------------------------------------------------------------ writing
@@ -374,7 +378,8 @@ async def _locked_row(model: type[M], conn: Any, key: dict[str, Any], **defaults
 async def _take_number(ctx: Context, conn: Any, counter: str) -> int:
     """The practice's next ``counter`` number, in the caller's transaction: the counter row stays locked until it
     commits, so concurrent takers queue (no duplicates), and a rolled-back transaction gives its number back (no gaps)."""
-    row = await _locked_row(BillingCounter, conn, {"practice_id": ctx.viewer.practice.id, "name": counter}, last_value=0)
+    key = {"practice_id": ctx.require_viewer().practice.id, "name": counter}
+    row = await _locked_row(BillingCounter, conn, key, last_value=0)
     row.last_value += 1
     await row.save(using_db=conn, update_fields=["last_value"])
     return row.last_value
@@ -393,7 +398,7 @@ async def _append(
     invoice: Invoice | None = None,
 ) -> tuple[BillingEntry, int]:
     """Append one entry and move its running balance, in the caller's transaction. Returns (entry, new balance)."""
-    viewer, now = ctx.viewer, ctx.clock.now()
+    viewer, now = ctx.require_viewer(), ctx.clock.now()
     delta = SIGN[kind] * amount_cents
     entry = await BillingEntry.create(
         id=uuid.uuid4(),
@@ -516,7 +521,7 @@ async def record_refund(
 async def _pay_invoice(ctx: Context, conn: Any, pk: uuid.UUID, clinician: Member, chart: Chart, amount_cents: int) -> Invoice:
     """Lock the clinician's invoice for the chart and apply the payment to it (in the payment's transaction)."""
     invoice = (
-        await Invoice.filter(practice_id=ctx.viewer.practice.id, id=pk, clinician_id=clinician.id, chart_id=chart.id)
+        await Invoice.filter(practice_id=ctx.require_viewer().practice.id, id=pk, clinician_id=clinician.id, chart_id=chart.id)
         .select_for_update()
         .using_db(conn)
         .first()
@@ -543,7 +548,7 @@ async def generate_statement(
     if period_start > period_end:
         raise BadInput("periodStart must not be after periodEnd", field="input.periodStart")
     _not_in_future(ctx, period_end, field="input.periodEnd")
-    viewer, now = ctx.viewer, ctx.clock.now()
+    viewer, now = ctx.require_viewer(), ctx.clock.now()
     ledger = BillingEntry.filter(practice_id=viewer.practice.id, clinician_id=clinician.id, chart_id=chart.id)
     async with in_transaction() as conn:
         sequence = await _take_number(ctx, conn, "statement")
@@ -589,7 +594,7 @@ async def create_invoice(ctx: Context, *, clinician_ids: list[str] | None, chart
         wanted = list(dict.fromkeys(decode_many(entry_ids, "BillingEntry", field="input.entryIds")))
         if not wanted or len(wanted) > MAX_INVOICE_ENTRIES:
             raise BadInput(f"give between 1 and {MAX_INVOICE_ENTRIES} entryIds, or leave them out", field="input.entryIds")
-    viewer, now = ctx.viewer, ctx.clock.now()
+    viewer, now = ctx.require_viewer(), ctx.clock.now()
     charges = BillingEntry.filter(practice_id=viewer.practice.id, clinician_id=clinician.id, chart_id=chart.id, kind=Kind.CHARGE)
     if wanted is not None:
         charges = charges.filter(id__in=wanted)

@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import uuid
 from collections import defaultdict
-from collections.abc import AsyncIterator, Awaitable, Callable, Hashable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Hashable, Mapping, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import replace
 from datetime import date, datetime
+from functools import partial
+from typing import cast
 
 from tortoise.backends.base.client import BaseDBAsyncClient
 from tortoise.expressions import Subquery
@@ -25,7 +26,7 @@ from tortoise.transactions import in_transaction
 from auth.viewer import Viewer
 from models import Chart, ChartAssignment, ChartNote, Member
 from models.charts import ChartStatus
-from models.enums import MemberStatus, Permission, Role
+from models.enums import MemberStatus, Permission, Role, TokenScope
 from resolvers import audit, members, validation
 from resolvers.context import Context
 from resolvers.errors import AppError, BadInput, Forbidden, NotFound
@@ -80,12 +81,16 @@ async def _record(ctx: Context, action: str, chart_ids: Sequence[uuid.UUID], via
 
 
 async def get_chart(ctx: Context, chart_id: uuid.UUID, *, via: str = "node") -> Chart | None:
-    """A chart the viewer may read, recorded as read; None for any other id. Batched per request."""
-    if ctx.viewer is None:
+    """A chart the viewer may read, recorded as read; None for any other id. Batched per request.
+
+    A partner token needs READ_CHARTS, the scope of Practice.charts, however it reaches the chart (node, or the
+    chart of a billing row): without it every chart is None.
+    """
+    if ctx.viewer is None or not ctx.viewer.has_scope(TokenScope.READ_CHARTS):
         return None
 
     async def batch(ids: Sequence[uuid.UUID]) -> list[Chart | None]:
-        rows = {c.id: c for c in await visible_charts(ctx.viewer).filter(id__in=list(ids))}
+        rows = {c.id: c for c in await visible_charts(ctx.require_viewer()).filter(id__in=list(ids))}
         await _record(ctx, "chart.read", list(rows), via)
         return [rows.get(i) for i in ids]
 
@@ -94,7 +99,7 @@ async def get_chart(ctx: Context, chart_id: uuid.UUID, *, via: str = "node") -> 
 
 async def require_chart(ctx: Context, global_id: str, *, field: str = "input.chartId") -> Chart:
     """The chart a mutation acts on: NOT_FOUND unless the viewer may read it (not recorded as a read)."""
-    chart = await visible_charts(ctx.viewer).filter(id=decode(global_id, "Chart", field=field)).first()
+    chart = await visible_charts(ctx.require_viewer()).filter(id=decode(global_id, "Chart", field=field)).first()
     if chart is None:
         raise NotFound("no such chart")
     return chart
@@ -131,7 +136,7 @@ async def list_charts(
     status: ChartStatus | None,
 ) -> Page[Chart]:
     """Practice.charts, newest first."""
-    charts = filtered_charts(ctx.viewer, clinician_id=clinician_id, search=search, status=status)
+    charts = filtered_charts(ctx.require_viewer(), clinician_id=clinician_id, search=search, status=status)
     async with planned_for_its_values() as conn:
         page = await paginate(charts.using_db(conn), order=ORDER, first=first, after=after)
     await _record(ctx, "chart.read", [c.id for c in page.items], "Practice.charts")
@@ -157,7 +162,7 @@ PageKey = tuple[uuid.UUID, int | None, str | None]
 
 async def _pages_by_group(
     keys: Sequence[PageKey],
-    fetch: Callable[[list[uuid.UUID], int | None, str | None], Awaitable[dict[uuid.UUID, Page | AppError]]],
+    fetch: Callable[[list[uuid.UUID], int | None, str | None], Awaitable[Mapping[uuid.UUID, Page | AppError]]],
 ) -> list[Page | AppError]:
     """DataLoader batch for nested connections: one fetch per distinct (first, after), an error per failed group."""
     groups: dict[tuple[int | None, str | None], list[uuid.UUID]] = defaultdict(list)
@@ -178,7 +183,7 @@ async def assigned_charts(ctx: Context, member_id: uuid.UUID, *, first: int | No
     """Member.assignedCharts: the charts assigned to the member that the viewer may read, newest assignment first."""
 
     async def fetch(member_ids: list[uuid.UUID], first: int | None, after: str | None) -> dict[uuid.UUID, Page]:
-        visible = visible_charts(ctx.viewer)
+        visible = visible_charts(ctx.require_viewer())
         assignments = ChartAssignment.filter(chart_id__in=Subquery(visible.values("id")))
         pages = await paginate_many(assignments, partition="clinician_id", keys=member_ids, order=ORDER, first=first, after=after)
         chart_ids = {a.chart_id for page in pages.values() for a in page.items}
@@ -186,14 +191,15 @@ async def assigned_charts(ctx: Context, member_id: uuid.UUID, *, first: int | No
         await _record(ctx, "chart.read", list(charts), "Member.assignedCharts")
         return {member: _charts_of(page, charts) for member, page in pages.items()}
 
-    loader = ctx.loaders.get("charts.assigned", lambda keys: _pages_by_group(keys, fetch))
+    loader = ctx.loaders.get("charts.assigned", partial(_pages_by_group, fetch=fetch))
     return await loader.load((member_id, first, after))
 
 
 def _charts_of(page: Page[ChartAssignment], charts: dict[uuid.UUID, Chart]) -> Page[Chart]:
     """A page of assignments as a page of their charts (skipping any that stopped being visible in between)."""
     kept = [(charts[a.chart_id], cursor) for a, cursor in zip(page.items, page.cursors, strict=True) if a.chart_id in charts]
-    return replace(page, items=[chart for chart, _ in kept], cursors=[cursor for _, cursor in kept])
+    charts_kept, cursors = [chart for chart, _ in kept], [cursor for _, cursor in kept]
+    return Page(charts_kept, cursors, page.has_next_page, page.has_previous_page, page.total_count)
 
 
 async def assigned_clinicians(ctx: Context, chart_id: uuid.UUID) -> list[Member]:
@@ -201,7 +207,7 @@ async def assigned_clinicians(ctx: Context, chart_id: uuid.UUID) -> list[Member]
 
     async def batch(chart_ids: Sequence[uuid.UUID]) -> list[list[Member]]:
         rows = (
-            await ChartAssignment.filter(chart_id__in=list(chart_ids), clinician__practice_id=ctx.viewer.practice.id)
+            await ChartAssignment.filter(chart_id__in=list(chart_ids), clinician__practice_id=ctx.require_viewer().practice.id)
             .select_related("clinician")
             .order_by("created_at", "clinician__name", "clinician_id")
         )
@@ -217,15 +223,17 @@ async def chart_notes(ctx: Context, chart_id: uuid.UUID, *, first: int | None, a
     """Chart.notes, newest first: FORBIDDEN on a chart the viewer may not read (e.g. in a mutation's payload)."""
 
     async def fetch(chart_ids: list[uuid.UUID], first: int | None, after: str | None) -> dict[uuid.UUID, Page | AppError]:
-        readable = await visible_charts(ctx.viewer).filter(id__in=chart_ids).values_list("id", flat=True)
+        viewer = ctx.require_viewer()
+        # Tortoise types a flat values_list as tuples; it is a list of chart ids.
+        readable = cast(list[uuid.UUID], await visible_charts(viewer).filter(id__in=chart_ids).values_list("id", flat=True))
         pages = await paginate_many(
-            visible_notes(ctx.viewer), partition="chart_id", keys=readable, order=ORDER, first=first, after=after
+            visible_notes(viewer), partition="chart_id", keys=readable, order=ORDER, first=first, after=after
         )
         await _record(ctx, "chart.notes_read", list(pages), "Chart.notes")
         denied = Forbidden("you may not read the notes of this chart")
         return {c: pages.get(c, denied) for c in chart_ids}
 
-    loader = ctx.loaders.get("charts.notes", lambda keys: _pages_by_group(keys, fetch))
+    loader = ctx.loaders.get("charts.notes", partial(_pages_by_group, fetch=fetch))
     return await loader.load((chart_id, first, after))
 
 
@@ -235,7 +243,7 @@ async def get_note(ctx: Context, note_id: uuid.UUID) -> ChartNote | None:
         return None
 
     async def batch(ids: Sequence[uuid.UUID]) -> list[ChartNote | None]:
-        rows = {n.id: n for n in await visible_notes(ctx.viewer).filter(id__in=list(ids))}
+        rows = {n.id: n for n in await visible_notes(ctx.require_viewer()).filter(id__in=list(ids))}
         events = [
             audit.PendingEvent(
                 "chart.notes_read", encode("Chart", n.chart_id), {"via": "node", "note": encode("ChartNote", n.id)}
@@ -268,7 +276,7 @@ def _date_of_birth(ctx: Context, value: date | None) -> date | None:
 
 async def _clinicians_for_new_chart(ctx: Context, clinician_ids: list[str] | None) -> list[Member]:
     """A clinician who creates a chart is assigned to it; assigning anyone else needs ASSIGN_CHARTS (the owner has it)."""
-    viewer = ctx.viewer
+    viewer = ctx.require_viewer()
     requested = list(dict.fromkeys(decode_many(clinician_ids, "Member", field="input.clinicianIds")))
     if any(pk != viewer.member.id for pk in requested) and not viewer.has(Permission.ASSIGN_CHARTS):
         raise Forbidden("assigning clinicians to a chart needs the permission ASSIGN_CHARTS")
@@ -290,7 +298,7 @@ async def create_chart(
     clinician_ids: list[str] | None,
 ) -> Chart:
     """A new chart in the viewer's practice. Everything is checked before anything is written."""
-    viewer = ctx.viewer
+    viewer = ctx.require_viewer()
     name = validation.text(patient_name, field="input.patientName")
     born = _date_of_birth(ctx, date_of_birth)
     email = validation.email(email, field="input.email") if email and email.strip() else None
@@ -336,7 +344,7 @@ async def _assignment_target(ctx: Context, chart_id: str, clinician_id: str) -> 
     return chart, _require_assignable(member, field="input.clinicianId")
 
 
-async def _lock_assignable(member_ids: Sequence[uuid.UUID], connection, *, field: str) -> None:
+async def _lock_assignable(member_ids: Sequence[uuid.UUID], connection: BaseDBAsyncClient | None, *, field: str) -> None:
     """Lock the members about to get charts (in id order) and check, on their rows as they are now, that each is
     still an active owner or clinician. A role change locks the member before it takes their charts away
     (members.update), so one of the two waits for the other: an administrator never keeps a chart."""
@@ -347,7 +355,7 @@ async def _lock_assignable(member_ids: Sequence[uuid.UUID], connection, *, field
         _require_assignable(member, field=field)
 
 
-async def _lock_chart(chart: Chart, connection) -> None:
+async def _lock_chart(chart: Chart, connection: BaseDBAsyncClient) -> None:
     """Serialise assignment changes of one chart (PostgreSQL row lock; SQLite serialises writes anyway)."""
     # NO KEY: notes may still be added meanwhile. .only(), not .values_list(): Tortoise drops the lock from values queries.
     await Chart.select_for_update(no_key=True).using_db(connection).filter(id=chart.id).only("id")
@@ -377,7 +385,7 @@ async def unassign(ctx: Context, chart_id: str, clinician_id: str) -> Chart:
 
 async def add_note(ctx: Context, chart_id: str, body: str) -> ChartNote:
     """Append a clinical note to a chart the viewer may read (owners and clinicians only)."""
-    viewer = ctx.viewer
+    viewer = ctx.require_viewer()
     if not may_use_notes(viewer):
         raise Forbidden("only owners and clinicians write clinical notes")
     text = validation.text(body, field="input.body", max_length=NOTE_MAX_LENGTH)
@@ -389,13 +397,17 @@ async def add_note(ctx: Context, chart_id: str, body: str) -> ChartNote:
     return note
 
 
-async def unassign_all(member_id: uuid.UUID, *, connection=None) -> int:
+async def unassign_all(member_id: uuid.UUID, *, connection: BaseDBAsyncClient | None = None) -> int:
     return await ChartAssignment.filter(clinician_id=member_id).using_db(connection).delete()
 
 
-async def reassign_all(from_id: uuid.UUID, to_id: uuid.UUID, *, now: datetime, connection=None) -> int:
+async def reassign_all(
+    from_id: uuid.UUID, to_id: uuid.UUID, *, now: datetime, connection: BaseDBAsyncClient | None = None
+) -> int:
     """Move every chart assigned to ``from_id`` to ``to_id`` (in the caller's transaction). Returns how many moved."""
-    chart_ids = await ChartAssignment.filter(clinician_id=from_id).using_db(connection).values_list("chart_id", flat=True)
+    # Tortoise types a flat values_list as tuples; it is a list of chart ids.
+    assigned = ChartAssignment.filter(clinician_id=from_id).using_db(connection)
+    chart_ids = cast(list[uuid.UUID], await assigned.values_list("chart_id", flat=True))
     if not chart_ids:
         return 0
     # The same per-chart lock as assign/unassign, so a concurrent assignChart cannot collide with the move.

@@ -4,25 +4,30 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Hashable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from strawberry.dataloader import DataLoader
 
 from auth.tokens import JwtCodec
 from auth.viewer import Viewer
 from resolvers.clock import Clock
+from resolvers.errors import Unauthenticated
 
 if TYPE_CHECKING:
     from server.settings import Settings
+
+
+K = TypeVar("K", bound=Hashable)
+V = TypeVar("V")
 
 
 class Loaders:
     """Per-request DataLoaders, created on first use under a name (one batch function per name)."""
 
     def __init__(self) -> None:
-        self._loaders: dict[str, DataLoader] = {}
+        self._loaders: dict[str, DataLoader[Any, Any]] = {}
 
-    def get(self, name: str, batch: Callable[[Sequence[Hashable]], Awaitable[Sequence[Any]]]) -> DataLoader:
+    def get(self, name: str, batch: Callable[[list[K]], Awaitable[Sequence[V | BaseException]]]) -> DataLoader[K, V]:
         loader = self._loaders.get(name)
         if loader is None:
             loader = self._loaders[name] = DataLoader(load_fn=batch)
@@ -43,3 +48,9 @@ class Context:
     loaders: Loaders = field(default_factory=Loaders)
     # Per-request state of cross-cutting concerns (audit buffer, query cost, ...), keyed by area.
     state: dict[str, Any] = field(default_factory=dict)
+
+    def require_viewer(self) -> Viewer:
+        """The caller, for rules that run behind a guard (UNAUTHENTICATED, should there be none)."""
+        if self.viewer is None:
+            raise Unauthenticated(self.credential_error or "authentication required")
+        return self.viewer

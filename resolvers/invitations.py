@@ -11,6 +11,8 @@ import uuid
 from dataclasses import dataclass, replace
 from datetime import date, datetime
 
+from tortoise.backends.base.client import BaseDBAsyncClient
+from tortoise.queryset import QuerySet
 from tortoise.transactions import in_transaction
 
 from auth import passwords
@@ -42,9 +44,9 @@ class Issued:
 # ------------------------------------------------------------------ access
 
 
-def practice_invitations(ctx: Context):
+def practice_invitations(ctx: Context) -> QuerySet[Invitation]:
     """The one access query for invitations: the viewer's practice."""
-    return Invitation.filter(practice_id=ctx.viewer.practice.id)
+    return Invitation.filter(practice_id=ctx.require_viewer().practice.id)
 
 
 def status_of(invitation: Invitation, now: datetime) -> InvitationStatus:
@@ -83,14 +85,15 @@ async def require_invitation(ctx: Context, global_id: str, *, field: str = "inpu
 
 
 def _message(ctx: Context, invitation: Invitation, token: str) -> dict:
-    practice = ctx.viewer.practice
+    viewer = ctx.require_viewer()
+    practice = viewer.practice
     # The token travels in the fragment, which browsers never send to a server (so it stays out of access logs).
     link = f"{ctx.settings.public_url}/accept-invitation#token={token}"
     return {
         "recipient": invitation.email,
         "subject": f"You are invited to join {practice.name}",
         "body": (
-            f"{ctx.viewer.member.name} invites you to join {practice.name} as {invitation.role.value.lower()}.\n\n"
+            f"{viewer.member.name} invites you to join {practice.name} as {invitation.role.value.lower()}.\n\n"
             f"Accept the invitation here: {link}\n\n"
             f"Or give this token to acceptInvitation: {token}\n\n"
             f"The invitation expires at {invitation.expires_at:%Y-%m-%d %H:%M} UTC and works once."
@@ -113,7 +116,7 @@ async def invite(
     permissions: list[Permission] | None,
 ) -> Issued:
     """Invite ``email`` into the viewer's GROUP practice (MANAGE_MEMBERS; permissions only by the owner)."""
-    viewer = ctx.viewer
+    viewer = ctx.require_viewer()
     require_group(viewer.practice)
     if permissions and viewer.role != Role.OWNER:
         raise Forbidden("only the owner may grant permissions with an invitation")
@@ -240,7 +243,7 @@ async def accept(ctx: Context, *, token: str, name: str, password: str) -> Signe
 
 
 async def _account(
-    invitation: Invitation, name: str, password_hash: str, now: datetime, conn
+    invitation: Invitation, name: str, password_hash: str, now: datetime, conn: BaseDBAsyncClient
 ) -> tuple[Member, list[audit.PendingEvent]]:
     """The member the invitation creates. An email is unique in a practice, so a former (deactivated) member comes
     back on their old account, holding exactly what the invitation says: no earlier chart assignments."""

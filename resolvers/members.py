@@ -7,6 +7,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
 
+from strawberry.dataloader import DataLoader
+from tortoise.backends.base.client import BaseDBAsyncClient
+from tortoise.queryset import QuerySet
 from tortoise.transactions import in_transaction
 
 from auth.viewer import Viewer
@@ -26,34 +29,40 @@ ORDER = ["created_at", "id"]
 # ------------------------------------------------------------------ access
 
 
-def practice_members(viewer: Viewer):
+def practice_members(viewer: Viewer) -> QuerySet[Member]:
     """The one access query for members: the viewer's practice, nothing else."""
     return Member.filter(practice_id=viewer.practice.id)
 
 
+def _manages(viewer: Viewer, permission: Permission) -> bool:
+    """A management permission used as a row rule. No token scope carries MANAGE_MEMBERS or MANAGE_SUBSCRIPTION, so a
+    partner token never exercises them (as the contract closes permission-guarded fields without a scope to tokens)."""
+    return not viewer.is_token and viewer.has(permission)
+
+
 def can_see_private(viewer: Viewer | None, member: Member) -> bool:
-    """Email and permissions: the member themself and holders of MANAGE_MEMBERS."""
+    """Email and permissions: the member themself and (sessions) holders of MANAGE_MEMBERS."""
     if viewer is None or viewer.practice.id != member.practice_id:
         return False
-    return viewer.member.id == member.id or viewer.has(Permission.MANAGE_MEMBERS)
+    return viewer.member.id == member.id or _manages(viewer, Permission.MANAGE_MEMBERS)
 
 
 def can_see_money(viewer: Viewer | None, member: Member) -> bool:
-    """Plan, trainee fields and license: as private fields, and also to holders of MANAGE_SUBSCRIPTION."""
+    """Plan, trainee fields and license: as private fields, and also to (sessions) holders of MANAGE_SUBSCRIPTION."""
     return can_see_private(viewer, member) or (
         viewer is not None
         and viewer.practice.id == member.practice_id
-        and viewer.has(Permission.MANAGE_SUBSCRIPTION)
+        and _manages(viewer, Permission.MANAGE_SUBSCRIPTION)
     )
 
 
 async def load_members(ctx: Context, ids: Sequence[uuid.UUID]) -> list[Member | None]:
     """DataLoader batch: members of the viewer's practice by id (None for anything else)."""
-    rows = {m.id: m for m in await practice_members(ctx.viewer).filter(id__in=list(ids))}
+    rows = {m.id: m for m in await practice_members(ctx.require_viewer()).filter(id__in=list(ids))}
     return [rows.get(i) for i in ids]
 
 
-def member_loader(ctx: Context):
+def member_loader(ctx: Context) -> DataLoader[uuid.UUID, Member | None]:
     return ctx.loaders.get("members.by_id", lambda ids: load_members(ctx, ids))
 
 
@@ -73,7 +82,7 @@ async def require_member(ctx: Context, global_id: str, *, field: str = "input.me
 async def list_members(
     ctx: Context, *, first: int | None, after: str | None, role: Role | None, include_deactivated: bool
 ) -> Page[Member]:
-    qs = practice_members(ctx.viewer)
+    qs = practice_members(ctx.require_viewer())
     if role is not None:
         qs = qs.filter(role=role)
     if not include_deactivated:
@@ -92,7 +101,8 @@ def _not_self_or_owner(viewer: Viewer, member: Member, action: str) -> None:
         raise Forbidden(f"the owner cannot be {action.replace('change', 'changed').replace('deactivate', 'deactivated')}")
 
 
-async def change_role(ctx: Context, member: Member, role: Role, *, plan_code: str | None, connection) -> list[audit.PendingEvent]:
+async def change_role(ctx: Context, member: Member, role: Role, *, plan_code: str | None, connection: BaseDBAsyncClient
+) -> list[audit.PendingEvent]:
     """Validate and apply a role change on ``member`` (not yet saved). Returns its audit events."""
     if role == Role.OWNER:
         raise BadInput("the OWNER role can be neither given nor taken", field="input.role")
@@ -112,7 +122,7 @@ async def change_role(ctx: Context, member: Member, role: Role, *, plan_code: st
 
 
 async def set_permissions(ctx: Context, member_id: str, permissions: list[Permission]) -> Member:
-    viewer = ctx.viewer
+    viewer = ctx.require_viewer()
     member = await require_member(ctx, member_id)
     _not_self_or_owner(viewer, member, "change the permissions of")
     grants = sorted({Permission(p).value for p in permissions})
@@ -125,7 +135,7 @@ async def set_permissions(ctx: Context, member_id: str, permissions: list[Permis
 
 async def deactivate(ctx: Context, member_id: str, reassign_charts_to: str | None) -> Member:
     """Deactivate now: sessions and API tokens stop on the next request; charts move when a successor is named."""
-    viewer = ctx.viewer
+    viewer = ctx.require_viewer()
     member = await require_member(ctx, member_id)
     _not_self_or_owner(viewer, member, "deactivate")
     if member.status == MemberStatus.DEACTIVATED:
@@ -179,7 +189,7 @@ async def update(
     takes effect at the next period, with no refund.
     """
     member = await require_member(ctx, member_id)
-    _not_self_or_owner(ctx.viewer, member, "change")
+    _not_self_or_owner(ctx.require_viewer(), member, "change")
     if plan_code is not None:
         require_plan(plan_code)
     now = ctx.clock.now()
@@ -224,4 +234,4 @@ async def practice_owner(ctx: Context) -> Member:
         rows = {m.practice_id: m for m in await Member.filter(practice_id__in=list(practice_ids), role=Role.OWNER)}
         return [rows.get(pid) for pid in practice_ids]
 
-    return await ctx.loaders.get("members.owner_of_practice", batch).load(ctx.viewer.practice.id)
+    return await ctx.loaders.get("members.owner_of_practice", batch).load(ctx.require_viewer().practice.id)

@@ -17,6 +17,7 @@ import uuid
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from email.message import EmailMessage
+from typing import TYPE_CHECKING, cast
 from urllib.parse import unquote, urlsplit
 
 import aiosmtplib
@@ -24,11 +25,16 @@ from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from starlette.background import BackgroundTask, BackgroundTasks
+from tortoise.backends.base.client import BaseDBAsyncClient
 from tortoise.expressions import Q
+from tortoise.queryset import QuerySet
 
 from models import OutboxMessage
 from models.outbox import OutboxStatus
 from resolvers.context import Context
+
+if TYPE_CHECKING:
+    from server.settings import Settings
 
 log = logging.getLogger("groups_api.outbox")
 
@@ -51,7 +57,7 @@ def _key(secret: str) -> bytes:
     return base64.urlsafe_b64encode(kdf.derive(secret.encode()))
 
 
-def cipher(settings) -> MultiFernet:
+def cipher(settings: Settings) -> MultiFernet:
     """Encrypts with the current JWT secret's key; decrypts with it or a retired one still listed."""
     secrets = [settings.jwt_secret, *settings.jwt_previous_secrets]
     return MultiFernet([Fernet(_key(s)) for s in secrets if s])
@@ -61,7 +67,7 @@ def cipher(settings) -> MultiFernet:
 
 
 async def enqueue(
-    ctx: Context, *, recipient: str, subject: str, body: str, practice_id: uuid.UUID | None, connection
+    ctx: Context, *, recipient: str, subject: str, body: str, practice_id: uuid.UUID | None, connection: BaseDBAsyncClient
 ) -> OutboxMessage:
     """Add a message in the caller's transaction and have it delivered after the response."""
     message = await OutboxMessage.create(
@@ -111,7 +117,7 @@ def _smtp_options(url: str) -> dict:
     }
 
 
-async def send(settings, recipient: str, subject: str, body: str) -> None:
+async def send(settings: Settings, recipient: str, subject: str, body: str) -> None:
     """Deliver one message: SMTP when configured, else the log (never in production)."""
     if not settings.smtp_url:
         if settings.production:
@@ -126,7 +132,7 @@ async def send(settings, recipient: str, subject: str, body: str) -> None:
     await aiosmtplib.send(email, **_smtp_options(settings.smtp_url))
 
 
-async def deliver_pending(settings, now: Callable[[], datetime]) -> int:
+async def deliver_pending(settings: Settings, now: Callable[[], datetime]) -> int:
     """Send every message that is due (a batch at a time). Returns how many were sent.
 
     Each message is claimed with a conditional update first (a lease), so concurrent passes never send one twice;
@@ -135,7 +141,8 @@ async def deliver_pending(settings, now: Callable[[], datetime]) -> int:
     sent = 0
     while True:
         moment = now()
-        ids = await _due(moment).order_by("created_at").limit(BATCH).values_list("id", flat=True)
+        # Tortoise types a flat values_list as tuples; it is a list of message ids.
+        ids = cast(list[uuid.UUID], await _due(moment).order_by("created_at").limit(BATCH).values_list("id", flat=True))
         for message_id in ids:
             if await _claim(message_id, moment):
                 sent += await _deliver(settings, message_id, now)
@@ -143,7 +150,7 @@ async def deliver_pending(settings, now: Callable[[], datetime]) -> int:
             return sent
 
 
-def _due(moment: datetime):
+def _due(moment: datetime) -> QuerySet[OutboxMessage]:
     return OutboxMessage.filter(Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=moment), status=OutboxStatus.PENDING)
 
 
@@ -151,7 +158,7 @@ async def _claim(message_id: uuid.UUID, moment: datetime) -> bool:
     return bool(await _due(moment).filter(id=message_id).update(next_attempt_at=moment + CLAIM_FOR))
 
 
-async def _deliver(settings, message_id: uuid.UUID, now: Callable[[], datetime]) -> int:
+async def _deliver(settings: Settings, message_id: uuid.UUID, now: Callable[[], datetime]) -> int:
     message = await OutboxMessage.get(id=message_id)
     try:
         body = cipher(settings).decrypt(message.body_encrypted.encode()).decode()
@@ -179,7 +186,7 @@ async def _deliver(settings, message_id: uuid.UUID, now: Callable[[], datetime])
     return 1
 
 
-async def deliver_pending_safely(settings, now: Callable[[], datetime]) -> None:
+async def deliver_pending_safely(settings: Settings, now: Callable[[], datetime]) -> None:
     """The background pass after a response: it must never fail the request it follows."""
     try:
         await deliver_pending(settings, now)

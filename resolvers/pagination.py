@@ -16,6 +16,7 @@ from typing import Any, Generic, TypeVar
 import orjson
 from tortoise.expressions import Q, RawSQL
 from tortoise.functions import Count
+from tortoise.models import Model
 from tortoise.queryset import QuerySet
 
 from resolvers.errors import BadInput
@@ -24,6 +25,7 @@ DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 100
 
 T = TypeVar("T")
+K = TypeVar("K", bound=Hashable)
 
 
 def page_size(first: int | None) -> int:
@@ -95,7 +97,7 @@ def _fits(field: Any, value: Any) -> bool:
     return isinstance(value, kind)
 
 
-def keyset_values(model: type, order: list[str], cursor: str) -> list[Any]:
+def keyset_values(model: type[Model], order: list[str], cursor: str) -> list[Any]:
     """The values of ``cursor`` for ``order`` over ``model``. A cursor whose values are not those of the order's
     columns (hand-made, or taken from another list) is BAD_USER_INPUT, never a database error."""
     values = decode_cursor(cursor, len(order))
@@ -165,12 +167,12 @@ async def paginate_many(
     queryset: QuerySet,
     *,
     partition: str,
-    keys: Sequence[Hashable],
+    keys: Sequence[K],
     order: list[str],
     first: int | None,
     after: str | None,
     count: bool = True,
-) -> dict[Hashable, Page]:
+) -> dict[K, Page]:
     """One page per value of ``partition`` in ``keys`` (e.g. the notes of every chart on a page), as ``paginate``
     would give for each, in two SQL statements however many keys: a ranked window query and a grouped count.
     """
@@ -187,7 +189,7 @@ async def paginate_many(
     by_key: dict[Hashable, list] = defaultdict(list)
     for row in rows:
         by_key[getattr(row, partition)].append(row)
-    pages = {}
+    pages: dict[K, Page] = {}
     for key in keys:
         items = by_key.get(key, [])
         has_next = len(items) > size

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 from enum import Enum
+from typing import TYPE_CHECKING
 
 from dateutil.relativedelta import relativedelta
 
@@ -17,6 +18,9 @@ from models.enums import PlanCategory, Role, TraineeStatus
 from resolvers.errors import BadInput
 from resolvers.money import CENT, DEFAULT_CURRENCY, Money, round_cents
 from resolvers.plans import Plan, find_plan, require_plan
+
+if TYPE_CHECKING:
+    from models import Invitation, Member
 
 HALF = Decimal("0.5")
 SECOND = timedelta(seconds=1)
@@ -39,7 +43,7 @@ class Seat:
     proof_valid_until: date | None = None
 
     @classmethod
-    def of(cls, member) -> Seat:
+    def of(cls, member: Member | Invitation) -> Seat:
         """The seat of a Member (or Invitation) row."""
         return cls(member.role, member.plan_code, member.trainee_status, member.training_proof_valid_until)
 

@@ -5,8 +5,10 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import cast
 
 from slugify import slugify
+from tortoise.backends.base.client import BaseDBAsyncClient
 from tortoise.exceptions import IntegrityError
 from tortoise.transactions import in_transaction
 
@@ -32,7 +34,7 @@ class SignedIn:
     access_token_expires_at: datetime
 
 
-async def start_session(ctx: Context, member: Member, *, connection=None) -> SignedIn:
+async def start_session(ctx: Context, member: Member, *, connection: BaseDBAsyncClient | None = None) -> SignedIn:
     now = ctx.clock.now()
     refresh = new_secret()
     session = await Session.create(
@@ -118,7 +120,7 @@ async def log_in(ctx: Context, *, practice_slug: str, email: str, password: str)
     account = f"login:{slug}:{normalized}"
     await limits.check_guessing(ctx, account)
     member = None
-    if _could_be_stored(slug, normalized):
+    if validation.fits_column(slug, Practice, "slug") and validation.fits_column(normalized, Member, "email"):
         member = await Member.filter(practice__slug=slug, email=normalized).select_related("practice").first()
     ok = passwords.verify_password(member.password_hash if member else None, password)
     if member is None or not ok or member.status != MemberStatus.ACTIVE:
@@ -135,11 +137,6 @@ async def log_in(ctx: Context, *, practice_slug: str, email: str, password: str)
     return signed_in
 
 
-def _could_be_stored(slug: str, email: str) -> bool:
-    """Whether a slug and an email fit their columns: longer ones match no row, and Tortoise refuses to filter on them."""
-    return len(slug) <= Practice._meta.fields_map["slug"].max_length and len(email) <= Member._meta.fields_map["email"].max_length
-
-
 def _login_email(email: str | None) -> str:
     """The email in the form sign-up stored it (validated, Unicode-normalised, lower-cased); anything else as typed."""
     try:
@@ -149,12 +146,12 @@ def _login_email(email: str | None) -> str:
 
 
 async def ctx_failed_login(ctx: Context, member: Member | None, slug: str) -> None:
+    practice_id: uuid.UUID | None = None
     if member is not None:
         practice_id = member.practice_id
-    elif _could_be_stored(slug, ""):
-        practice_id = await Practice.filter(slug=slug).first().values_list("id", flat=True)
-    else:
-        practice_id = None
+    elif validation.fits_column(slug, Practice, "slug"):
+        # Tortoise types a flat values_list as a tuple; it is the id, or None.
+        practice_id = cast(uuid.UUID | None, await Practice.filter(slug=slug).first().values_list("id", flat=True))
     if practice_id is None:
         return  # no practice to file it under; the rate limiter still counts it
     await audit.record_many(
@@ -205,7 +202,9 @@ async def log_out(ctx: Context, refresh_token: str | None) -> bool:
     """Revoke the session named by the refresh token, or else the caller's current session."""
     now = ctx.clock.now()
     if refresh_token:
-        session_id = await Session.filter(refresh_token_hash=hash_secret(refresh_token)).first().values_list("id", flat=True)
+        # Tortoise types a flat values_list as a tuple; it is the id, or None.
+        by_token = Session.filter(refresh_token_hash=hash_secret(refresh_token)).first()
+        session_id = cast(uuid.UUID | None, await by_token.values_list("id", flat=True))
         if session_id is None:
             raise Unauthenticated("invalid refresh token")
     elif ctx.viewer is not None and ctx.viewer.session_id is not None:
@@ -216,5 +215,5 @@ async def log_out(ctx: Context, refresh_token: str | None) -> bool:
     return True
 
 
-async def revoke_member_sessions(member_id: uuid.UUID, now: datetime, *, connection=None) -> None:
+async def revoke_member_sessions(member_id: uuid.UUID, now: datetime, *, connection: BaseDBAsyncClient | None = None) -> None:
     await Session.filter(member_id=member_id, revoked_at=None).using_db(connection).update(revoked_at=now)

@@ -17,9 +17,12 @@ from __future__ import annotations
 import logging
 import uuid
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
+from typing import cast
 
+from tortoise.backends.base.client import BaseDBAsyncClient
 from tortoise.expressions import Q
+from tortoise.queryset import QuerySet
 from tortoise.transactions import in_transaction
 
 from models import Member, PeriodSeat, Practice, Subscription, SubscriptionCharge, SubscriptionPeriod
@@ -76,7 +79,7 @@ def renewal_price(member: Member, start: datetime) -> Money | None:
     return price(Seat.of(member), start.date()).monthly_price if licensed_at(member, start) else None
 
 
-async def lock_practice(practice_id: uuid.UUID, connection) -> Practice:
+async def lock_practice(practice_id: uuid.UUID, connection: BaseDBAsyncClient) -> Practice:
     """Lock the practice row for the rest of the transaction (PostgreSQL; SQLite serialises writes anyway).
 
     FOR NO KEY UPDATE: it serialises the practice's seat changes as FOR UPDATE would, but leaves the KEY SHARE lock
@@ -86,7 +89,9 @@ async def lock_practice(practice_id: uuid.UUID, connection) -> Practice:
     return await Practice.select_for_update(no_key=True).using_db(connection).get(id=practice_id)
 
 
-async def open_due_periods(ctx: Context, practice: Practice, now: datetime, connection) -> list[SubscriptionCharge]:
+async def open_due_periods(
+    ctx: Context, practice: Practice, now: datetime, connection: BaseDBAsyncClient
+) -> list[SubscriptionCharge]:
     """Open every period that has begun by ``now``, each with its RENEWAL charge. Call under ``lock_practice``.
 
     Idempotent: a period already opened is never opened again. Returns the renewal charges created.
@@ -126,7 +131,7 @@ async def open_due_periods(ctx: Context, practice: Practice, now: datetime, conn
 
 
 async def _open_period(
-    practice: Practice, current: Period, members: list[Member], now: datetime, connection
+    practice: Practice, current: Period, members: list[Member], now: datetime, connection: BaseDBAsyncClient
 ) -> SubscriptionCharge:
     row = await SubscriptionPeriod.create(
         id=uuid.uuid4(),
@@ -160,7 +165,13 @@ async def _open_period(
 
 
 async def charge_seat(
-    ctx: Context, practice: Practice, member: Member, now: datetime, connection, *, actor_id: uuid.UUID | None = None
+    ctx: Context,
+    practice: Practice,
+    member: Member,
+    now: datetime,
+    connection: BaseDBAsyncClient,
+    *,
+    actor_id: uuid.UUID | None = None,
 ) -> SubscriptionCharge | None:
     """Charge ``member``'s seat, as it now stands, for what it costs above what was paid for the current period.
 
@@ -170,7 +181,7 @@ async def charge_seat(
     subscription = await Subscription.filter(practice_id=practice.id).using_db(connection).first()
     if subscription is None or member.status != MemberStatus.ACTIVE:
         return None
-    row = await SubscriptionPeriod.get(practice_id=practice.id, index=subscription.current_period_index).using_db(connection)
+    row = await SubscriptionPeriod.get(practice_id=practice.id, index=subscription.current_period_index, using_db=connection)
     current = Period(row.index, row.starts_at, row.ends_at)
     seat = await PeriodSeat.filter(period_id=row.id, member_id=member.id).using_db(connection).first()
     quoted = price(Seat.of(member), now.date())
@@ -257,7 +268,7 @@ def license_of(ctx: Context, member: Member) -> License | None:
 
 
 async def overview(ctx: Context) -> Overview:
-    practice = ctx.viewer.practice
+    practice = ctx.require_viewer().practice
     now = ctx.clock.now()
     subscription = await Subscription.filter(practice_id=practice.id).first()
     trial = None
@@ -274,9 +285,9 @@ async def overview(ctx: Context) -> Overview:
     return Overview(practice, status, trial, start, end, licenses)
 
 
-def practice_charges(ctx: Context):
+def practice_charges(ctx: Context) -> QuerySet[SubscriptionCharge]:
     """The one access query for subscription charges: the viewer's practice."""
-    return SubscriptionCharge.filter(practice_id=ctx.viewer.practice.id).select_related("period")
+    return SubscriptionCharge.filter(practice_id=ctx.require_viewer().practice.id).select_related("period")
 
 
 async def list_charges(ctx: Context, *, first: int | None, after: str | None) -> Page[SubscriptionCharge]:
@@ -299,7 +310,7 @@ async def seat_quote(
     role: Role,
     plan_code: str | None,
     trainee_status: TraineeStatus | None,
-    training_proof_valid_until,
+    training_proof_valid_until: date | None,
     member_id: str | None,
 ) -> Quote:
     """What a seat would cost a month and what would be charged now, before anything is committed. With
@@ -311,7 +322,7 @@ async def seat_quote(
     now = ctx.clock.now()
     quoted = price(Seat(role, plan_code, trainee_status, training_proof_valid_until), now.date())
     member = await require_member(ctx, member_id, field="memberId") if member_id is not None else None
-    practice = ctx.viewer.practice
+    practice = ctx.require_viewer().practice
     subscription = await Subscription.filter(practice_id=practice.id).first()
     current = paid_period(practice, subscription, now)
     paid = zero()
@@ -334,7 +345,8 @@ async def _paid_for(practice: Practice, subscription: Subscription | None, membe
 
 async def start_subscription(ctx: Context) -> tuple[Overview, SubscriptionCharge]:
     """End the trial now and open the first period with its renewal (owner only; once per practice, ever)."""
-    practice_id = ctx.viewer.practice.id
+    viewer = ctx.require_viewer()
+    practice_id = viewer.practice.id
     now = ctx.clock.now()
     async with in_transaction() as conn:
         practice = await lock_practice(practice_id, conn)
@@ -344,7 +356,7 @@ async def start_subscription(ctx: Context) -> tuple[Overview, SubscriptionCharge
         practice.trial_ends_at = now
         await audit.record(ctx, "subscription.started", encode("Practice", practice_id), trialEndedAt=now.isoformat())
         (charge,) = await open_due_periods(ctx, practice, now, conn)
-    ctx.viewer.practice.trial_ends_at = now
+    viewer.practice.trial_ends_at = now
     return await overview(ctx), charge
 
 
@@ -356,11 +368,14 @@ async def run_billing(now: datetime) -> int:
     raises once the others are done.
     """
     # A job has no request: no viewer, settings or codec; its audit events carry no actor and a run id.
-    ctx = Context(settings=None, clock=FrozenClock(now), codec=None, request_id=f"billing-run-{uuid.uuid4().hex[:12]}")
-    ended = await Subscription.filter(current_period_end__lte=now).values_list("practice_id", flat=True)
-    trial_over = await Practice.filter(
+    # Nothing a billing run calls reads settings or the codec, which only requests carry.
+    run = f"billing-run-{uuid.uuid4().hex[:12]}"
+    ctx = Context(settings=None, clock=FrozenClock(now), codec=None, request_id=run)  # type: ignore[arg-type]
+    # Tortoise types a flat values_list as tuples; these are lists of ids.
+    ended = cast(list[uuid.UUID], await Subscription.filter(current_period_end__lte=now).values_list("practice_id", flat=True))
+    trial_over = cast(list[uuid.UUID], await Practice.filter(
         Q(trial_ends_at__lte=now) | Q(trial_ends_at__isnull=True), subscription__id__isnull=True
-    ).values_list("id", flat=True)
+    ).values_list("id", flat=True))
     created, failed = 0, []
     for practice_id in sorted(set(ended) | set(trial_over)):
         try:

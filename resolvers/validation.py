@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import re
 from decimal import Decimal, InvalidOperation
+from typing import Literal, cast, overload
 
 from email_validator import EmailNotValidError, validate_email
+from tortoise.fields import CharField
+from tortoise.models import Model
 
 from auth.passwords import MAX_LENGTH as PASSWORD_MAX
 from auth.passwords import MIN_LENGTH as PASSWORD_MIN
@@ -21,7 +24,16 @@ def email(value: str, *, field: str = "input.email") -> str:
     return result.normalized.lower()
 
 
+@overload
+def text(value: str | None, *, field: str, max_length: int = 200, required: Literal[True] = True) -> str: ...
+
+
+@overload
+def text(value: str | None, *, field: str, max_length: int = 200, required: bool) -> str | None: ...
+
+
 def text(value: str | None, *, field: str, max_length: int = 200, required: bool = True) -> str | None:
+    """Trimmed text of at most ``max_length`` characters; blank is refused when ``required``, else None."""
     cleaned = (value or "").strip()
     if not cleaned:
         if required:
@@ -66,10 +78,17 @@ def amount(value: Decimal | str, *, field: str, max_value: Decimal, allow_negati
         # Checked before the decimals: quantizing a number of more digits than the decimal context holds (28)
         # raises InvalidOperation.
         raise BadInput(f"amount must not exceed {max_value}", field=field)
-    if number.as_tuple().exponent < -2 and number != number.quantize(Decimal("0.01")):
+    exponent = number.as_tuple().exponent  # an int for a finite number
+    if isinstance(exponent, int) and exponent < -2 and number != number.quantize(Decimal("0.01")):
         raise BadInput("amount has more than two decimals", field=field)
     if number == 0:
         raise BadInput("amount must not be zero", field=field)
     if number < 0 and not allow_negative:
         raise BadInput("amount must be positive", field=field)
     return number.quantize(Decimal("0.01"))
+
+
+def fits_column(value: str, model: type[Model], column: str) -> bool:
+    """Whether ``value`` fits the text column ``column`` of ``model``. A longer value matches no row, and Tortoise
+    refuses to filter on it (a ValidationError, which would be INTERNAL): lookups check this first."""
+    return len(value) <= cast(CharField, model._meta.fields_map[column]).max_length

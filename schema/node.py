@@ -72,3 +72,8 @@ async def resolve_node(info: Info, global_id: str) -> Any:
 
 def registered_types() -> set[str]:
     return set(_REGISTRY)
+
+
+def registered_checks(type_name: str) -> tuple:
+    """The guards ``node`` applies to ``type_name`` before its resolver (read by the authorization matrix test)."""
+    return _REGISTRY[type_name].checks
