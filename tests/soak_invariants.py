@@ -29,14 +29,14 @@ from tests.soak_load import Acknowledged
 from tests.soak_server import audit_verify
 
 
-def _uuid(global_id: str) -> uuid.UUID:
+def uuid_of(global_id: str) -> uuid.UUID:
     parsed = ids.parse(global_id)
     assert parsed is not None, global_id
     return parsed[1]
 
 
-def _uuids(global_ids) -> list[uuid.UUID]:
-    return [_uuid(g) for g in global_ids]
+def uuids_of(global_ids) -> list[uuid.UUID]:
+    return [uuid_of(g) for g in global_ids]
 
 
 async def check(database_url: str, acknowledged: Acknowledged) -> list[str]:
@@ -58,12 +58,12 @@ async def _acknowledged_writes(db: asyncpg.Connection, acknowledged: Acknowledge
     problems = []
     rows = await db.fetch(
         "SELECT id, kind, delta_cents, clinician_id, chart_id, invoice_id FROM billing_entries WHERE id = ANY($1::uuid[])",
-        _uuids(acknowledged.entries),
+        uuids_of(acknowledged.entries),
     )
     stored = {row["id"]: row for row in rows}
     for gid, (kind, delta, clinician, chart, invoice) in acknowledged.entries.items():
-        row = stored.get(_uuid(gid))
-        expected = (kind, delta, _uuid(clinician), _uuid(chart), _uuid(invoice) if invoice else None)
+        row = stored.get(uuid_of(gid))
+        expected = (kind, delta, uuid_of(clinician), uuid_of(chart), uuid_of(invoice) if invoice else None)
         if row is None:
             problems.append(f"acknowledged entry {gid} ({kind} {delta}) is missing")
         elif tuple(row)[1:] != expected:
@@ -72,16 +72,16 @@ async def _acknowledged_writes(db: asyncpg.Connection, acknowledged: Acknowledge
         ("invoices", acknowledged.invoices, "number, total_cents"),
         ("statements", acknowledged.statements, "number, opening_cents, closing_cents"),
     ):
-        rows = await db.fetch(f"SELECT id, {columns} FROM {table} WHERE id = ANY($1::uuid[])", _uuids(written))
+        rows = await db.fetch(f"SELECT id, {columns} FROM {table} WHERE id = ANY($1::uuid[])", uuids_of(written))
         stored = {row["id"]: tuple(row)[1:] for row in rows}
         for gid, expected in written.items():
-            if stored.get(_uuid(gid)) != expected:
-                problems.append(f"acknowledged {table[:-1]} {gid} {expected} is stored as {stored.get(_uuid(gid))}")
-    rows = await db.fetch("SELECT id, status, member_id FROM invitations WHERE id = ANY($1::uuid[])", _uuids(acknowledged.accepted))
+            if stored.get(uuid_of(gid)) != expected:
+                problems.append(f"acknowledged {table[:-1]} {gid} {expected} is stored as {stored.get(uuid_of(gid))}")
+    rows = await db.fetch("SELECT id, status, member_id FROM invitations WHERE id = ANY($1::uuid[])", uuids_of(acknowledged.accepted))
     stored = {row["id"]: (row["status"], row["member_id"]) for row in rows}
     for invitation, member in acknowledged.accepted.items():
-        if stored.get(_uuid(invitation)) != ("ACCEPTED", _uuid(member)):
-            problems.append(f"acknowledged accept of {invitation} (member {member}) is stored as {stored.get(_uuid(invitation))}")
+        if stored.get(uuid_of(invitation)) != ("ACCEPTED", uuid_of(member)):
+            problems.append(f"acknowledged accept of {invitation} (member {member}) is stored as {stored.get(uuid_of(invitation))}")
     return problems
 
 
@@ -205,7 +205,7 @@ async def _members(db: asyncpg.Connection, acknowledged: Acknowledged) -> list[s
         "SELECT target_id, details FROM audit_events WHERE action = 'member.role_changed' ORDER BY practice_id, sequence"
     ):
         details = row["details"]
-        last_change[_uuid(row["target_id"])] = json.loads(details)["to"] if isinstance(details, str) else details["to"]
+        last_change[uuid_of(row["target_id"])] = json.loads(details)["to"] if isinstance(details, str) else details["to"]
     roles = {row["id"]: row["role"] for row in await db.fetch("SELECT id, role FROM members WHERE id = ANY($1::uuid[])", list(last_change))}
     problems += [
         f"member {member} is {roles.get(member)}, but their last role change made them {role}"

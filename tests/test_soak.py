@@ -11,11 +11,13 @@ from __future__ import annotations
 import asyncio
 import os
 
+import asyncpg
+
 from models import ChartAssignment, Member
 from models.enums import Role
 from tests import factories_charts as charts
 from tests.conftest import PG_URL, postgres_only
-from tests.soak_invariants import check
+from tests.soak_invariants import check, uuid_of
 from tests.soak_load import Soak
 from tests.soak_server import Server, throwaway_database
 
@@ -44,6 +46,30 @@ async def test_concurrent_clients_leave_every_invariant_holding(tmp_path):
         assert {"charge", "payment", "invoice", "statement", "invite", "accept", "role change", "assign", "read"} <= written
         problems = await check(database_url, soak.acknowledged)
         assert not problems, "\n".join(problems[:30])
+        await check_the_checks(database_url, soak)
+
+
+TAMPERING = {
+    "balance of clinician": "UPDATE billing_balances SET balance_cents = balance_cents + 1 WHERE id = (SELECT id FROM billing_balances LIMIT 1)",
+    "is stored as": "UPDATE billing_entries SET delta_cents = delta_cents + 1000 WHERE id = $1",  # never cancels the +1 above
+    "numbered up to": "UPDATE invoices SET sequence = sequence + 1000 WHERE sequence = (SELECT MAX(sequence) FROM invoices)",
+    "its payments sum to": "UPDATE invoices SET paid_cents = paid_cents + 1 WHERE id = (SELECT id FROM invoices LIMIT 1)",
+    "is assigned to": "UPDATE members SET role = 'ADMINISTRATOR' WHERE id = (SELECT clinician_id FROM chart_assignments LIMIT 1)",
+    "audit chain": "UPDATE audit_events SET action = 'tampered' WHERE id = (SELECT id FROM audit_events ORDER BY sequence LIMIT 1)",
+}
+
+
+async def check_the_checks(database_url: str, soak: Soak) -> None:
+    """The invariant checks are not vacuous: each kind of damage done to the soak's database is reported."""
+    entry = uuid_of(next(iter(soak.acknowledged.entries)))
+    connection = await asyncpg.connect(database_url.replace("postgres://", "postgresql://", 1))
+    try:
+        for statement in TAMPERING.values():
+            await connection.execute(statement, *([entry] if "$1" in statement else []))
+    finally:
+        await connection.close()
+    problems = "\n".join(await check(database_url, soak.acknowledged))
+    assert [symptom for symptom in TAMPERING if symptom not in problems] == [], problems
 
 
 # ------------------------------------------------------------------ what the soak found, each as a focused race
