@@ -1,14 +1,20 @@
-"""Schema fuzzing: schemathesis generates operations from the live schema and sends them to the ASGI app as an
-owner session, a clinician session and a partner API token.
+"""Schema fuzzing, against the ASGI app as an owner session, a clinician session and a partner API token.
 
-Every answer must pass ``tests.fuzz_checks.response_problems``: no 5xx, every error with ``extensions.code``, never
-``INTERNAL``, and no internal detail in any message. The generated queries and mutations use the real ids of a
-seeded practice as often as random ones, so they reach the rules behind the lookups, and half of them send their
-arguments as variables (the JSON path of every scalar) rather than as literals.
+Three generators, one rule: every answer must pass ``tests.fuzz_checks.response_problems`` (no 5xx, every error
+with ``extensions.code``, never ``INTERNAL``, no internal detail in any message).
 
-CI runs ``GROUPS_API_FUZZ_EXAMPLES`` (default 1,000) operations per credential with a fixed seed
-(``GROUPS_API_FUZZ_SEED``); a nightly-style run raises both, e.g. ``GROUPS_API_FUZZ_EXAMPLES=20000``. Each
-defect it found has a regression test in tests/test_fuzz_regressions.py.
+- schemathesis generates queries and mutations from the live schema (positive and negative cases). IDs and strings
+  come as often from a seeded practice (real ids, slugs, tokens, cursors) as at random, so operations reach the rules
+  behind the lookups; half of them send their arguments as variables (each scalar's JSON path), half as literals.
+- near-valid operations: a valid operation of the seeded practice with one or two variables broken (a NUL or an
+  unpaired surrogate slipped into a name, a date at the end of the calendar, an amount of 30 digits, a dropped
+  field...), so the hostile value passes validation and reaches the resolvers and the database.
+- malformed HTTP requests: bodies that are not JSON, not UTF-8, not objects, too deep; odd content types; GETs.
+
+CI runs ``GROUPS_API_FUZZ_EXAMPLES`` (default 1,000) schemathesis operations per credential, half as many near-valid
+ones, and a fifth as many malformed requests, with a fixed seed (``GROUPS_API_FUZZ_SEED``), on both databases (the
+NUL, surrogate and time-range defects it found showed only on PostgreSQL). A nightly-style run raises both, e.g.
+``GROUPS_API_FUZZ_EXAMPLES=20000``. Each defect it found has a regression test in tests/test_fuzz_regressions.py.
 """
 
 from __future__ import annotations
