@@ -13,7 +13,7 @@ with ``extensions.code``, never ``INTERNAL``, no internal detail in any message)
 
 CI runs ``GROUPS_API_FUZZ_EXAMPLES`` (default 1,000) schemathesis operations per credential, half as many near-valid
 ones, and a fifth as many malformed requests, with a fixed seed (``GROUPS_API_FUZZ_SEED``), on both databases (the
-NUL, surrogate and time-range defects it found showed only on PostgreSQL). A nightly-style run raises both, e.g.
+NUL and time-range defects it found showed only on PostgreSQL). A nightly-style run raises both, e.g.
 ``GROUPS_API_FUZZ_EXAMPLES=20000``. Each defect it found has a regression test in tests/test_fuzz_regressions.py.
 """
 
