@@ -55,10 +55,11 @@ async def throwaway_database(pg_url: str, prefix: str = "groups_api_soak") -> As
 class Server:
     """One ``serve`` process (its migrations run first, as in production). ``log`` collects its output."""
 
-    def __init__(self, database_url: str, *, workers: int = 1, log: Path) -> None:
+    def __init__(self, database_url: str, *, workers: int = 1, log: Path, log_level: str = "WARNING") -> None:
         self.database_url = database_url
         self.workers = workers
         self.log = log
+        self.log_level = log_level
         self.port = free_port()
         self.process: subprocess.Popen | None = None
 
@@ -73,7 +74,7 @@ class Server:
             "GROUPS_API_ENV": "development",
             "GROUPS_API_JWT_SECRET": JWT_SECRET,
             "GROUPS_API_RATE_LIMIT_POINTS": str(10**9),
-            "GROUPS_API_LOG_LEVEL": "WARNING",
+            "GROUPS_API_LOG_LEVEL": self.log_level,
             "PYTHONPATH": str(ROOT),
         }
 

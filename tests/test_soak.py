@@ -9,6 +9,7 @@ GROUPS_API_SOAK_CLIENTS, default 50; GROUPS_API_SOAK_WORKERS, uvicorn workers, d
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 
 import asyncpg
@@ -125,3 +126,21 @@ async def test_seat_changes_and_audited_writes_at_once_do_not_deadlock(api):
         notes = [(note, {"i": {"chartId": chart, "body": "Seen."}}, owner.token) for chart in chart_ids]
         answers = await race(api, *[request for pair in zip(invites, notes, strict=True) for request in pair])
         assert [a.get("errors") for a in answers] == [None] * len(answers)
+
+
+@postgres_only("the soak's server runs on PostgreSQL")
+async def test_every_worker_logs_json(tmp_path):
+    """Was broken: with --workers, the worker processes had no logging set up, so the invitation mail logged at INFO
+    outside production vanished and errors were printed bare (no JSON, no request id field)."""
+    async with throwaway_database(PG_URL) as database_url:
+        server = Server(database_url, workers=2, log=tmp_path / "server.log", log_level="INFO")
+        server.start()
+        soak = Soak(server.url)
+        try:
+            await soak.set_up(clinicians=1, flippers=0, charts=1)
+        finally:
+            await soak.aclose()
+            server.stop()
+    records = [json.loads(line) for line in (tmp_path / "server.log").read_text().splitlines() if line.startswith("{")]
+    mails = [r for r in records if r["message"].startswith("mail (not sent")]
+    assert mails and all(r["request_id"] for r in mails)
