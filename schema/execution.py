@@ -163,7 +163,7 @@ class FastExecutionContext(StrawberryGraphQLCoreExecutionContext):
             completed = self._complete(return_type, field_details_list, info, path, result, position_context)
             if self.is_awaitable(completed):
                 return self._settle(completed, return_type, field_details_list, path)
-        except Exception as raw_error:
+        except Exception as raw_error:  # noqa: BLE001 - a field error, handled as graphql-core does
             self.handle_field_error(raw_error, return_type, field_details_list, path)
             return None
         return completed
@@ -203,7 +203,7 @@ class FastExecutionContext(StrawberryGraphQLCoreExecutionContext):
                 item_path = path.add_key(index, None)
                 try:
                     value = self._complete(item_type, field_details_list, info, item_path, item, position_context)
-                except Exception as raw_error:
+                except Exception as raw_error:  # noqa: BLE001 - a field error, handled as graphql-core does
                     self.handle_field_error(raw_error, item_type, field_details_list, item_path)
                     value = None
                 if self.is_awaitable(value):
@@ -228,7 +228,7 @@ class FastExecutionContext(StrawberryGraphQLCoreExecutionContext):
     async def _settle(self, completed, return_type, field_details_list, path) -> Any:
         try:
             return await completed
-        except Exception as raw_error:
+        except Exception as raw_error:  # noqa: BLE001 - a field error, handled as graphql-core does
             self.handle_field_error(raw_error, return_type, field_details_list, path)
             return None
 
