@@ -15,6 +15,7 @@ A group bills patients as one practice, but every entry belongs to one clinician
 from __future__ import annotations
 
 import uuid
+from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
@@ -215,11 +216,45 @@ async def _page(rows: QuerySet, order: list[str], first: int | None, after: str 
     return page
 
 
+BalanceKey = tuple[tuple[uuid.UUID, ...] | None, uuid.UUID | None]
+
+
 async def current_balance(ctx: Context, selection: Filter | None) -> Money:
     """Charges + refunds - payments + adjustments for the selected clinicians and chart, as of now: a sum of
-    running balances, one row per clinician and chart."""
-    rows = _selected(BillingBalance, ctx.require_viewer(), selection)
-    return money(await _total(rows, "balance_cents"))
+    running balances, one row per clinician and chart. The balances a request asks for (e.g. one per clinician,
+    aliased) are summed together, in one statement per chart filter (see ``_balances``)."""
+    selection = selection or Filter()
+    viewer = ctx.require_viewer()
+    clinicians = billed_clinicians(viewer, decode_many(selection.clinician_ids, "Member", field="filter.clinicianIds"))
+    chart = decode(selection.chart_id, "Chart", field="filter.chartId") if selection.chart_id is not None else None
+    key: BalanceKey = (tuple(clinicians) if clinicians is not None else None, chart)
+    loader: DataLoader[BalanceKey, int] = ctx.loaders.get("billing.balances", lambda keys: _balances(viewer, keys))
+    return money(await loader.load(key))
+
+
+async def _balances(viewer: Viewer, keys: Sequence[BalanceKey]) -> list[int]:
+    """DataLoader batch: the balance in cents of each (clinicians, or None for every visible one; chart or None)
+    key, already narrowed by ``billed_clinicians``. One key is one SUM; several with the same chart filter share one
+    SUM grouped by clinician, added up per key."""
+    if len(keys) == 1:
+        clinicians, chart = keys[0]
+        return [await _total(_balance_rows(viewer, clinicians, chart), "balance_cents")]
+    by_chart: dict[uuid.UUID | None, list[BalanceKey]] = defaultdict(list)
+    for key in keys:
+        by_chart[key[1]].append(key)
+    totals: dict[BalanceKey, int] = {}
+    for chart, group in by_chart.items():
+        wanted = None if any(clinicians is None for clinicians, _ in group) else sorted({c for cl, _ in group for c in cl or ()})
+        grouped = _balance_rows(viewer, wanted, chart).annotate(total=Sum("balance_cents")).group_by("clinician_id")
+        sums = {clinician: int(total or 0) for clinician, total in await grouped.values_list("clinician_id", "total")}
+        for clinicians, _ in group:
+            totals[(clinicians, chart)] = sum(sums.values()) if clinicians is None else sum(sums.get(c, 0) for c in clinicians)
+    return [totals[key] for key in keys]
+
+
+def _balance_rows(viewer: Viewer, clinicians: Sequence[uuid.UUID] | None, chart: uuid.UUID | None) -> QuerySet[BillingBalance]:
+    rows = visible(BillingBalance, viewer, clinicians or ())
+    return rows if chart is None else rows.filter(chart_id=chart)
 
 
 async def history(ctx: Context, selection: Filter | None, *, first: int | None, after: str | None) -> Page[BillingEntry]:

@@ -1,23 +1,37 @@
-"""A faster execution path for plain leaf fields, behaving exactly like graphql-core's.
+"""A faster execution path for plain fields, behaving exactly like graphql-core's.
 
-Most of a response is leaf fields read straight off an object (``name``, ``role``, ``createdAt``...). Stock
-execution builds a ResolveInfo, a Path, calls Strawberry's resolver wrapper and walks ``complete_value``
-for each of them (~5 us a field). For a field that is a plain attribute of a Strawberry type (no resolver,
-no arguments, no field extensions such as permissions) with a scalar or enum type, this executor reads the
-attribute and coerces it with the type's own ``coerce_output_value``; anything unusual (a null in a
-non-null field, a coercion failure, arguments) falls back to the stock path, so errors, messages and paths
-are graphql-core's own. tests/test_execution.py checks both paths give identical responses.
+Most of a response is fields read straight off an object (``name``, ``createdAt``, ``edges``, ``node``,
+``pageInfo``, ``amount``...) or computed by a small synchronous method without arguments (``Member.email``,
+``BillingEntry.clinician``). Stock execution builds a ResolveInfo and a Path, goes through Strawberry's resolver
+wrappers and walks ``complete_value`` for each of them (~5 us a field). Here:
+
+- a *plain leaf* (an attribute of scalar or enum type) is read and coerced with the type's own
+  ``coerce_output_value``, without a Path or a ResolveInfo;
+- a *plain field* of any other type (an attribute, or a synchronous method whose only parameters are ``self`` and
+  ``info``) is read or called directly, and its value completed here when it is regular: a non-null value of an
+  object type (sub-selections executed as stock does), a list or tuple of such values, a coercible leaf.
+
+Anything unusual goes to the stock code with the value already read (a null in a non-null field, a failed
+coercion, an abstract type, @defer/@stream, an awaitable, an exception), so errors, messages, paths and null
+propagation are graphql-core's own; a field with arguments, permission extensions or an async resolver is stock
+from the start, and so is every field while a schema extension wraps resolvers (graphql middleware).
+tests/test_execution.py checks that both paths give identical responses.
 
 graphql-core's executor internals are not public API: pyproject.toml pins the versions this was checked on.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
-from graphql import GraphQLEnumType, GraphQLNonNull, GraphQLObjectType, GraphQLScalarType
-from graphql.pyutils import Undefined
+from graphql import GraphQLEnumType, GraphQLList, GraphQLNonNull, GraphQLObjectType, GraphQLScalarType
+from graphql.execution.executor import to_nodes
+from graphql.pyutils import Undefined, gather_with_cancel
 from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
+from strawberry.types import Info
+
+LEAF_TYPES = (GraphQLScalarType, GraphQLEnumType)
 
 
 class _Leaf(NamedTuple):
@@ -26,37 +40,75 @@ class _Leaf(NamedTuple):
     non_null: bool
 
 
-_PLANS: dict[GraphQLObjectType, dict[str, _Leaf]] = {}
+class _Plain(NamedTuple):
+    """How to get a plain field's value: an attribute, or a method called with the source (and Info)."""
+
+    attribute: str
+    method: Callable[..., Any] | None
+    info_parameter: str | None
+    definition: Any  # the StrawberryField
 
 
-def _leaf_plan(parent_type: GraphQLObjectType) -> dict[str, _Leaf]:
-    plan = _PLANS.get(parent_type)
-    if plan is not None:
-        return plan
-    plan = {}
+_LEAVES: dict[GraphQLObjectType, dict[str, _Leaf]] = {}
+_PLAIN: dict[GraphQLObjectType, dict[str, _Plain]] = {}
+
+
+def _plans(parent_type: GraphQLObjectType) -> tuple[dict[str, _Leaf], dict[str, _Plain]]:
+    leaves = _LEAVES.get(parent_type)
+    if leaves is not None:
+        return leaves, _PLAIN[parent_type]
+    leaves, plain = {}, {}
     for name, field_def in parent_type.fields.items():
         definition = (field_def.extensions or {}).get("strawberry-definition")
-        if definition is None or definition.base_resolver is not None or definition.extensions or field_def.args:
+        if definition is None or definition.extensions or field_def.args:
             continue
-        field_type, non_null = field_def.type, False
-        if isinstance(field_type, GraphQLNonNull):
-            field_type, non_null = field_type.of_type, True
-        if isinstance(field_type, (GraphQLScalarType, GraphQLEnumType)):
-            plan[name] = _Leaf(definition.python_name, field_type, non_null)
-    _PLANS[parent_type] = plan
-    return plan
+        resolver = definition.base_resolver
+        if resolver is None:
+            field_type, non_null = field_def.type, False
+            if isinstance(field_type, GraphQLNonNull):
+                field_type, non_null = field_type.of_type, True
+            if isinstance(field_type, LEAF_TYPES):
+                leaves[name] = _Leaf(definition.python_name, field_type, non_null)
+            plain[name] = _Plain(definition.python_name, None, None, definition)
+        elif _simple_method(resolver):
+            info = resolver.info_parameter
+            plain[name] = _Plain(definition.python_name, resolver.wrapped_func, info.name if info else None, definition)
+    _LEAVES[parent_type], _PLAIN[parent_type] = leaves, plain
+    return leaves, plain
+
+
+def _simple_method(resolver: Any) -> bool:
+    """A synchronous method of the type taking ``self`` and at most ``info``: no arguments, root or parent."""
+    return (
+        not resolver.is_async
+        and resolver.self_parameter is not None
+        and resolver.root_parameter is None
+        and resolver.parent_parameter is None
+        and not resolver.arguments
+    )
 
 
 class FastExecutionContext(StrawberryGraphQLCoreExecutionContext):
+    @property
+    def _resolvers_wrapped(self) -> bool:
+        """A schema extension wraps every resolver (its ``resolve`` hook, as graphql middleware): stay stock."""
+        manager = self.middleware_manager
+        return manager is not None and bool(manager.middlewares)
+
+    @property
+    def _info_class(self) -> type:
+        strawberry_schema = getattr(self.schema, "_strawberry_schema", None)
+        return strawberry_schema.config.info_class if strawberry_schema is not None else Info
+
     def execute_fields(self, parent_type, source_value, path, grouped_field_set, position_context):
-        plan = _leaf_plan(parent_type)
-        if not plan:
+        leaves, _ = _plans(parent_type)
+        if not leaves or self._resolvers_wrapped:
             return super().execute_fields(parent_type, source_value, path, grouped_field_set, position_context)
         fast: dict[str, Any] = {}
         slow: dict[str, Any] = {}
         for response_name, field_details_list in grouped_field_set.items():
             node = field_details_list[0].node
-            leaf = plan.get(node.name.value)
+            leaf = leaves.get(node.name.value)
             if leaf is not None and not node.arguments:
                 value = getattr(source_value, leaf.attribute, None)
                 if value is None:
@@ -83,6 +135,102 @@ class FastExecutionContext(StrawberryGraphQLCoreExecutionContext):
 
             return merged()
         return _in_order(order, fast, rest)
+
+    def execute_field(self, parent_type, source, field_details_list, path, position_context):
+        node = field_details_list[0].node
+        plain = _plans(parent_type)[1].get(node.name.value)
+        if plain is None or node.arguments or self._resolvers_wrapped:
+            return super().execute_field(parent_type, source, field_details_list, path, position_context)
+        field_def = parent_type.fields[node.name.value]
+        return_type = field_def.type
+        infos: list[Any] = []
+
+        def info() -> Any:
+            if not infos:
+                infos.append(self.build_resolve_info(field_def, to_nodes(field_details_list), parent_type, path))
+            return infos[0]
+
+        try:
+            if plain.method is None:
+                result = plain.definition.default_resolver(source, plain.attribute)
+            elif plain.info_parameter is None:
+                result = plain.method(source)
+            else:
+                strawberry_info = self._info_class(_raw_info=info(), _field=plain.definition)
+                result = plain.method(source, **{plain.info_parameter: strawberry_info})
+            if self.is_awaitable(result):
+                return self.complete_awaitable_value(return_type, field_details_list, info(), path, result, position_context)
+            completed = self._complete(return_type, field_details_list, info, path, result, position_context)
+            if self.is_awaitable(completed):
+                return self._settle(completed, return_type, field_details_list, path)
+        except Exception as raw_error:  # noqa: BLE001 - a field error, handled as graphql-core does
+            self.handle_field_error(raw_error, return_type, field_details_list, path)
+            return None
+        return completed
+
+    def _complete(self, return_type, field_details_list, info, path, result, position_context):
+        """``complete_value`` for regular values; anything else is handed to it."""
+        nullable = return_type.of_type if isinstance(return_type, GraphQLNonNull) else return_type
+        if result is None or result is Undefined or isinstance(result, Exception):
+            if nullable is return_type and not isinstance(result, Exception):
+                return None
+        elif isinstance(nullable, LEAF_TYPES):
+            try:
+                coerced = nullable.coerce_output_value(result)
+            except Exception:  # noqa: BLE001 - the stock path reports it, with its own message
+                coerced = None
+            if coerced is not None and coerced is not Undefined:
+                return coerced
+        elif isinstance(nullable, GraphQLObjectType):
+            if nullable.is_type_of is None or nullable.is_type_of(result, info()) is True:
+                return self.collect_and_execute_subfields(nullable, field_details_list, path, result, position_context)
+        elif (
+            isinstance(nullable, GraphQLList)
+            and isinstance(result, (list, tuple))
+            and self.get_stream_usage(field_details_list, path) is None
+            and not any(self.is_awaitable(item) for item in result)
+        ):
+            return self._complete_list(nullable.of_type, field_details_list, info, path, result, position_context)
+        return self.complete_value(return_type, field_details_list, info(), path, result, position_context)
+
+    def _complete_list(self, item_type, field_details_list, info, path, items, position_context):
+        """As ``complete_iterable_value`` for a list of ready items: an item's error nulls the item, or the list
+        when the item type is non-null (``handle_field_error`` decides, as in the stock path)."""
+        completed: list[Any] = []
+        pending: list[int] = []
+        try:
+            for index, item in enumerate(items):
+                item_path = path.add_key(index, None)
+                try:
+                    value = self._complete(item_type, field_details_list, info, item_path, item, position_context)
+                except Exception as raw_error:  # noqa: BLE001 - a field error, handled as graphql-core does
+                    self.handle_field_error(raw_error, item_type, field_details_list, item_path)
+                    value = None
+                if self.is_awaitable(value):
+                    value = self._settle(value, item_type, field_details_list, item_path)
+                    pending.append(index)
+                completed.append(value)
+        except Exception:
+            if pending:
+                self.settle_in_background([completed[index] for index in pending])
+            raise
+        if not pending:
+            return completed
+
+        async def settled() -> list[Any]:
+            results = await gather_with_cancel(*(completed[index] for index in pending))
+            for index, value in zip(pending, results, strict=True):
+                completed[index] = value
+            return completed
+
+        return settled()
+
+    async def _settle(self, completed, return_type, field_details_list, path) -> Any:
+        try:
+            return await completed
+        except Exception as raw_error:  # noqa: BLE001 - a field error, handled as graphql-core does
+            self.handle_field_error(raw_error, return_type, field_details_list, path)
+            return None
 
 
 def _in_order(order: list[str], fast: dict[str, Any], rest: dict[str, Any] | None) -> dict[str, Any] | None:
