@@ -28,7 +28,7 @@ from auth.passwords import hash_password
 from auth.tokens import hash_secret, new_api_token
 from models.enums import MemberStatus, Permission, PracticeKind, Role, TokenScope, TraineeStatus
 from resolvers.ids import encode
-from server.db import install_postgres_indexes, tortoise_config
+from server.db import migrate_database, tortoise_config
 
 PASSWORD = "bench: correct horse battery staple"
 BATCH = 20_000
@@ -357,10 +357,10 @@ class Generator:
 
 
 async def create_schema(database_url: str) -> None:
-    """Open the database and create the product's tables and indexes (as the test suite does)."""
+    """Create the product's tables and indexes the way a deployment does: its migrations (``groups-api serve``
+    then finds nothing left to apply), then open it for the seeding."""
+    await migrate_database(database_url)
     await Tortoise.init(config=tortoise_config(database_url))
-    await Tortoise.generate_schemas()
-    await install_postgres_indexes()
 
 
 async def seed(database_url: str, scale: Scale, *, progress=print) -> World:
