@@ -129,10 +129,6 @@ async def test_every_caller_gets_the_stock_answer(endpoints, group, case):
     assert any(a.get("errors") for _, a in answers)
 
 
-@pytest.mark.skip(
-    reason="open defect: after a non-null violation inside a batched list the request never completes "
-    "(hangs with stock execution too); see the closing note of issue 7"
-)
 async def test_nulls_in_non_null_fields_propagate_as_in_stock_execution(endpoints, group, monkeypatch):
     """A member who cannot be built is a null where the schema says Member!: in lists, in edges and in entries."""
     of = member_schema.Member.of.__func__
