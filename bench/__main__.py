@@ -22,17 +22,16 @@ import platform
 import sys
 import tempfile
 import time
-import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import asyncpg
 import orjson
 from tortoise import Tortoise
 
 from bench import load, screens, seed
 from bench.process import Server
+from server.db import throwaway_postgres_database
 
 DEFAULT_POSTGRES = "postgres://postgres@127.0.0.1:5432"
 DEFAULT_REDIS = "redis://127.0.0.1:6379/15"
@@ -111,21 +110,8 @@ async def throwaway_database(kind: str, options: Options, tmp: Path) -> AsyncIte
     if kind == "sqlite":
         yield f"sqlite://{tmp / 'bench.sqlite3'}"
         return
-    name = f"groups_api_bench_{uuid.uuid4().hex[:10]}"
-    admin = options.postgres_url.replace("postgres://", "postgresql://", 1).rstrip("/") + "/postgres"
-    connection = await asyncpg.connect(admin)
-    try:
-        await connection.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await connection.close()
-    try:
-        yield f"{options.postgres_url.rstrip('/')}/{name}"
-    finally:
-        connection = await asyncpg.connect(admin)
-        try:
-            await connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        finally:
-            await connection.close()
+    async with throwaway_postgres_database(options.postgres_url, "groups_api_bench") as url:
+        yield url
 
 
 async def bench_database(kind: str, options: Options) -> Report:

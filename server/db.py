@@ -1,7 +1,12 @@
-"""Tortoise configuration and schema setup for the configured database."""
+"""Tortoise configuration and schema setup for the configured database; throwaway PostgreSQL databases for the
+tests and the benchmark."""
 
 from __future__ import annotations
 
+import contextlib
+import urllib.parse
+import uuid
+from collections.abc import AsyncIterator
 from typing import Any
 
 MODULES = {"models": ["models"]}
@@ -43,6 +48,44 @@ async def install_postgres_indexes() -> None:
         return  # no charts table yet (migrations not written): nothing to index
     for statement in POSTGRES_SEARCH_INDEX:
         await connection.execute_script(statement)
+
+
+def database_url_with_name(url: str, name: str) -> str:
+    """``url`` naming database ``name`` instead of its own (or none): scheme, credentials, host, port and query kept."""
+    return urllib.parse.urlunsplit(urllib.parse.urlsplit(url)._replace(path=f"/{name}"))
+
+
+def postgres_admin_dsn(url: str) -> str:
+    """asyncpg's DSN for creating and dropping databases on ``url``'s server: its database, or "postgres" when it
+    names none. asyncpg wants the postgresql:// scheme, and would send Tortoise's query options (?minsize=) to the
+    server as settings, so the query is left out."""
+    parts = urllib.parse.urlsplit(url)
+    database = parts.path.lstrip("/") or "postgres"
+    return urllib.parse.urlunsplit(parts._replace(scheme="postgresql", path=f"/{database}", query=""))
+
+
+@contextlib.asynccontextmanager
+async def throwaway_postgres_database(server_url: str, prefix: str) -> AsyncIterator[str]:
+    """A new, empty database ``{prefix}_<random>`` on ``server_url``'s PostgreSQL server, for tests and benchmarks;
+    yields its URL (``server_url``'s scheme and query) and drops it afterwards, connections and all (WITH (FORCE))."""
+    import asyncpg
+
+    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
+    identifier = '"' + name.replace('"', '""') + '"'
+    admin = postgres_admin_dsn(server_url)
+
+    async def execute(sql: str) -> None:
+        connection = await asyncpg.connect(admin)
+        try:
+            await connection.execute(sql)
+        finally:
+            await connection.close()
+
+    await execute(f"CREATE DATABASE {identifier}")
+    try:
+        yield database_url_with_name(server_url, name)
+    finally:
+        await execute(f"DROP DATABASE IF EXISTS {identifier} WITH (FORCE)")
 
 
 # For Tortoise's own CLI (`tortoise makemigrations`), configured in pyproject.toml [tool.tortoise].

@@ -5,18 +5,17 @@ from __future__ import annotations
 
 import asyncio
 import os
-import uuid
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import Any
 
-import asyncpg
 import httpx
 import pytest
 
 from auth import passwords
 from resolvers.clock import Clock
 from server.app import create_app
+from server.db import throwaway_postgres_database
 from server.settings import Settings
 
 passwords.use_cheapest_parameters_for_tests()
@@ -35,22 +34,15 @@ def database_url() -> Any:
     if not PG_URL:
         yield "sqlite://:memory:"
         return
-    base, _, _ = PG_URL.rpartition("/")
-    name = f"groups_api_test_{uuid.uuid4().hex[:12]}"
-    admin_url = PG_URL.replace("postgres://", "postgresql://", 1)
-
-    async def admin(sql: str) -> None:
-        conn = await asyncpg.connect(admin_url)
+    # One loop for creating and dropping: asyncio.run would close the suspended context manager (and drop the
+    # database) as soon as the creating run ends.
+    database = throwaway_postgres_database(PG_URL, "groups_api_test")
+    with asyncio.Runner(loop_factory=asyncio.new_event_loop) as runner:
+        url = runner.run(database.__aenter__())
         try:
-            await conn.execute(sql)
+            yield url
         finally:
-            await conn.close()
-
-    asyncio.run(admin(f'CREATE DATABASE "{name}"'))
-    try:
-        yield f"{base}/{name}"
-    finally:
-        asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+            runner.run(database.__aexit__(None, None, None))
 
 
 class TestClock(Clock):

@@ -1,5 +1,6 @@
 """The real server for the soak and crash tests: ``groups-api serve`` as a subprocess on a free 127.0.0.1 port,
-over a throwaway PostgreSQL database made next to the one GROUPS_API_TEST_DATABASE_URL names.
+over a throwaway PostgreSQL database the tests make on GROUPS_API_TEST_DATABASE_URL's server
+(server.db.throwaway_postgres_database).
 
 The server runs from this checkout (``python -m server.cli serve``, the same entry point as ``groups-api``) in its
 own process group, so that stopping or killing it reaches its uvicorn workers too.
@@ -14,11 +15,8 @@ import socket
 import subprocess
 import sys
 import time
-import uuid
-from collections.abc import AsyncIterator
 from pathlib import Path
 
-import asyncpg
 import httpx
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -29,27 +27,6 @@ def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
-
-
-@contextlib.asynccontextmanager
-async def throwaway_database(pg_url: str, prefix: str = "groups_api_soak") -> AsyncIterator[str]:
-    """A new, empty database beside ``pg_url``'s, dropped afterwards; yields its URL."""
-    base, _, _ = pg_url.rpartition("/")
-    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
-    admin = pg_url.replace("postgres://", "postgresql://", 1)
-    connection = await asyncpg.connect(admin)
-    try:
-        await connection.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await connection.close()
-    try:
-        yield f"{base}/{name}"
-    finally:
-        connection = await asyncpg.connect(admin)
-        try:
-            await connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        finally:
-            await connection.close()
 
 
 class Server:

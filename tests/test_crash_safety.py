@@ -10,10 +10,11 @@ from __future__ import annotations
 import asyncio
 import time
 
+from server.db import throwaway_postgres_database
 from tests.conftest import PG_URL, postgres_only
 from tests.soak_invariants import check
 from tests.soak_load import Soak
-from tests.soak_server import Server, throwaway_database
+from tests.soak_server import Server
 
 CLIENTS = 30
 ACKNOWLEDGED_BEFORE_KILL = 150  # writes acknowledged before the kill: it comes mid-burst, not at the start
@@ -30,7 +31,7 @@ def cut_writes(soak: Soak) -> int:
 
 @postgres_only("crash safety needs PostgreSQL and a real server")
 async def test_a_server_killed_mid_burst_leaves_nothing_half_written(tmp_path):
-    async with throwaway_database(PG_URL, prefix="groups_api_crash") as database_url:
+    async with throwaway_postgres_database(PG_URL, "groups_api_crash") as database_url:
         server = Server(database_url, log=tmp_path / "server.log")
         server.start()
         soak = Soak(server.url, seed=7)

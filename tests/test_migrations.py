@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import uuid
+from collections.abc import AsyncIterator
 
-import asyncpg
 import httpx
 import pytest
 from tortoise.context import TortoiseContext
@@ -14,7 +15,7 @@ from tortoise.migrations.autodetector import MigrationAutodetector
 from models import Member
 from models.enums import Role
 from server.app import create_app
-from server.db import migrate_database, tortoise_config
+from server.db import migrate_database, throwaway_postgres_database, tortoise_config
 from tests.conftest import PASSWORD, PG_URL
 
 
@@ -27,30 +28,17 @@ async def test_models_and_migrations_agree():
     assert writers == [], "models changed without a migration: run `.venv/bin/tortoise makemigrations`"
 
 
-async def _fresh_database_url(tmp_path) -> tuple[str, object]:
+@contextlib.asynccontextmanager
+async def _fresh_database_url(tmp_path) -> AsyncIterator[str]:
     if not PG_URL:
-        return f"sqlite://{tmp_path / 'migrated.sqlite3'}", None
-    name = f"groups_api_migrate_{uuid.uuid4().hex[:10]}"
-    admin_url = PG_URL.replace("postgres://", "postgresql://", 1)
-    conn = await asyncpg.connect(admin_url)
-    try:
-        await conn.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await conn.close()
-
-    async def drop() -> None:
-        conn = await asyncpg.connect(admin_url)
-        try:
-            await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        finally:
-            await conn.close()
-
-    return f"{PG_URL.rpartition('/')[0]}/{name}", drop
+        yield f"sqlite://{tmp_path / 'migrated.sqlite3'}"
+        return
+    async with throwaway_postgres_database(PG_URL, "groups_api_migrate") as url:
+        yield url
 
 
 async def test_a_migrated_database_serves_every_area(tmp_path, settings):
-    url, drop = await _fresh_database_url(tmp_path)
-    try:
+    async with _fresh_database_url(tmp_path) as url:
         await migrate_database(url)
         await migrate_database(url)  # idempotent: a second run applies nothing and fails nothing
         app = create_app(settings.with_(database_url=url))
@@ -81,8 +69,5 @@ async def test_a_migrated_database_serves_every_area(tmp_path, settings):
                              "role": Role.CLINICIAN, "created_at": owner.created_at}
             with pytest.raises(IntegrityError):
                 await Member.create(id=uuid.uuid4(), **duplicate)
-    finally:
-        if drop is not None:
-            await drop()
 
 

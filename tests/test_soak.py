@@ -16,11 +16,12 @@ import asyncpg
 
 from models import ChartAssignment, Member
 from models.enums import Role
+from server.db import throwaway_postgres_database
 from tests import factories_charts as charts
 from tests.conftest import PG_URL, postgres_only
 from tests.soak_invariants import check, uuid_of
 from tests.soak_load import Soak
-from tests.soak_server import Server, throwaway_database
+from tests.soak_server import Server
 
 SECONDS = float(os.environ.get("GROUPS_API_SOAK_SECONDS", "12"))
 CLIENTS = int(os.environ.get("GROUPS_API_SOAK_CLIENTS", "50"))
@@ -29,7 +30,7 @@ WORKERS = int(os.environ.get("GROUPS_API_SOAK_WORKERS", "2"))
 
 @postgres_only("the soak needs PostgreSQL's real concurrency")
 async def test_concurrent_clients_leave_every_invariant_holding(tmp_path):
-    async with throwaway_database(PG_URL) as database_url:
+    async with throwaway_postgres_database(PG_URL, "groups_api_soak") as database_url:
         server = Server(database_url, workers=WORKERS, log=tmp_path / "server.log")
         server.start()
         soak = Soak(server.url, seed=int(os.environ.get("GROUPS_API_SOAK_SEED", "1")))
@@ -132,7 +133,7 @@ async def test_seat_changes_and_audited_writes_at_once_do_not_deadlock(api):
 async def test_every_worker_logs_json(tmp_path):
     """Was broken: with --workers, the worker processes had no logging set up, so the invitation mail logged at INFO
     outside production vanished and errors were printed bare (no JSON, no request id field)."""
-    async with throwaway_database(PG_URL) as database_url:
+    async with throwaway_postgres_database(PG_URL, "groups_api_soak") as database_url:
         server = Server(database_url, workers=2, log=tmp_path / "server.log", log_level="INFO")
         server.start()
         soak = Soak(server.url)
