@@ -145,10 +145,13 @@ async def paginate(
     first: int | None,
     after: str | None,
     count: bool = True,
+    values: Sequence[str] | None = None,
 ) -> Page:
     """One page of ``queryset`` in ``order`` (the last key must be unique, e.g. id), plus one row to know if more follow.
 
-    ``count=False`` leaves ``total_count`` None (for lists whose full count could be slow).
+    ``count=False`` leaves ``total_count`` None (for lists whose full count could be slow). ``values`` reads those
+    columns (and ``a__b`` paths through joins) as plain dicts instead of model objects: several times cheaper
+    per row, for hot lists; they must include the order's columns.
     """
     size = page_size(first)
     names = [o.lstrip("-") for o in order]
@@ -156,10 +159,14 @@ async def paginate(
     page_qs = queryset
     if after:
         page_qs = page_qs.filter(_keyset_filter(order, keyset_values(queryset.model, order, after)))
-    rows = await page_qs.order_by(*order).limit(size + 1) if size else []
+    page_qs = page_qs.order_by(*order).limit(size + 1)
+    rows: list[Any] = (await page_qs.values(*values) if values is not None else await page_qs) if size else []
     has_next = len(rows) > size
-    rows = list(rows[:size])
-    cursors = [encode_cursor([getattr(row, n) for n in names]) for row in rows]
+    rows = rows[:size]
+    if values is not None:
+        cursors = [encode_cursor([row[n] for n in names]) for row in rows]
+    else:
+        cursors = [encode_cursor([getattr(row, n) for n in names]) for row in rows]
     return Page(rows, cursors, has_next, bool(after), total)
 
 

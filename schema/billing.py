@@ -15,7 +15,6 @@ from typing import TYPE_CHECKING, Annotated
 import strawberry
 from strawberry.types import Info
 
-from models import BillingEntry as BillingEntryRow
 from models import Invoice as InvoiceRow
 from models import Statement as StatementRow
 from models.billing import BillingEntryKind as BillingEntryKindEnum
@@ -44,10 +43,10 @@ def _member(row) -> Member:
     return Member.of(row)
 
 
-async def _chart(info: Info, row, via: str) -> Chart | None:
+async def _chart(info: Info, chart_id: uuid.UUID, via: str) -> Chart | None:
     from schema.charts import Chart
 
-    chart = await billing.readable_chart(info.context, row, via=via)
+    chart = await billing.readable_chart(info.context, chart_id, via=via)
     return Chart.of(chart) if chart is not None else None
 
 
@@ -62,17 +61,17 @@ class BillingEntry(Node):
     description: str
     patient_name: str = strawberry.field(description="The patient's name, for whoever may see the entry.")
     created_at: datetime
-    row: strawberry.Private[BillingEntryRow]
+    row: strawberry.Private[billing.EntryRecord]
 
     @classmethod
-    def of(cls, row: BillingEntryRow) -> BillingEntry:
+    def of(cls, row: billing.EntryRecord) -> BillingEntry:
         return cls(
             id=strawberry.ID(ids.encode("BillingEntry", row.id)),
             kind=row.kind,
             amount=Money.of(billing.entry_amount(row)),
             occurred_on=row.occurred_on,
             description=row.description,
-            patient_name=row.chart.patient_name,
+            patient_name=row.patient_name,
             created_at=row.created_at,
             row=row,
         )
@@ -83,7 +82,7 @@ class BillingEntry(Node):
 
     @strawberry.field(description="The whole chart, for those who may read it; null for the others.")
     async def chart(self, info: Info) -> ChartType | None:
-        return await _chart(info, self.row.chart, "BillingEntry.chart")
+        return await _chart(info, self.row.chart_id, "BillingEntry.chart")
 
     @strawberry.field
     async def invoice(self, info: Info) -> Invoice | None:
@@ -143,7 +142,7 @@ class Statement(Node):
 
     @strawberry.field
     async def chart(self, info: Info) -> ChartType | None:
-        return await _chart(info, self.row.chart, "Statement.chart")
+        return await _chart(info, self.row.chart_id, "Statement.chart")
 
     @strawberry.field
     async def entries(self, info: Info, first: int | None = None, after: str | None = None) -> BillingEntryConnection:
@@ -200,7 +199,7 @@ class Invoice(Node):
 
     @strawberry.field
     async def chart(self, info: Info) -> ChartType | None:
-        return await _chart(info, self.row.chart, "Invoice.chart")
+        return await _chart(info, self.row.chart_id, "Invoice.chart")
 
     @strawberry.field
     async def entries(self, info: Info, first: int | None = None, after: str | None = None) -> BillingEntryConnection:

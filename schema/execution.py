@@ -27,7 +27,7 @@ from typing import Any, NamedTuple
 
 from graphql import GraphQLEnumType, GraphQLList, GraphQLNonNull, GraphQLObjectType, GraphQLScalarType
 from graphql.execution.executor import to_nodes
-from graphql.pyutils import Undefined, gather_with_cancel
+from graphql.pyutils import Path, Undefined, gather_with_cancel
 from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 from strawberry.types import Info
 
@@ -47,6 +47,16 @@ class _Plain(NamedTuple):
     method: Callable[..., Any] | None
     info_parameter: str | None
     definition: Any  # the StrawberryField
+
+
+class _Step(NamedTuple):
+    """One field of a selection: a plain leaf, a plain field, or neither (stock)."""
+
+    response_name: str
+    field_details_list: Any
+    leaf: _Leaf | None
+    plain: _Plain | None
+    field_def: Any
 
 
 _LEAVES: dict[GraphQLObjectType, dict[str, _Leaf]] = {}
@@ -100,41 +110,83 @@ class FastExecutionContext(StrawberryGraphQLCoreExecutionContext):
         strawberry_schema = getattr(self.schema, "_strawberry_schema", None)
         return strawberry_schema.config.info_class if strawberry_schema is not None else Info
 
-    def execute_fields(self, parent_type, source_value, path, grouped_field_set, position_context):
-        leaves, _ = _plans(parent_type)
-        if not leaves or self._resolvers_wrapped:
-            return super().execute_fields(parent_type, source_value, path, grouped_field_set, position_context)
-        fast: dict[str, Any] = {}
-        slow: dict[str, Any] = {}
+    def _steps(self, parent_type: GraphQLObjectType, grouped_field_set: Any) -> list[_Step]:
+        """The plan of one selection on one type, built once per request: graphql-core memoizes sub-selections, so
+        every item of a list brings the same ``grouped_field_set`` object (kept alive here with its plan)."""
+        plans: dict[int, tuple[Any, list[_Step]]] = self.__dict__.setdefault("_selection_plans", {})
+        cached = plans.get(id(grouped_field_set))
+        if cached is not None and cached[0] is grouped_field_set:
+            return cached[1]
+        leaves, plain = _plans(parent_type)
+        steps = []
         for response_name, field_details_list in grouped_field_set.items():
             node = field_details_list[0].node
-            leaf = leaves.get(node.name.value)
-            if leaf is not None and not node.arguments:
-                value = getattr(source_value, leaf.attribute, None)
-                if value is None:
-                    if not leaf.non_null:
-                        fast[response_name] = None
-                        continue
+            name = node.name.value
+            simple = not node.arguments
+            steps.append(_Step(
+                response_name,
+                field_details_list,
+                leaves.get(name) if simple else None,
+                plain.get(name) if simple else None,
+                parent_type.fields.get(name),
+            ))
+        plans[id(grouped_field_set)] = (grouped_field_set, steps)
+        return steps
+
+    def execute_fields(self, parent_type, source_value, path, grouped_field_set, position_context):
+        """As stock ``execute_fields`` (same order, same awaiting), with plain leaves read in place and plain fields
+        run without the stock wrappers; a leaf that is not regular (a null where the schema says non-null, a value
+        that does not coerce) goes through ``execute_field`` to get the stock error."""
+        if self._resolvers_wrapped:
+            return super().execute_fields(parent_type, source_value, path, grouped_field_set, position_context)
+        results: dict[str, Any] = {}
+        is_awaitable = self.is_awaitable
+        awaitable_fields: list[str] = []
+        type_name = parent_type.name
+        try:
+            for response_name, field_details_list, leaf, plain, field_def in self._steps(parent_type, grouped_field_set):
+                if leaf is not None:
+                    value = getattr(source_value, leaf.attribute, None)
+                    if value is None:
+                        if not leaf.non_null:
+                            results[response_name] = None
+                            continue
+                    else:
+                        try:
+                            coerced = leaf.leaf_type.coerce_output_value(value)
+                        except Exception:  # noqa: BLE001 - the stock path reports it, with its own message
+                            coerced = None
+                        if coerced is not None and coerced is not Undefined:
+                            results[response_name] = coerced
+                            continue
+                field_path = Path(path, response_name, type_name)
+                if plain is not None:
+                    result = self._execute_plain(
+                        parent_type, source_value, field_details_list, field_path, position_context, plain, field_def
+                    )
                 else:
-                    try:
-                        coerced = leaf.leaf_type.coerce_output_value(value)
-                    except Exception:  # noqa: BLE001 - the stock path reports it, with its own message
-                        coerced = None
-                    if coerced is not None and coerced is not Undefined:
-                        fast[response_name] = coerced
-                        continue
-            slow[response_name] = field_details_list
-        if not slow:
-            return fast
-        rest = super().execute_fields(parent_type, source_value, path, slow, position_context)
-        order = list(grouped_field_set)
-        if self.is_awaitable(rest):
+                    result = self.execute_field(parent_type, source_value, field_details_list, field_path, position_context)
+                if result is not Undefined:
+                    results[response_name] = result
+                    if is_awaitable(result):
+                        awaitable_fields.append(response_name)
+        except Exception:
+            if awaitable_fields:
+                self.settle_in_background([results[name] for name in awaitable_fields])
+            raise
+        if not awaitable_fields:
+            return results
 
-            async def merged() -> dict[str, Any]:
-                return _in_order(order, fast, await rest)
+        async def get_results() -> dict[str, Any]:
+            if len(awaitable_fields) == 1:
+                name = awaitable_fields[0]
+                results[name] = await results[name]
+            else:
+                awaited = await gather_with_cancel(*(results[name] for name in awaitable_fields))
+                results.update(zip(awaitable_fields, awaited, strict=True))
+            return results
 
-            return merged()
-        return _in_order(order, fast, rest)
+        return get_results()
 
     def execute_field(self, parent_type, source, field_details_list, path, position_context):
         node = field_details_list[0].node
@@ -142,6 +194,9 @@ class FastExecutionContext(StrawberryGraphQLCoreExecutionContext):
         if plain is None or node.arguments or self._resolvers_wrapped:
             return super().execute_field(parent_type, source, field_details_list, path, position_context)
         field_def = parent_type.fields[node.name.value]
+        return self._execute_plain(parent_type, source, field_details_list, path, position_context, plain, field_def)
+
+    def _execute_plain(self, parent_type, source, field_details_list, path, position_context, plain: _Plain, field_def) -> Any:
         return_type = field_def.type
         infos: list[Any] = []
 
@@ -232,9 +287,3 @@ class FastExecutionContext(StrawberryGraphQLCoreExecutionContext):
             self.handle_field_error(raw_error, return_type, field_details_list, path)
             return None
 
-
-def _in_order(order: list[str], fast: dict[str, Any], rest: dict[str, Any] | None) -> dict[str, Any] | None:
-    if rest is None:
-        return None
-    both = {**fast, **rest}
-    return {name: both[name] for name in order if name in both}
