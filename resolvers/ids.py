@@ -10,7 +10,8 @@ from resolvers.errors import BadInput, NotFound
 
 
 def encode(type_name: str, pk: uuid.UUID | str) -> str:
-    raw = f"{type_name}:{uuid.UUID(str(pk)).hex}".encode()
+    hex_id = pk.hex if isinstance(pk, uuid.UUID) else uuid.UUID(pk).hex
+    raw = f"{type_name}:{hex_id}".encode()
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
