@@ -30,6 +30,7 @@ from graphql.execution.executor import to_nodes
 from graphql.pyutils import Path, Undefined, gather_with_cancel
 from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 from strawberry.types import Info
+from strawberry.types.cast import get_strawberry_type_cast
 
 LEAF_TYPES = (GraphQLScalarType, GraphQLEnumType)
 
@@ -96,6 +97,23 @@ def _simple_method(resolver: Any) -> bool:
         and resolver.parent_parameter is None
         and not resolver.arguments
     )
+
+
+# What completed values are: never awaitable, so not asked.
+_COMPLETED = frozenset({dict, list, str, int, float, bool, type(None)})
+_ORIGINS: dict[GraphQLObjectType, type | None] = {}
+
+
+def _plainly_of(object_type: GraphQLObjectType, value: Any) -> bool:
+    """Whether ``value`` is an instance of exactly the Strawberry class behind ``object_type``, uncast, where that
+    type's ``is_type_of`` is the one Strawberry generates (an isinstance check that ignores its ``info``): then it
+    would say True, and no ResolveInfo needs to be built to ask it."""
+    if object_type not in _ORIGINS:
+        definition = (object_type.extensions or {}).get("strawberry-definition")
+        plain = definition is not None and definition.is_type_of is None and not definition.concrete_of
+        _ORIGINS[object_type] = definition.origin if plain else None
+    origin = _ORIGINS[object_type]
+    return origin is not None and type(value) is origin and get_strawberry_type_cast(value) is None
 
 
 class FastExecutionContext(StrawberryGraphQLCoreExecutionContext):
@@ -168,7 +186,7 @@ class FastExecutionContext(StrawberryGraphQLCoreExecutionContext):
                     result = self.execute_field(parent_type, source_value, field_details_list, field_path, position_context)
                 if result is not Undefined:
                     results[response_name] = result
-                    if is_awaitable(result):
+                    if type(result) not in _COMPLETED and is_awaitable(result):
                         awaitable_fields.append(response_name)
         except Exception:
             if awaitable_fields:
@@ -216,7 +234,7 @@ class FastExecutionContext(StrawberryGraphQLCoreExecutionContext):
             if self.is_awaitable(result):
                 return self.complete_awaitable_value(return_type, field_details_list, info(), path, result, position_context)
             completed = self._complete(return_type, field_details_list, info, path, result, position_context)
-            if self.is_awaitable(completed):
+            if type(completed) not in _COMPLETED and self.is_awaitable(completed):
                 return self._settle(completed, return_type, field_details_list, path)
         except Exception as raw_error:  # noqa: BLE001 - a field error, handled as graphql-core does
             self.handle_field_error(raw_error, return_type, field_details_list, path)
@@ -237,8 +255,13 @@ class FastExecutionContext(StrawberryGraphQLCoreExecutionContext):
             if coerced is not None and coerced is not Undefined:
                 return coerced
         elif isinstance(nullable, GraphQLObjectType):
-            if nullable.is_type_of is None or nullable.is_type_of(result, info()) is True:
-                return self.collect_and_execute_subfields(nullable, field_details_list, path, result, position_context)
+            if nullable.is_type_of is None or _plainly_of(nullable, result) or nullable.is_type_of(result, info()) is True:
+                grouped_field_set, new_defer_usages, _ = self.collect_subfields(nullable, field_details_list)
+                if not new_defer_usages and position_context is None:  # what execute_collected_subfields would do
+                    return self.execute_fields(nullable, result, path, grouped_field_set, None)
+                return self.execute_collected_subfields(
+                    nullable, result, path, grouped_field_set, new_defer_usages, position_context
+                )
         elif (
             isinstance(nullable, GraphQLList)
             and isinstance(result, (list, tuple))
