@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable, Hashable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -21,6 +22,20 @@ K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
 
 
+class SharedLoader(DataLoader[K, V]):
+    """A DataLoader whose shared results survive the cancellation of one caller.
+
+    graphql-core cancels the sibling fields of a field whose error nulls their parent (a null in a non-null field
+    of a list item, say). A task cancelled while it awaits a future cancels that future; with a plain DataLoader
+    that is the one cached future every field asking for the same key awaits, so those fields then receive
+    CancelledError, which is no field error: it escapes the execution and the request never completes. Each caller
+    here awaits its own shield of the shared future instead.
+    """
+
+    def load(self, key: K) -> Awaitable[V]:
+        return asyncio.shield(super().load(key))
+
+
 class Loaders:
     """Per-request DataLoaders, created on first use under a name (one batch function per name)."""
 
@@ -30,7 +45,7 @@ class Loaders:
     def get(self, name: str, batch: Callable[[list[K]], Awaitable[Sequence[V | BaseException]]]) -> DataLoader[K, V]:
         loader = self._loaders.get(name)
         if loader is None:
-            loader = self._loaders[name] = DataLoader(load_fn=batch)
+            loader = self._loaders[name] = SharedLoader(load_fn=batch)
         return loader
 
 
