@@ -186,8 +186,14 @@ def check_answers(server: Server, screen: Screen, request: load.Request) -> None
 
 
 def statements_per_request(server: Server, request: load.Request) -> float:
-    """SQL statements of one request, counted in the server over a few requests sent one at a time."""
+    """SQL statements of one request, counted in the server over a few requests sent one at a time (once the
+    requests of the load run still in the server have finished: the count has stopped moving)."""
     before = server.statements()
+    for _ in range(40):
+        time.sleep(0.05)
+        before, previous = server.statements(), before
+        if before == previous:
+            break
     for _ in range(STATEMENT_SAMPLES):
         server.http.post(request.path, content=request.body, headers=request.headers)
     return (server.statements() - before) / STATEMENT_SAMPLES

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Hashable, Sequence
+from collections.abc import Awaitable, Callable, Hashable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -34,6 +34,10 @@ class SharedLoader(DataLoader[K, V]):
 
     def load(self, key: K) -> Awaitable[V]:
         return asyncio.shield(super().load(key))
+
+    def load_many(self, keys: Iterable[K]) -> Awaitable[list[V]]:
+        """One shield around the gathered keys (not one per key: a page's clinicians are dozens of keys)."""
+        return asyncio.shield(asyncio.gather(*map(super().load, keys)))
 
 
 class Loaders:

@@ -30,3 +30,21 @@ async def test_a_cancelled_caller_leaves_the_shared_result_to_the_others():
     assert sibling.cancelled()
     assert batches == [["a"]]
     assert await loader.load("a") == "A"  # the cached result is intact
+
+
+async def test_a_cancelled_load_many_leaves_its_keys_to_the_others():
+    release = asyncio.Event()
+
+    async def batch(keys: list[str]) -> list[str]:
+        await release.wait()
+        return [key.upper() for key in keys]
+
+    loader = Loaders().get("test", batch)
+    sibling = asyncio.ensure_future(loader.load_many(["a", "b"]))
+    elsewhere = asyncio.ensure_future(loader.load("b"))
+    await asyncio.sleep(0.01)
+    sibling.cancel()
+    await asyncio.sleep(0)
+    release.set()
+    assert await asyncio.wait_for(elsewhere, 1) == "B"
+    assert await loader.load_many(["a", "b"]) == ["A", "B"]
