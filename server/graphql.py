@@ -11,12 +11,13 @@ carries ``extensions.code`` (BAD_REQUEST); Strawberry itself answers those in pl
 from __future__ import annotations
 
 import json
+import logging
 import uuid
 from typing import Any
 
 import orjson
 from cross_web import HTTPException
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 from strawberry.asgi import GraphQL
@@ -27,6 +28,7 @@ from resolvers import limits
 from resolvers.clock import Clock
 from resolvers.context import Context
 
+log = logging.getLogger(__name__)
 
 class GraphQLApp(GraphQL):
     def __init__(
@@ -48,6 +50,10 @@ class GraphQLApp(GraphQL):
             response = await self.run(Request(scope=scope, receive=receive))
         except HTTPException as refused:
             response = self.refusal(refused.status_code, refused.reason)
+        except ClientDisconnect:
+            # The client left before its body arrived: nothing ran, nobody to answer (not a server error).
+            log.info("client disconnected before sending its request body")
+            return
         await response(scope, receive, send)
 
     def refusal(self, status_code: int, message: str) -> Response:

@@ -117,3 +117,28 @@ async def test_readyz_is_503_when_the_database_does_not_answer(client, monkeypat
         ready = await client.get("/readyz")
     assert (ready.status_code, ready.json()) == (503, {"ready": False})
     assert (await client.get("/healthz")).status_code == 200
+
+
+async def test_a_client_that_leaves_before_its_body_arrives_is_not_a_server_error(app, caplog):
+    """wrk and impatient clients close connections mid-request: nothing runs, nothing is answered, nothing is
+    logged as an error (uvicorn logged 'Exception in ASGI application' with a traceback for each)."""
+    messages = iter([{"type": "http.request", "body": b'{"query": "{ pr', "more_body": True}, {"type": "http.disconnect"}])
+    sent: list[dict] = []
+
+    async def receive() -> dict:
+        return next(messages)
+
+    async def send(message: dict) -> None:
+        sent.append(message)
+
+    scope = {
+        "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST", "scheme": "http",
+        "path": "/graphql", "raw_path": b"/graphql", "query_string": b"", "root_path": "",
+        "headers": [(b"content-type", b"application/json"), (b"host", b"test")],
+        "client": ("127.0.0.1", 5000), "server": ("test", 80),
+    }
+    with caplog.at_level(logging.INFO):
+        await app(scope, receive, send)
+    assert sent == []
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert any("disconnected" in r.getMessage() for r in caplog.records)
