@@ -111,25 +111,34 @@ class EntryRecord:
         )
 
 
+def _entry_member(member: Member | None, member_id: uuid.UUID, role: str) -> Member:
+    """A member an entry names, as the viewer's member loader found it. An entry's members belong to its practice,
+    which is the viewer's: a miss is a broken invariant, not a caller's error."""
+    if member is None:
+        raise LookupError(f"{role} {member_id} of a visible entry is not in the viewer's practice")
+    return member
+
+
 async def _records(ctx: Context, page: Page[dict[str, Any]]) -> Page[EntryRecord]:
     """A page of ``ENTRY_VALUES`` rows as records, their clinicians loaded together (and shared with the request)."""
     member_ids = list(dict.fromkeys(row["clinician_id"] for row in page.items))
-    members = dict(zip(member_ids, await member_loader(ctx).load_many(member_ids), strict=True))
-
-    def clinician(member_id: uuid.UUID) -> Member:
-        found = members[member_id]
-        if found is None:  # an entry's clinician belongs to its practice, which is the viewer's
-            raise LookupError(f"clinician {member_id} of a visible entry is not in the viewer's practice")
-        return found
-
+    members = {
+        member_id: _entry_member(member, member_id, "clinician")
+        for member_id, member in zip(member_ids, await member_loader(ctx).load_many(member_ids), strict=True)
+    }
     records = [
         EntryRecord(
             row["id"], row["kind"], row["delta_cents"], row["occurred_on"], row["description"], row["created_at"],
-            row["invoice_id"], row["chart_id"], row["chart__patient_name"], clinician(row["clinician_id"]), row["created_by_id"],
+            row["invoice_id"], row["chart_id"], row["chart__patient_name"], members[row["clinician_id"]], row["created_by_id"],
         )
         for row in page.items
     ]
     return Page(records, page.cursors, page.has_next_page, page.has_previous_page, page.total_count)
+
+
+async def entry_recorder(ctx: Context, entry: EntryRecord) -> Member:
+    """Who recorded an entry: loaded only when asked for, through the request's member loader."""
+    return _entry_member(await get_member(ctx, entry.created_by_id), entry.created_by_id, "recorder")
 
 
 # ------------------------------------------------------------------ money

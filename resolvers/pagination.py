@@ -163,10 +163,8 @@ async def paginate(
     rows: list[Any] = (await page_qs.values(*values) if values is not None else await page_qs) if size else []
     has_next = len(rows) > size
     rows = rows[:size]
-    if values is not None:
-        cursors = [encode_cursor([row[n] for n in names]) for row in rows]
-    else:
-        cursors = [encode_cursor([getattr(row, n) for n in names]) for row in rows]
+    get = dict.__getitem__ if values is not None else getattr
+    cursors = [encode_cursor([get(row, n) for n in names]) for row in rows]
     return Page(rows, cursors, has_next, bool(after), total)
 
 

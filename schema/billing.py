@@ -21,7 +21,6 @@ from models.billing import BillingEntryKind as BillingEntryKindEnum
 from models.billing import InvoiceStatus as InvoiceStatusEnum
 from models.enums import TokenScope as S
 from resolvers import billing, ids
-from resolvers.members import get_member
 from resolvers.pagination import Page
 from schema.base import Money, Node, PageInfo, connection
 from schema.directives import guard
@@ -92,10 +91,7 @@ class BillingEntry(Node):
 
     @strawberry.field
     async def created_by(self, info: Info) -> MemberType:
-        row = await get_member(info.context, self.row.created_by_id)
-        if row is None:  # a recorder belongs to the entry's practice, which is the viewer's
-            raise LookupError("the recorder of a visible entry is not in the viewer's practice")
-        return _member(row)
+        return _member(await billing.entry_recorder(info.context, self.row))
 
 
 @strawberry.type

@@ -192,19 +192,7 @@ class FastExecutionContext(StrawberryGraphQLCoreExecutionContext):
             if awaitable_fields:
                 self.settle_in_background([results[name] for name in awaitable_fields])
             raise
-        if not awaitable_fields:
-            return results
-
-        async def get_results() -> dict[str, Any]:
-            if len(awaitable_fields) == 1:
-                name = awaitable_fields[0]
-                results[name] = await results[name]
-            else:
-                awaited = await gather_with_cancel(*(results[name] for name in awaitable_fields))
-                results.update(zip(awaitable_fields, awaited, strict=True))
-            return results
-
-        return get_results()
+        return _filled(results, awaitable_fields) if awaitable_fields else results
 
     def execute_field(self, parent_type, source, field_details_list, path, position_context):
         node = field_details_list[0].node
@@ -292,16 +280,7 @@ class FastExecutionContext(StrawberryGraphQLCoreExecutionContext):
             if pending:
                 self.settle_in_background([completed[index] for index in pending])
             raise
-        if not pending:
-            return completed
-
-        async def settled() -> list[Any]:
-            results = await gather_with_cancel(*(completed[index] for index in pending))
-            for index, value in zip(pending, results, strict=True):
-                completed[index] = value
-            return completed
-
-        return settled()
+        return _filled(completed, pending) if pending else completed
 
     async def _settle(self, completed, return_type, field_details_list, path) -> Any:
         try:
@@ -310,3 +289,13 @@ class FastExecutionContext(StrawberryGraphQLCoreExecutionContext):
             self.handle_field_error(raw_error, return_type, field_details_list, path)
             return None
 
+
+async def _filled(container: Any, keys: list[Any]) -> Any:
+    """``container`` (the fields of an object, or the items of a list) with its awaitables at ``keys`` replaced by
+    their values, awaited together as graphql-core does: the first error cancels the others and propagates."""
+    if len(keys) == 1:
+        container[keys[0]] = await container[keys[0]]
+    else:
+        for key, value in zip(keys, await gather_with_cancel(*(container[key] for key in keys)), strict=True):
+            container[key] = value
+    return container
