@@ -49,7 +49,7 @@ async def load_tokens(ctx: Context, ids: Sequence[uuid.UUID]) -> list[ApiToken |
 async def get_token(ctx: Context, token_id: uuid.UUID) -> ApiToken | None:
     if ctx.viewer is None:
         return None
-    return await ctx.loaders.get("api_tokens.by_id", partial(load_tokens, ctx)).load(token_id)
+    return ctx.own(await ctx.loaders.get("api_tokens.by_id", partial(load_tokens, ctx)).load(token_id))
 
 
 def expiry(now: datetime, requested: datetime | None) -> datetime:
@@ -105,7 +105,11 @@ async def revoke(ctx: Context, token_id: str) -> ApiToken:
         raise NotFound("no such API token")
     now = ctx.clock.now()
     async with in_transaction() as conn:
-        updated = await ApiToken.filter(id=token.id, revoked_at=None).using_db(conn).update(revoked_at=now)
+        updated = await (
+            ApiToken.filter(id=token.id, practice_id=ctx.require_viewer().practice.id, revoked_at=None)
+            .using_db(conn)
+            .update(revoked_at=now)
+        )
         if not updated:
             raise Conflict("this API token is already revoked")
         await audit.record(ctx, "api_token.revoked", encode("ApiToken", token.id), name=token.name)

@@ -244,7 +244,7 @@ def _as_utc(moment: datetime | None) -> datetime | None:
 async def get_event(ctx: Context, event_id: uuid.UUID) -> AuditEvent | None:
     if ctx.viewer is None:
         return None
-    return await practice_events(ctx.viewer).filter(id=event_id).first()
+    return ctx.own(await practice_events(ctx.viewer).filter(id=event_id).first())
 
 
 # ------------------------------------------------------------------ verification

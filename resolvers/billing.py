@@ -489,7 +489,7 @@ async def _take_number(ctx: Context, conn: Any, counter: str) -> int:
     key = {"practice_id": ctx.require_viewer().practice.id, "name": counter}
     row = await _locked_row(BillingCounter, conn, key, last_value=0)
     row.last_value += 1
-    await row.save(using_db=conn, update_fields=["last_value"])
+    await BillingCounter.filter(id=row.id, **key).using_db(conn).update(last_value=row.last_value)
     return row.last_value
 
 
@@ -526,7 +526,9 @@ async def _append(
     balance = await _locked_row(BillingBalance, conn, key, balance_cents=0, updated_at=now)
     balance.balance_cents += delta
     balance.updated_at = now
-    await balance.save(using_db=conn, update_fields=["balance_cents", "updated_at"])
+    await BillingBalance.filter(id=balance.id, **key).using_db(conn).update(
+        balance_cents=balance.balance_cents, updated_at=now
+    )
     return entry, balance.balance_cents
 
 
@@ -643,7 +645,9 @@ async def _pay_invoice(ctx: Context, conn: Any, pk: uuid.UUID, clinician: Member
     invoice.paid_cents += amount_cents
     if invoice.paid_cents >= invoice.total_cents:
         invoice.status = InvoiceStatus.PAID
-    await invoice.save(using_db=conn, update_fields=["paid_cents", "status"])
+    await Invoice.filter(id=invoice.id, practice_id=invoice.practice_id).using_db(conn).update(
+        paid_cents=invoice.paid_cents, status=invoice.status
+    )
     return invoice
 
 

@@ -94,12 +94,12 @@ async def get_chart(ctx: Context, chart_id: uuid.UUID, *, via: str = "node") -> 
         await _record(ctx, "chart.read", list(rows), via)
         return [rows.get(i) for i in ids]
 
-    return await ctx.loaders.get(f"charts.by_id.{via}", batch).load(chart_id)
+    return ctx.own(await ctx.loaders.get(f"charts.by_id.{via}", batch).load(chart_id))
 
 
 async def require_chart(ctx: Context, global_id: str, *, field: str = "input.chartId") -> Chart:
     """The chart a mutation acts on: NOT_FOUND unless the viewer may read it (not recorded as a read)."""
-    chart = await visible_charts(ctx.require_viewer()).filter(id=decode(global_id, "Chart", field=field)).first()
+    chart = ctx.own(await visible_charts(ctx.require_viewer()).filter(id=decode(global_id, "Chart", field=field)).first())
     if chart is None:
         raise NotFound("no such chart")
     return chart
@@ -243,7 +243,7 @@ async def get_note(ctx: Context, note_id: uuid.UUID) -> ChartNote | None:
         return None
 
     async def batch(ids: Sequence[uuid.UUID]) -> list[ChartNote | None]:
-        rows = {n.id: n for n in await visible_notes(ctx.require_viewer()).filter(id__in=list(ids))}
+        rows = {n.id: n for n in await visible_notes(ctx.require_viewer()).filter(id__in=list(ids)).select_related("chart")}
         events = [
             audit.PendingEvent(
                 "chart.notes_read", encode("Chart", n.chart_id), {"via": "node", "note": encode("ChartNote", n.id)}
@@ -253,7 +253,8 @@ async def get_note(ctx: Context, note_id: uuid.UUID) -> ChartNote | None:
         await audit.record_many(ctx, events)
         return [rows.get(i) for i in ids]
 
-    return await ctx.loaders.get("charts.note_by_id", batch).load(note_id)
+    note = await ctx.loaders.get("charts.note_by_id", batch).load(note_id)
+    return note if note is not None and ctx.own(note.chart) is not None else None
 
 
 # ------------------------------------------------------------------ changes
@@ -281,7 +282,7 @@ async def _clinicians_for_new_chart(ctx: Context, clinician_ids: list[str] | Non
     if any(pk != viewer.member.id for pk in requested) and not viewer.has(Permission.ASSIGN_CHARTS):
         raise Forbidden("assigning clinicians to a chart needs the permission ASSIGN_CHARTS")
     clinicians = [
-        _require_assignable(m, field="input.clinicianIds") for m in await members.member_loader(ctx).load_many(requested)
+        _require_assignable(ctx.own(m), field="input.clinicianIds") for m in await members.member_loader(ctx).load_many(requested)
     ]
     if viewer.role == Role.CLINICIAN and viewer.member.id not in requested:
         clinicians.insert(0, viewer.member)

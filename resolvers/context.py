@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable, Hashable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from strawberry.dataloader import DataLoader
 
@@ -20,6 +20,16 @@ if TYPE_CHECKING:
 
 K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
+
+
+class InPractice(Protocol):
+    """A row that belongs to one practice."""
+
+    @property
+    def practice_id(self) -> Any: ...
+
+
+R = TypeVar("R", bound=InPractice)
 
 
 class SharedLoader(DataLoader[K, V]):
@@ -53,8 +63,11 @@ class Loaders:
         return loader
 
 
-@dataclass
+@dataclass(frozen=True)
 class Context:
+    """Frozen: the viewer never changes inside a request, whatever a credential mutation does (its payload shows
+    the member it signed in through ``schema.members.Member.seen_by``)."""
+
     settings: Settings
     clock: Clock
     codec: JwtCodec
@@ -67,6 +80,16 @@ class Context:
     loaders: Loaders = field(default_factory=Loaders)
     # Per-request state of cross-cutting concerns (audit buffer, query cost, ...), keyed by area.
     state: dict[str, Any] = field(default_factory=dict)
+
+    def own(self, row: R | None) -> R | None:
+        """``row`` when it belongs to the viewer's practice, else None.
+
+        Every ``get_*`` / ``require_*`` helper returns its row through this, whether the row came from a query or
+        from a request's loader: a row of another practice never leaves a rule, whatever a cache holds.
+        """
+        if row is None or self.viewer is None or row.practice_id != self.viewer.practice.id:
+            return None
+        return row
 
     def require_viewer(self) -> Viewer:
         """The caller, for rules that run behind a guard (UNAUTHENTICATED, should there be none)."""

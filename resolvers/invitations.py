@@ -71,7 +71,7 @@ async def list_invitations(
 
 
 async def get_invitation(ctx: Context, invitation_id: uuid.UUID) -> Invitation | None:
-    return await practice_invitations(ctx).filter(id=invitation_id).first()
+    return ctx.own(await practice_invitations(ctx).filter(id=invitation_id).first())
 
 
 async def require_invitation(ctx: Context, global_id: str, *, field: str = "input.invitationId") -> Invitation:

@@ -181,26 +181,28 @@ def store(ctx: Context) -> Store:
 # ------------------------------------------------------------------ budgets
 
 
-def budget_key(viewer: Viewer) -> str:
-    """A token has a budget of its own; a member's sessions share the member's."""
+def budget_key(viewer: Viewer | None, client_address: str | None = None) -> str:
+    """A token has a budget of its own; a member's sessions share the member's; anonymous requests (sign-up,
+    log-in, accepting an invitation, refreshing) share their client address's."""
+    if viewer is None:
+        return f"budget:address:{_digest(client_address or 'unknown')}"
     if viewer.api_token is not None:
         return f"budget:token:{viewer.api_token.id}"
     return f"budget:member:{viewer.member.id}"
 
 
 async def charge_budget(ctx: Context, cost: int) -> Usage | None:
-    """Take ``cost`` points from the viewer's hourly budget, or refuse with RATE_LIMITED (nothing taken).
+    """Take ``cost`` points from the caller's hourly budget, or refuse with RATE_LIMITED (nothing taken).
 
-    Anonymous requests have no budget (sign-up and log-in are throttled by ``check_guessing`` instead).
+    Every document that reaches execution is charged, credential mutations included: to the viewer's budget when
+    there is a viewer, else to the client address's (log-in guesses are throttled by ``check_guessing`` as well).
     When the store is down the request goes through uncharged (logged): budgets protect the service, and
     losing Redis should not take the whole API down with it. (Guessing checks, by contrast, fail closed.)
     """
-    if ctx.viewer is None:
-        return None
     now = ctx.clock.now()
     try:
         usage = await store(ctx).charge(
-            budget_key(ctx.viewer), cost, limit=ctx.settings.rate_limit_points, window=BUDGET_WINDOW, now=now
+            budget_key(ctx.viewer, ctx.client_address), cost, limit=ctx.settings.rate_limit_points, window=BUDGET_WINDOW, now=now
         )
     except StoreUnavailable:
         log.exception("rate-limit store unavailable: request %s goes through uncharged", ctx.request_id)

@@ -69,7 +69,7 @@ def member_loader(ctx: Context) -> DataLoader[uuid.UUID, Member | None]:
 async def get_member(ctx: Context, member_id: uuid.UUID) -> Member | None:
     if ctx.viewer is None:
         return None
-    return await member_loader(ctx).load(member_id)
+    return ctx.own(await member_loader(ctx).load(member_id))
 
 
 async def require_member(ctx: Context, global_id: str, *, field: str = "input.memberId") -> Member:

@@ -125,7 +125,7 @@ async def open_due_periods(
             id=uuid.uuid4(), practice_id=practice.id, anchor=anchor, created_at=now, using_db=connection, **fields
         )
     else:
-        await Subscription.filter(id=subscription.id).using_db(connection).update(**fields)
+        await Subscription.filter(id=subscription.id, practice_id=practice.id).using_db(connection).update(**fields)
     await audit.record_many(ctx, events, practice_id=practice.id)
     return charges
 
@@ -295,7 +295,7 @@ async def list_charges(ctx: Context, *, first: int | None, after: str | None) ->
 
 
 async def get_charge(ctx: Context, charge_id: uuid.UUID) -> SubscriptionCharge | None:
-    return await practice_charges(ctx).filter(id=charge_id).first()
+    return ctx.own(await practice_charges(ctx).filter(id=charge_id).first())
 
 
 @dataclass(frozen=True)

@@ -28,7 +28,7 @@ from schema.audit import AuditTrail
 from schema.base import Node
 from schema.errors import ErrorCodes, ParserCache
 from schema.execution import FastExecutionContext
-from schema.limits import MAX_ALIASES, MAX_DEPTH, MAX_QUERY_COST, QueryLimits, QueryShapeRule
+from schema.limits import MAX_ALIASES, MAX_DEPTH, MAX_QUERY_COST, CredentialMutationAlone, QueryLimits, QueryShapeRule
 from schema.text import StorableText
 
 AREAS = (sessions, practices, members, plans, invitations, subscriptions, charts, billing, api_tokens, audit, limits)
@@ -38,7 +38,7 @@ __all__ = ["MAX_ALIASES", "MAX_DEPTH", "MAX_QUERY_COST", "MAX_TOKENS", "Mutation
 
 # Built once at import: Strawberry's limiter extensions would build new rule classes per request, which
 # defeats the ValidationCache (strawberry#4635). The rules are the same objects for every request.
-VALIDATION_RULES = [QueryShapeRule]
+VALIDATION_RULES = [QueryShapeRule, CredentialMutationAlone]
 
 
 def _merged(kind: str) -> type:

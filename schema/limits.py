@@ -1,5 +1,9 @@
 """Limits on what one request may ask: depth and aliases (a validation rule), cost (before execution), budgets.
 
+- ``CredentialMutationAlone`` refuses an operation that holds a credential mutation (a root mutation answering
+  an ``AuthPayload``: signUp, logIn, refreshSession, acceptInvitation, ...) beside any other root field, a
+  second alias and ``__typename`` included. Whoever a credential mutation signs in, nothing else in the same
+  request could run as them or next to them: the request's viewer, loaders and budget belong to its caller.
 - ``QueryShapeRule`` refuses documents nested deeper than MAX_DEPTH levels of fields or with more than
   MAX_ALIASES aliases in an operation. Each fragment is measured once (Strawberry's QueryDepthLimiter and
   MaxAliasesLimiter re-walk a fragment at every spread: a 1 KB document of fragments spreading fragments
@@ -34,6 +38,7 @@ from graphql import (
     InlineFragmentNode,
     IntValueNode,
     OperationDefinitionNode,
+    OperationType,
     SelectionSetNode,
     ValidationRule,
     VariableNode,
@@ -45,7 +50,7 @@ from strawberry.extensions import SchemaExtension
 from strawberry.types import Info
 
 from resolvers import limits
-from resolvers.errors import AppError, QueryTooComplex
+from resolvers.errors import AppError, BadInput, QueryTooComplex
 from resolvers.pagination import DEFAULT_PAGE_SIZE
 from schema.directives import guard
 
@@ -115,6 +120,59 @@ class QueryShapeRule(ValidationRule):
                 self.report_error(too_complex(f"'{name}' is {shape.depth} levels deep; the maximum is {MAX_DEPTH}"))
             if shape.aliases > MAX_ALIASES:
                 self.report_error(too_complex(f"'{name}' has {shape.aliases} aliases; the maximum is {MAX_ALIASES}"))
+        return BREAK
+
+
+# ------------------------------------------------------------------ credential mutations stand alone (validation)
+
+CREDENTIAL_PAYLOAD = "AuthPayload"
+
+
+def credential_mutations(schema: GraphQLSchema) -> frozenset[str]:
+    """Root mutation fields that sign someone in: those answering an AuthPayload (found from the schema's shape,
+    so a new one cannot be forgotten)."""
+    root = schema.mutation_type
+    if root is None:
+        return frozenset()
+    return frozenset(name for name, field in root.fields.items() if get_named_type(field.type).name == CREDENTIAL_PAYLOAD)
+
+
+def _root_fields(
+    node: SelectionSetNode | None, fragments: dict[str, FragmentDefinitionNode], seen: set[str]
+) -> list[FieldNode]:
+    """Every field an operation selects at its root, through inline fragments and spreads (each fragment once)."""
+    fields: list[FieldNode] = []
+    for selection in node.selections if node else ():
+        if isinstance(selection, FieldNode):
+            fields.append(selection)
+        elif isinstance(selection, InlineFragmentNode):
+            fields.extend(_root_fields(selection.selection_set, fragments, seen))
+        elif isinstance(selection, FragmentSpreadNode) and selection.name.value not in seen:
+            seen.add(selection.name.value)
+            definition = fragments.get(selection.name.value)
+            fields.extend(_root_fields(definition.selection_set if definition else None, fragments, seen))
+    return fields
+
+
+class CredentialMutationAlone(ValidationRule):
+    """Refuse (BAD_USER_INPUT) an operation with a credential mutation beside any other root field."""
+
+    def enter_document(self, node: DocumentNode, *_: Any) -> Any:
+        credentials = credential_mutations(self.context.schema)
+        fragments = {d.name.value: d for d in node.definitions if isinstance(d, FragmentDefinitionNode)}
+        for operation in node.definitions:
+            if not isinstance(operation, OperationDefinitionNode) or operation.operation != OperationType.MUTATION:
+                continue
+            fields = _root_fields(operation.selection_set, fragments, set())
+            signing_in = sorted({f.name.value for f in fields} & credentials)
+            if signing_in and len(fields) > 1:
+                self.report_error(
+                    GraphQLError(
+                        f"{signing_in[0]} must be the only field of its operation: send other fields in another request",
+                        nodes=operation,
+                        extensions={"code": BadInput.code},
+                    )
+                )
         return BREAK
 
 

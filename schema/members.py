@@ -8,7 +8,7 @@ from datetime import date, datetime
 import strawberry
 from strawberry.types import Info
 
-from auth.viewer import effective_permissions
+from auth.viewer import Viewer, effective_permissions
 from models import Member as MemberRow
 from models.enums import Permission as P
 from models.enums import Role as R
@@ -36,9 +36,10 @@ class Member(Node, MemberChartsFields, MemberLicenseFields):
     status: MemberStatus
     created_at: datetime
     row: strawberry.Private[MemberRow]
+    shown_to: strawberry.Private[Viewer | None] = None
 
     @classmethod
-    def of(cls, row: MemberRow) -> Member:
+    def of(cls, row: MemberRow, *, shown_to: Viewer | None = None) -> Member:
         return cls(
             id=strawberry.ID(ids.encode("Member", row.id)),
             name=row.name,
@@ -46,37 +47,44 @@ class Member(Node, MemberChartsFields, MemberLicenseFields):
             status=row.status,
             created_at=row.created_at,
             row=row,
+            shown_to=shown_to,
         )
+
+    def seen_by(self, info: Info) -> Viewer | None:
+        """Whom the private fields' row rules are applied for: the request's viewer, or, in the payload of a
+        credential mutation, the member it signed in (the payload shows its caller what they signed in as;
+        the request's viewer itself never changes)."""
+        return self.shown_to or info.context.viewer
 
     @strawberry.field
     def email(self, info: Info) -> str | None:
-        return self.row.email if members.can_see_private(info.context.viewer, self.row) else None
+        return self.row.email if members.can_see_private(self.seen_by(info), self.row) else None
 
     @strawberry.field(description="Explicit grants. For the owner, empty: see effectivePermissions.")
     def permissions(self, info: Info) -> list[Permission] | None:
-        if not members.can_see_private(info.context.viewer, self.row):
+        if not members.can_see_private(self.seen_by(info), self.row):
             return None
         return [] if self.row.role == R.OWNER else sorted((P(p) for p in self.row.permissions), key=list(P).index)
 
     @strawberry.field(description="What the member may actually do: every permission for the owner, the grants for anyone else.")
     def effective_permissions(self, info: Info) -> list[Permission] | None:
-        if not members.can_see_private(info.context.viewer, self.row):
+        if not members.can_see_private(self.seen_by(info), self.row):
             return None
         return sorted(effective_permissions(self.row), key=list(P).index)
 
     @strawberry.field(description="The plan this member is licensed on; null for administrators.")
     def plan(self, info: Info) -> Plan | None:
-        if not members.can_see_money(info.context.viewer, self.row):
+        if not members.can_see_money(self.seen_by(info), self.row):
             return None
         return Plan.of_code(self.row.plan_code)
 
     @strawberry.field
     def trainee_status(self, info: Info) -> TraineeStatus | None:
-        return self.row.trainee_status if members.can_see_money(info.context.viewer, self.row) else None
+        return self.row.trainee_status if members.can_see_money(self.seen_by(info), self.row) else None
 
     @strawberry.field(description="Last day the proof of training status is valid; the trainee price applies only until then.")
     def training_proof_valid_until(self, info: Info) -> date | None:
-        return self.row.training_proof_valid_until if members.can_see_money(info.context.viewer, self.row) else None
+        return self.row.training_proof_valid_until if members.can_see_money(self.seen_by(info), self.row) else None
 
 
 @strawberry.type

@@ -27,14 +27,14 @@ class AuthPayload:
 
     @classmethod
     def of(cls, info: Info, signed_in: sessions.SignedIn) -> AuthPayload:
-        """The payload shows its caller what they signed in as: the rest of this request runs as that member."""
+        """The payload shows its caller what they signed in as. Nothing else changes: the request keeps its viewer
+        (a credential mutation is the only field of its operation: schema/limits.CredentialMutationAlone)."""
         member = signed_in.member
-        info.context.viewer = Viewer(member=member, practice=member.practice)
         return cls(
             access_token=signed_in.access_token,
             refresh_token=signed_in.refresh_token,
             access_token_expires_at=signed_in.access_token_expires_at,
-            member=Member.of(signed_in.member),
+            member=Member.of(member, shown_to=Viewer(member=member, practice=member.practice)),
         )
 
 

@@ -199,7 +199,7 @@ class MemberLicenseFields:
     @strawberry.field
     def license(self, info: Info) -> License | None:
         row = self.row  # the Member's row
-        if not members.can_see_money(info.context.viewer, row):
+        if not members.can_see_money(self.seen_by(info), row):  # Member.seen_by
             return None
         value = subscriptions.license_of(info.context, row)
         return License.of(value) if value else None
