@@ -575,6 +575,8 @@ class Op:
     rule: Rule | None = None  # the row rule of the rest, for callers the guards let through
     first: bool = False  # runs before the others (the world's subscription starts here)
     after: Callable[[World], Awaitable[None]] | None = None
+    refused: str | None = None  # the whole document is refused before any field runs, whoever calls
+
 
     @property
     def mutation(self) -> bool:
@@ -592,6 +594,8 @@ class Op:
         return found
 
     def expected(self, caller: Caller) -> str:
+        if self.refused:
+            return self.refused
         for coordinate in self.coordinates():
             refused = verdict(GUARDS.get(coordinate, Guard()), caller)
             if refused:
@@ -758,6 +762,10 @@ async def new_practice(world: World, caller: Caller) -> dict:
 async def dana_log_in(world: World, caller: Caller) -> dict:
     slug = (await Practice.get(id=world.practice_id)).slug
     return {"input": {"practiceSlug": slug, "email": world.dana.member.email, "password": PASSWORD}}
+
+
+async def dana_log_in_and_dana(world: World, caller: Caller) -> dict:
+    return {**await dana_log_in(world, caller), "dana": world.ids["dana"]}
 
 
 async def refresh_token(world: World, caller: Caller) -> dict:
@@ -933,6 +941,21 @@ OPS: list[Op] = [
     Op("logIn", "mutation($input: LogInInput!) { logIn(input: $input) { accessToken } }", dana_log_in, present("logIn")),
     Op("refreshSession", "mutation($input: RefreshSessionInput!) { refreshSession(input: $input) { accessToken } }",
        refresh_token, present("refreshSession")),
+    # A credential mutation stands alone in its operation: beside any other root field the whole document is refused
+    # before anything runs (security review item 1: the fields after logIn ran as the newly signed-in member).
+    Op("logIn beside setMemberPermissions and updateMember (one document)",
+       "mutation($input: LogInInput!, $dana: ID!) { logIn(input: $input) { accessToken } "
+       "setMemberPermissions(input: {memberId: $dana, permissions: [MANAGE_MEMBERS]}) { member { id } } "
+       "updateMember(input: {memberId: $dana, role: ADMINISTRATOR}) { member { id } } }",
+       dana_log_in_and_dana, refused=BAD_INPUT),
+    Op("signUp beside __typename", "mutation($input: SignUpInput!) { signUp(input: $input) { accessToken } __typename }",
+       new_practice, refused=BAD_INPUT),
+    Op("refreshSession twice (two aliases)",
+       "mutation($input: RefreshSessionInput!) { a: refreshSession(input: $input) { accessToken } "
+       "b: refreshSession(input: $input) { accessToken } }", refresh_token, refused=BAD_INPUT),
+    Op("acceptInvitation beside createChart (through a fragment)",
+       "mutation($input: AcceptInvitationInput!) { ...Join createChart(input: {patientName: \"Pat\"}) { chart { id } } } "
+       "fragment Join on Mutation { acceptInvitation(input: $input) { accessToken } }", invitation_token, refused=BAD_INPUT),
     Op("logOut", "mutation($input: LogOutInput!) { logOut(input: $input) { loggedOut } }", refresh_token, present("logOut")),
     Op("acceptInvitation", "mutation($input: AcceptInvitationInput!) { acceptInvitation(input: $input) { accessToken } }",
        invitation_token, present("acceptInvitation")),
