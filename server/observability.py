@@ -49,8 +49,9 @@ def forget_operation_names(names: Iterable[str]) -> None:
     _known_operations.difference_update(set(names) - KNOWN_OPERATIONS)
 
 
-def operation_label(name: str | None) -> str:
-    return name if name is not None and name in _known_operations else OTHER
+def operation_label(name: object) -> str:
+    """``name`` is what the client sent as operationName: any JSON value, not only a string or null."""
+    return name if isinstance(name, str) and name in _known_operations else OTHER
 
 
 REGISTRY = CollectorRegistry(auto_describe=True)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import json
 import logging
 import re
@@ -60,6 +61,10 @@ async def test_item5_metrics_labels_are_bounded(client):
     await run(made_up[0])
     # operationName alone (without a matching operation in the document) is refused, and counted nowhere new.
     await client.post("/graphql", json={"query": "{ plans { code } }", "operationName": made_up[0] + "x"})
+    # operationName is any JSON value a client likes: still one of the bounded labels, and a GraphQL-shaped answer.
+    for odd, query in itertools.product(([], ["Dashboard"], {"name": "Dashboard"}, 7), ("{ plans { code } }", "0")):
+        response = await client.post("/graphql", json={"query": query, "operationName": odd})
+        assert response.status_code < 500 and response.json()["errors"][0]["extensions"]["code"], (odd, response.text)
     before = (await client.get("/metrics")).text
     for name in made_up[1:]:
         await run(name)
