@@ -21,7 +21,7 @@ from resolvers.clock import Clock
 from schema import build_schema
 from server.db import install_postgres_indexes, tortoise_config
 from server.graphql import GraphQLApp
-from server.observability import MetricsExtension, metrics, request_id_var
+from server.observability import MetricsExtension, client_request_id_var, metrics, request_id_var
 from server.settings import Settings
 from server.statements import statement_pdf
 
@@ -29,7 +29,11 @@ log = logging.getLogger("groups_api")
 
 
 class RequestContextMiddleware:
-    """Gives every request an id (X-Request-Id, echoed back) and refuses bodies over the cap with 413."""
+    """Gives every request an id of the server's own (answered in X-Request-Id, written into audit events and logs),
+    refuses bodies over the cap with 413, and marks every /graphql answer ``Cache-Control: no-store``.
+
+    A client's own X-Request-Id is never the request's id (it would let a client write what it likes into the audit
+    chain, or make two requests look like one); when usable it is logged beside it as ``client_request_id``."""
 
     def __init__(self, app: ASGIApp, max_body_bytes: int) -> None:
         self.app = app
@@ -41,12 +45,13 @@ class RequestContextMiddleware:
             return
         headers = dict(scope.get("headers") or [])
         incoming = headers.get(b"x-request-id", b"").decode("latin-1")
-        request_id = incoming if 0 < len(incoming) <= 64 and incoming.isprintable() else uuid.uuid4().hex
-        scope.setdefault("state", {})["request_id"] = request_id
+        client_request_id = incoming if 0 < len(incoming) <= 64 and incoming.isprintable() else None
+        request_id = uuid.uuid4().hex
+        state = scope.setdefault("state", {})
+        state["request_id"] = request_id
+        state["client_request_id"] = client_request_id
+        no_store = scope.get("path", "").rstrip("/") == "/graphql"
         length = headers.get(b"content-length")
-        if length is not None and length.isdigit() and int(length) > self.max_body_bytes:
-            await too_large()(scope, receive, send)
-            return
         received = 0
 
         async def capped_receive():
@@ -61,15 +66,25 @@ class RequestContextMiddleware:
         async def send_with_id(message):
             if message["type"] == "http.response.start":
                 message.setdefault("headers", [])
-                message["headers"] = [*message["headers"], (b"x-request-id", request_id.encode())]
+                added = [(b"x-request-id", request_id.encode())]
+                if no_store:
+                    kept = [(k, v) for k, v in message["headers"] if k.lower() != b"cache-control"]
+                    message["headers"] = [*kept, (b"cache-control", b"no-store"), *added]
+                else:
+                    message["headers"] = [*message["headers"], *added]
             await send(message)
 
         token = request_id_var.set(request_id)
+        client_token = client_request_id_var.set(client_request_id)
         try:
+            if length is not None and length.isdigit() and int(length) > self.max_body_bytes:
+                await too_large()(scope, receive, send_with_id)
+                return
             await self.app(scope, capped_receive, send_with_id)
         except BodyTooLarge:
             await too_large()(scope, receive, send_with_id)
         finally:
+            client_request_id_var.reset(client_token)
             request_id_var.reset(token)
 
 

@@ -6,6 +6,10 @@ one operation, checked, costed and charged on its own.
 A request Strawberry cannot read (not JSON, not UTF-8, nested too deep, not an object, an unknown operationName...)
 is refused with its HTTP status (400 mostly) and, like every other refusal, a GraphQL-shaped JSON body whose error
 carries ``extensions.code`` (BAD_REQUEST); Strawberry itself answers those in plain text.
+
+In production GET runs no operation at all (405, ``Allow: POST``): a GET's query text and variables travel in the
+URL, which proxies, access logs and browser histories keep (a ``search:`` holds a patient's name). Trusted documents
+(whose text is not in the URL) are to be the one exception; ``get_refusal`` is where they will be let through.
 """
 
 from __future__ import annotations
@@ -46,8 +50,9 @@ class GraphQLApp(GraphQL):
         if scope["type"] != "http":
             await super().__call__(scope, receive, send)
             return
+        request = Request(scope=scope, receive=receive)
         try:
-            response = await self.run(Request(scope=scope, receive=receive))
+            response = self.get_refusal(request) or await self.run(request)
         except HTTPException as refused:
             response = self.refusal(refused.status_code, refused.reason)
         except ClientDisconnect:
@@ -56,9 +61,17 @@ class GraphQLApp(GraphQL):
             return
         await response(scope, receive, send)
 
-    def refusal(self, status_code: int, message: str) -> Response:
+    def refusal(self, status_code: int, message: str, headers: dict[str, str] | None = None) -> Response:
         error = {"message": message, "extensions": {"code": "BAD_REQUEST"}}
-        return Response(self.encode_json({"errors": [error]}), status_code=status_code, media_type="application/json")
+        return Response(
+            self.encode_json({"errors": [error]}), status_code=status_code, media_type="application/json", headers=headers
+        )
+
+    def get_refusal(self, request: Request) -> Response | None:
+        """The answer to a GET that must not run, or None. In production no GET runs (see the module's docstring)."""
+        if request.method in ("GET", "HEAD") and self.settings.production:
+            return self.refusal(405, "GET runs no operations here: send the operation in a POST body", {"Allow": "POST"})
+        return None
 
     def decode_json(self, data: str | bytes) -> object:
         """Request JSON (the body, or the variables and extensions of a GET), read by orjson: strict UTF-8 and

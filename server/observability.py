@@ -1,22 +1,58 @@
-"""Prometheus metrics (/metrics) and structured logs (one JSON object a line, with the request id)."""
+"""Prometheus metrics (/metrics) and structured logs (one JSON object a line, with the request id).
+
+Series are labelled only by values the server chose: the operation label is a name from ``KNOWN_OPERATIONS`` (the
+operation names of the documents the project knows) or ``other``, never a name a client made up. ``/metrics`` wants
+``Authorization: Bearer $GROUPS_API_METRICS_TOKEN`` when that token is set, and is off (404) in production without it.
+"""
 
 from __future__ import annotations
 
 import contextvars
+import hmac
 import logging
 import os
+import re
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 from pythonjsonlogger.json import JsonFormatter
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import JSONResponse, Response
 from strawberry.extensions import SchemaExtension
 
 request_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar("request_id", default=None)
+# The X-Request-Id a client sent, when usable: logged beside the server's own id, never used as it.
+client_request_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar("client_request_id", default=None)
+
+# Operation names that get a series of their own: those of the documents the project knows (the screens of
+# bench/screens.py, which tests/test_security_http.py keeps in step). Everything else is counted as OTHER, so a
+# client cannot grow /metrics (or the process) by inventing names. Trusted documents join through
+# ``allow_operation_names`` when they are loaded.
+KNOWN_OPERATIONS = frozenset({"Dashboard", "ChartList", "BillingHistory", "RecordPayment", "ClinicianBalances"})
+OTHER = "other"
+_known_operations: set[str] = set(KNOWN_OPERATIONS)
+
+
+def known_operation_names() -> frozenset[str]:
+    return frozenset(_known_operations)
+
+
+def allow_operation_names(names: Iterable[str]) -> None:
+    """Give these operation names series of their own (e.g. the trusted documents' names, once, at start-up)."""
+    _known_operations.update(names)
+
+
+def forget_operation_names(names: Iterable[str]) -> None:
+    _known_operations.difference_update(set(names) - KNOWN_OPERATIONS)
+
+
+def operation_label(name: object) -> str:
+    """``name`` is what the client sent as operationName: any JSON value, not only a string or null."""
+    return name if isinstance(name, str) and name in _known_operations else OTHER
+
 
 REGISTRY = CollectorRegistry(auto_describe=True)
 REQUESTS = Counter(
@@ -33,12 +69,12 @@ ERRORS = Counter("groups_api_graphql_errors_total", "GraphQL errors by extension
 
 
 class MetricsExtension(SchemaExtension):
-    """Counts each operation and its errors, and times it, under the client's operation name."""
+    """Counts each operation and its errors, and times it, under its operation name when that is a known one."""
 
     def on_operation(self) -> Iterator[None]:
         started = time.perf_counter()
         yield
-        name = self.execution_context.operation_name or "anonymous"
+        name = operation_label(self.execution_context.operation_name)
         REQUESTS.labels(name).inc()
         LATENCY.labels(name).observe(time.perf_counter() - started)
         result = self.execution_context.result
@@ -72,13 +108,51 @@ REGISTRY.register(PoolCollector())
 
 
 async def metrics(request: Request) -> Response:
-    return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)
+    token: str | None = request.app.state.settings.metrics_token
+    if token is None and request.app.state.settings.production:
+        return JSONResponse({"error": "not found"}, status_code=404)
+    if token is not None:
+        scheme, _, presented = request.headers.get("authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not presented:
+            return JSONResponse({"error": "metrics need a bearer token"}, status_code=401, headers={"WWW-Authenticate": "Bearer"})
+        # Constant time whatever the length or content of the guess.
+        if not hmac.compare_digest(presented.strip().encode(), token.encode()):
+            return JSONResponse({"error": "wrong metrics token"}, status_code=403)
+    return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST, headers={"Cache-Control": "no-store"})
 
 
 class RequestIdFilter(logging.Filter):
+    """Gives every record the request's id (the server's own), and the client's X-Request-Id when it sent one."""
+
     def filter(self, record: logging.LogRecord) -> bool:
         record.request_id = request_id_var.get()
+        client_request_id = client_request_id_var.get()
+        if client_request_id is not None:
+            record.client_request_id = client_request_id
         return True
+
+
+class AccessLogFilter(logging.Filter):
+    """Strips the query string from uvicorn's access lines: a GET's query string can carry a query text with a
+    patient's name in it (``search:``), and access logs are kept and shipped far more widely than the data.
+
+    uvicorn logs ``'%s - "%s %s HTTP/%s" %d'`` with (client, method, path with query string, version, status)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple) and record.args:
+            record.args = tuple(_without_query(arg) if isinstance(arg, str) else arg for arg in record.args)
+        elif isinstance(record.msg, str):
+            record.msg = _QUERY_IN_TEXT.sub(r"\1", record.msg)
+        return True
+
+
+_QUERY_IN_TEXT = re.compile(r"(/[^\s?\"]*)\?[^\s\"]*")
+
+
+def _without_query(text: str) -> str:
+    """``/graphql?query=...`` -> ``/graphql``; text that is not a path with a query string is left as it is."""
+    path, question, _ = text.partition("?")
+    return path if question and path.startswith("/") and not any(c.isspace() for c in path) else text
 
 
 def configure_logging(level: str | None = None) -> None:
@@ -91,6 +165,9 @@ def configure_logging(level: str | None = None) -> None:
         )
     )
     handler.addFilter(RequestIdFilter())
+    access = logging.getLogger("uvicorn.access")
+    if not any(isinstance(f, AccessLogFilter) for f in access.filters):
+        access.addFilter(AccessLogFilter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel((level or os.environ.get("GROUPS_API_LOG_LEVEL", "INFO")).upper())

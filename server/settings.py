@@ -57,6 +57,8 @@ class Settings:
     redis_url: str | None = None
     public_url: str = "http://127.0.0.1:8000"
     rate_limit_points: int = 5000
+    # Bearer token /metrics asks for; in production /metrics is off (404) without one.
+    metrics_token: str | None = field(default=None, repr=False)
     max_body_bytes: int = 1_000_000
     extra: dict = field(default_factory=dict)
 
@@ -100,6 +102,8 @@ class Settings:
             values["public_url"] = v.rstrip("/")
         if (v := get("RATE_LIMIT_POINTS")) is not None:
             values["rate_limit_points"] = _integer("RATE_LIMIT_POINTS", v)
+        if (v := get("METRICS_TOKEN")) is not None:
+            values["metrics_token"] = v
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)
 

@@ -149,6 +149,8 @@ class Soak:
                 self.outcomes.defects.append(f"{action}: {type(exc).__name__}: {exc}")
             return None
         self.outcomes.latencies.append(time.perf_counter() - started)
+        # Audit events carry the server's own request id (answered in X-Request-Id), not the one sent.
+        request_id = response.headers.get("x-request-id", request_id)
         problems = response_problems(response.status_code, response.content)
         if problems:
             self.outcomes.counts[(action, "defect")] += 1
