@@ -134,8 +134,14 @@ async def set_permissions(ctx: Context, member_id: str, permissions: list[Permis
 
 
 async def deactivate(ctx: Context, member_id: str, reassign_charts_to: str | None) -> Member:
-    """Deactivate now: sessions and API tokens stop on the next request; charts move when a successor is named."""
+    """Deactivate now: sessions and API tokens stop on the next request; charts move when a successor is named.
+
+    Moving charts hands their notes to the successor, so it needs ASSIGN_CHARTS besides MANAGE_MEMBERS (as
+    assignChart does), whoever the successor is: the caller can name themself only when they hold it. Each chart
+    moved is audited as unassignChart and assignChart would record it."""
     viewer = ctx.require_viewer()
+    if reassign_charts_to is not None and not viewer.has(Permission.ASSIGN_CHARTS):
+        raise Forbidden("moving a member's charts (reassignChartsTo) needs the permission ASSIGN_CHARTS")
     member = await require_member(ctx, member_id)
     _not_self_or_owner(viewer, member, "deactivate")
     if member.status == MemberStatus.DEACTIVATED:
@@ -158,8 +164,11 @@ async def deactivate(ctx: Context, member_id: str, reassign_charts_to: str | Non
         if successor is not None:
             moved = await charts.reassign_all(member.id, successor.id, now=now, connection=conn)
             events.append(audit.PendingEvent(
-                "chart.reassigned", encode("Member", successor.id), {"from": encode("Member", member.id), "charts": moved}
+                "chart.reassigned",
+                encode("Member", successor.id),
+                {"from": encode("Member", member.id), "charts": len(moved.chart_ids)},
             ))
+            events += moved.events(via="deactivateMember")
         await audit.record_many(ctx, events)
     member.status, member.deactivated_at = MemberStatus.DEACTIVATED, now
     return member
