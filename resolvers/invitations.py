@@ -164,8 +164,13 @@ async def invite(
 
 
 async def resend(ctx: Context, invitation_id: str) -> Issued:
-    """A new token and a new expiry for a pending (or expired) invitation; the old token stops working."""
+    """A new token and a new expiry for a pending (or expired) invitation; the old token stops working.
+
+    The new token is the invitation's whole value, permissions included: an invitation that carries permissions is
+    resent by the owner alone (as only the owner may put them on one), and a refusal leaves the old token working."""
     invitation = await require_invitation(ctx, invitation_id)
+    if invitation.permissions and ctx.require_viewer().role != Role.OWNER:
+        raise Forbidden("only the owner may resend an invitation that grants permissions")
     now = ctx.clock.now()
     token = new_secret()
     async with in_transaction() as conn:
