@@ -6,6 +6,7 @@ subscription charges and the audit log (but for the ``auth.denied`` event a FORB
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from datetime import timedelta
 from decimal import Decimal
@@ -17,7 +18,7 @@ from models import AuditEvent, ChartAssignment, Invitation, Member, OutboxMessag
 from models.enums import MemberStatus, Permission, Role
 from resolvers import ids
 from resolvers.subscriptions import run_billing
-from tests.conftest import PASSWORD
+from tests.conftest import PASSWORD, postgres_only
 from tests.factories_charts import Actor, add_member, add_note, create_chart, owner
 from tests.factories_subscriptions import (
     ACCEPT,
@@ -344,3 +345,25 @@ async def test_item4_an_invitation_with_permissions_is_resent_only_by_the_owner(
     assert (await api.ok(RESEND, {"i": {"invitationId": granted["invitation"]["id"]}}, owner_token))["resendInvitation"]["token"]
     plain = await invite(api, owner_token, "plain@example.com")
     assert (await api.ok(RESEND, {"i": {"invitationId": plain["invitation"]["id"]}}, manager))["resendInvitation"]["token"]
+
+
+@postgres_only()
+async def test_item3_two_concurrent_reactivations_bring_the_member_back_and_charge_once(api, clock):
+    await group_practice(api)
+    clock.at = TRIAL_END
+    await run_billing(clock.now())
+    clock.advance(timedelta(days=1))
+    owner_token = await log_in(api, OWNER_EMAIL)
+    member_id = (await former_member(api, owner_token))["member"]["id"]
+    clock.at = TRIAL_END.replace(month=5)
+    await run_billing(clock.now())
+    clock.advance(timedelta(days=10))
+    owner_token = await log_in(api, OWNER_EMAIL)
+    seat_charges = await SubscriptionCharge.filter(kind="PRORATED_SEAT").count()
+
+    bodies = await asyncio.gather(*(api.post(REACTIVATE, {"i": {"memberId": member_id}}, owner_token) for _ in range(4)))
+    assert sorted(b["errors"][0]["extensions"]["code"] if b.get("errors") else "ok" for b in bodies) == [
+        "CONFLICT", "CONFLICT", "CONFLICT", "ok"
+    ]
+    assert await SubscriptionCharge.filter(kind="PRORATED_SEAT").count() == seat_charges + 1
+    assert await AuditEvent.filter(action="member.reactivated").count() == 1
