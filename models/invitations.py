@@ -45,7 +45,7 @@ class Invitation(Model):
         "models.Member", related_name="invitations_sent", on_delete=fields.RESTRICT
     )
     invited_by_id: uuid.UUID
-    # The account the invitation created or reactivated.
+    # The account the invitation created (an invitation never reactivates one: see reactivateMember).
     member: fields.ForeignKeyNullableRelation[Member] = fields.ForeignKeyField(
         "models.Member", related_name="accepted_invitations", on_delete=fields.RESTRICT, null=True
     )

@@ -14,6 +14,7 @@ import uuid
 from collections import defaultdict
 from collections.abc import AsyncIterator, Awaitable, Callable, Hashable, Mapping, Sequence
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from datetime import date, datetime
 from functools import partial
 from typing import cast
@@ -402,18 +403,40 @@ async def unassign_all(member_id: uuid.UUID, *, connection: BaseDBAsyncClient | 
     return await ChartAssignment.filter(clinician_id=member_id).using_db(connection).delete()
 
 
+@dataclass(frozen=True)
+class Reassigned:
+    """What ``reassign_all`` moved: every chart taken off the leaving member, and those the successor did not hold yet."""
+
+    from_id: uuid.UUID
+    to_id: uuid.UUID
+    chart_ids: list[uuid.UUID]
+    added: list[uuid.UUID]
+
+    def events(self, via: str) -> list[audit.PendingEvent]:
+        """One audit event per chart and change, as unassignChart and assignChart record them (target: the chart)."""
+        events = []
+        for chart_id in self.chart_ids:
+            gid = encode("Chart", chart_id)
+            events.append(audit.PendingEvent("chart.unassigned", gid, {"clinician": encode("Member", self.from_id), "via": via}))
+            if chart_id in self.added:
+                events.append(audit.PendingEvent("chart.assigned", gid, {"clinician": encode("Member", self.to_id), "via": via}))
+        return events
+
+
 async def reassign_all(
     from_id: uuid.UUID, to_id: uuid.UUID, *, now: datetime, connection: BaseDBAsyncClient | None = None
-) -> int:
-    """Move every chart assigned to ``from_id`` to ``to_id`` (in the caller's transaction). Returns how many moved."""
+) -> Reassigned:
+    """Move every chart assigned to ``from_id`` to ``to_id`` (in the caller's transaction). Returns what moved."""
     # Tortoise types a flat values_list as tuples; it is a list of chart ids.
     assigned = ChartAssignment.filter(clinician_id=from_id).using_db(connection)
     chart_ids = cast(list[uuid.UUID], await assigned.values_list("chart_id", flat=True))
     if not chart_ids:
-        return 0
+        return Reassigned(from_id, to_id, [], [])
     # The same per-chart lock as assign/unassign, so a concurrent assignChart cannot collide with the move.
     await Chart.select_for_update(no_key=True).using_db(connection).filter(id__in=chart_ids).order_by("id").only("id")
     await _lock_assignable([to_id], connection, field="input.reassignChartsTo")
+    # Read again under the locks: a chart unassigned meanwhile is not moved (nor audited as moved).
+    chart_ids = sorted(cast(list[uuid.UUID], await assigned.filter(chart_id__in=chart_ids).values_list("chart_id", flat=True)))
     already = set(
         await ChartAssignment.filter(clinician_id=to_id, chart_id__in=chart_ids)
         .using_db(connection)
@@ -422,5 +445,5 @@ async def reassign_all(
     new = [_assignment(c, to_id, now) for c in chart_ids if c not in already]
     if new:
         await ChartAssignment.bulk_create(new, using_db=connection)
-    await ChartAssignment.filter(clinician_id=from_id).using_db(connection).delete()
-    return len(chart_ids)
+    await ChartAssignment.filter(clinician_id=from_id, chart_id__in=chart_ids).using_db(connection).delete()
+    return Reassigned(from_id, to_id, chart_ids, [a.chart_id for a in new])

@@ -20,7 +20,7 @@ from auth.tokens import hash_secret, new_secret
 from models import Invitation, Member
 from models.enums import MemberStatus, Permission, Role, TraineeStatus
 from models.invitations import InvitationStatus
-from resolvers import audit, charts, limits, outbox, subscriptions, validation
+from resolvers import audit, limits, outbox, subscriptions, validation
 from resolvers.context import Context
 from resolvers.errors import BadInput, Conflict, Forbidden, NotFound
 from resolvers.ids import decode, encode
@@ -128,8 +128,7 @@ async def invite(
     token = new_secret()
     async with in_transaction() as conn:
         await subscriptions.lock_practice(viewer.practice.id, conn)
-        if await Member.filter(practice_id=viewer.practice.id, email=email, status=MemberStatus.ACTIVE).using_db(conn).exists():
-            raise Conflict("this email already belongs to an active member of the practice")
+        _refuse_existing_account(await Member.filter(practice_id=viewer.practice.id, email=email).using_db(conn).first())
         replaced = await practice_invitations(ctx).filter(email=email, status=InvitationStatus.PENDING).using_db(conn)
         if replaced:
             await (
@@ -165,8 +164,13 @@ async def invite(
 
 
 async def resend(ctx: Context, invitation_id: str) -> Issued:
-    """A new token and a new expiry for a pending (or expired) invitation; the old token stops working."""
+    """A new token and a new expiry for a pending (or expired) invitation; the old token stops working.
+
+    The new token is the invitation's whole value, permissions included: an invitation that carries permissions is
+    resent by the owner alone (as only the owner may put them on one), and a refusal leaves the old token working."""
     invitation = await require_invitation(ctx, invitation_id)
+    if invitation.permissions and ctx.require_viewer().role != Role.OWNER:
+        raise Forbidden("only the owner may resend an invitation that grants permissions")
     now = ctx.clock.now()
     token = new_secret()
     async with in_transaction() as conn:
@@ -242,29 +246,43 @@ async def accept(ctx: Context, *, token: str, name: str, password: str) -> Signe
     return signed_in
 
 
+FORMER_MEMBER = (
+    "this email belongs to a former member of the practice: bring them back on their own account with reactivateMember"
+)
+
+
+def _refuse_existing_account(existing: Member | None) -> None:
+    """An invitation only ever creates an account. An email is unique in a practice, so an invitation for the email of
+    a former (deactivated) member would hand their account, with its history, to whoever holds the token: a former
+    member comes back only through reactivateMember, on their own password."""
+    if existing is None:
+        return
+    if existing.status == MemberStatus.ACTIVE:
+        raise Conflict("this email already belongs to an active member of the practice")
+    raise Conflict(FORMER_MEMBER)
+
+
 async def _account(
     invitation: Invitation, name: str, password_hash: str, now: datetime, conn: BaseDBAsyncClient
 ) -> tuple[Member, list[audit.PendingEvent]]:
-    """The member the invitation creates. An email is unique in a practice, so a former (deactivated) member comes
-    back on their old account, holding exactly what the invitation says: no earlier chart assignments."""
-    seat = {
-        "name": name,
-        "password_hash": password_hash,
-        "role": invitation.role,
-        "permissions": list(invitation.permissions),
-        "plan_code": invitation.plan_code,
-        "trainee_status": invitation.trainee_status,
-        "training_proof_valid_until": invitation.training_proof_valid_until,
-    }
-    existing = await Member.filter(practice_id=invitation.practice_id, email=invitation.email).using_db(conn).first()
-    if existing is None:
-        member = await Member.create(
-            id=uuid.uuid4(), practice_id=invitation.practice_id, email=invitation.email, created_at=now, using_db=conn, **seat
-        )
-        return member, [audit.PendingEvent("member.created", encode("Member", member.id), {"role": member.role.value})]
-    if existing.status == MemberStatus.ACTIVE:
-        raise Conflict("this email already belongs to an active member of the practice")
-    await charts.unassign_all(existing.id, connection=conn)
-    existing.update_from_dict({**seat, "status": MemberStatus.ACTIVE, "deactivated_at": None})
-    await existing.save(using_db=conn)
-    return existing, [audit.PendingEvent("member.reactivated", encode("Member", existing.id), {"role": existing.role.value})]
+    """The member the invitation creates: always a new account. An email that has one in the practice (active, or
+    deactivated: an invitation made before inviting such an email was refused) is CONFLICT, and the accept changes
+    nothing."""
+    _refuse_existing_account(
+        await Member.filter(practice_id=invitation.practice_id, email=invitation.email).using_db(conn).first()
+    )
+    member = await Member.create(
+        id=uuid.uuid4(),
+        practice_id=invitation.practice_id,
+        email=invitation.email,
+        created_at=now,
+        using_db=conn,
+        name=name,
+        password_hash=password_hash,
+        role=invitation.role,
+        permissions=list(invitation.permissions),
+        plan_code=invitation.plan_code,
+        trainee_status=invitation.trainee_status,
+        training_proof_valid_until=invitation.training_proof_valid_until,
+    )
+    return member, [audit.PendingEvent("member.created", encode("Member", member.id), {"role": member.role.value})]

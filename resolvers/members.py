@@ -98,7 +98,8 @@ def _not_self_or_owner(viewer: Viewer, member: Member, action: str) -> None:
     if member.id == viewer.member.id:
         raise Forbidden(f"you cannot {action} yourself")
     if member.role == Role.OWNER:
-        raise Forbidden(f"the owner cannot be {action.replace('change', 'changed').replace('deactivate', 'deactivated')}")
+        passive = action.replace("change", "changed").replace("deactivate", "deactivated").replace("reactivate", "reactivated")
+        raise Forbidden(f"the owner cannot be {passive}")
 
 
 async def change_role(ctx: Context, member: Member, role: Role, *, plan_code: str | None, connection: BaseDBAsyncClient
@@ -134,8 +135,14 @@ async def set_permissions(ctx: Context, member_id: str, permissions: list[Permis
 
 
 async def deactivate(ctx: Context, member_id: str, reassign_charts_to: str | None) -> Member:
-    """Deactivate now: sessions and API tokens stop on the next request; charts move when a successor is named."""
+    """Deactivate now: sessions and API tokens stop on the next request; charts move when a successor is named.
+
+    Moving charts hands their notes to the successor, so it needs ASSIGN_CHARTS besides MANAGE_MEMBERS (as
+    assignChart does), whoever the successor is: the caller can name themself only when they hold it. Each chart
+    moved is audited as unassignChart and assignChart would record it."""
     viewer = ctx.require_viewer()
+    if reassign_charts_to is not None and not viewer.has(Permission.ASSIGN_CHARTS):
+        raise Forbidden("moving a member's charts (reassignChartsTo) needs the permission ASSIGN_CHARTS")
     member = await require_member(ctx, member_id)
     _not_self_or_owner(viewer, member, "deactivate")
     if member.status == MemberStatus.DEACTIVATED:
@@ -158,8 +165,11 @@ async def deactivate(ctx: Context, member_id: str, reassign_charts_to: str | Non
         if successor is not None:
             moved = await charts.reassign_all(member.id, successor.id, now=now, connection=conn)
             events.append(audit.PendingEvent(
-                "chart.reassigned", encode("Member", successor.id), {"from": encode("Member", member.id), "charts": moved}
+                "chart.reassigned",
+                encode("Member", successor.id),
+                {"from": encode("Member", member.id), "charts": len(moved.chart_ids)},
             ))
+            events += moved.events(via="deactivateMember")
         await audit.record_many(ctx, events)
     member.status, member.deactivated_at = MemberStatus.DEACTIVATED, now
     return member
@@ -226,6 +236,41 @@ async def update(
         await member.save(using_db=conn)
         await audit.record_many(ctx, events)
         charge = await subscriptions.charge_seat(ctx, practice, member, now, conn) if Seat.of(member) != before else None
+    return Updated(member, charge)
+
+
+async def reactivate(ctx: Context, member_id: str) -> Updated:
+    """Bring a deactivated member back on their former account (MANAGE_MEMBERS): the same id, their own password,
+    their former role, plan, trainee fields and grants. Nothing else comes back: deactivation ended their sessions and
+    API tokens for good. The only way back for a former member (an invitation never reactivates an account).
+
+    Grants come back only through the owner, who alone gives them (setMemberPermissions, inviteMember with
+    permissions): a member who holds any is reactivated by the owner alone (FORBIDDEN for anyone else). The seat is
+    charged as a join's is (subscriptions.charge_seat under the practice lock, after the periods that began while they
+    were away are opened without them): the part of its price not yet paid for the current period, pro rata."""
+    viewer = ctx.require_viewer()
+    member = await require_member(ctx, member_id)
+    _not_self_or_owner(viewer, member, "reactivate")
+    now = ctx.clock.now()
+    async with in_transaction() as conn:
+        practice = await subscriptions.lock_practice(member.practice_id, conn)
+        # The row as committed now, locked: two reactivations at once bring the member back (and charge) once.
+        member = await Member.select_for_update(no_key=True).using_db(conn).get(id=member.id, practice_id=practice.id)
+        if member.status != MemberStatus.DEACTIVATED:
+            raise Conflict("this member is active: only a deactivated member can be reactivated")
+        if member.permissions and viewer.role != Role.OWNER:
+            raise Forbidden("only the owner may reactivate a member who holds permissions")
+        await subscriptions.open_due_periods(ctx, practice, now, conn)
+        await Member.filter(id=member.id, practice_id=practice.id).using_db(conn).update(
+            status=MemberStatus.ACTIVE, deactivated_at=None
+        )
+        member.status, member.deactivated_at = MemberStatus.ACTIVE, None
+        await audit.record_many(ctx, [audit.PendingEvent(
+            "member.reactivated",
+            encode("Member", member.id),
+            {"role": member.role.value, "plan": member.plan_code, "permissions": sorted(member.permissions)},
+        )])
+        charge = await subscriptions.charge_seat(ctx, practice, member, now, conn)
     return Updated(member, charge)
 
 

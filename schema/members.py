@@ -154,6 +154,17 @@ class DeactivateMemberPayload:
     member: Member
 
 
+@strawberry.input
+class ReactivateMemberInput:
+    member_id: strawberry.ID
+
+
+@strawberry.type
+class ReactivateMemberPayload:
+    member: Member
+    charge: SubscriptionCharge | None = strawberry.field(description="The pro-rated seat charge, when one is due.")
+
+
 @strawberry.type
 class Mutation:
     @strawberry.mutation(extensions=guard(permission=P.MANAGE_MEMBERS, mutation=True))
@@ -189,3 +200,14 @@ class Mutation:
     async def deactivate_member(self, info: Info, input: DeactivateMemberInput) -> DeactivateMemberPayload | None:
         row = await members.deactivate(info.context, input.member_id, input.reassign_charts_to)
         return DeactivateMemberPayload(member=Member.of(row))
+
+    @strawberry.mutation(
+        description="Brings a deactivated member back with their former role, plan and grants; charges a pro-rated seat where due.",
+        extensions=guard(permission=P.MANAGE_MEMBERS, mutation=True),
+    )
+    async def reactivate_member(self, info: Info, input: ReactivateMemberInput) -> ReactivateMemberPayload | None:
+        reactivated = await members.reactivate(info.context, input.member_id)
+        return ReactivateMemberPayload(
+            member=Member.of(reactivated.member),
+            charge=SubscriptionCharge.of(reactivated.charge) if reactivated.charge else None,
+        )

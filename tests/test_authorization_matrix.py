@@ -43,7 +43,7 @@ from models import (
     Practice,
     SubscriptionCharge,
 )
-from models.enums import ALL_PERMISSIONS, PracticeKind, Role, TokenScope
+from models.enums import ALL_PERMISSIONS, MemberStatus, PracticeKind, Role, TokenScope
 from models.enums import Permission as P
 from resolvers import ids
 from schema import node as node_registry
@@ -148,6 +148,7 @@ OBJECT_DATA = {
     "UpdateMemberPayload": ("member charge", _PAYLOAD),
     "SetMemberPermissionsPayload": ("member", _PAYLOAD),
     "DeactivateMemberPayload": ("member", _PAYLOAD),
+    "ReactivateMemberPayload": ("member charge", _PAYLOAD),
     "InviteMemberPayload": ("invitation token", _PAYLOAD),
     "RevokeInvitationPayload": ("invitation", _PAYLOAD),
     "StartSubscriptionPayload": ("subscription charge", _PAYLOAD),
@@ -807,6 +808,13 @@ def new_clinician(**extra: Any) -> Setup:
     return setup
 
 
+async def former_clinician(world: World, caller: Caller) -> dict:
+    """A deactivated clinician without grants (one with grants comes back through the owner alone)."""
+    member_id = await world.clinician()
+    await Member.filter(id=ids.decode(member_id, "Member")).update(status=MemberStatus.DEACTIVATED, deactivated_at=datetime.now(UTC))
+    return {"input": {"memberId": member_id}}
+
+
 async def new_patient(world: World, caller: Caller) -> dict:
     return {"input": {"patientName": f"Patient {world.next()}"}}
 
@@ -976,6 +984,8 @@ OPS: list[Op] = [
        new_clinician(permissions=["VIEW_BILLING"]), present("setMemberPermissions"), rule=outsider_gets(NOT_FOUND)),
     Op("deactivateMember", "mutation($input: DeactivateMemberInput!) { deactivateMember(input: $input) { member { id } } }",
        new_clinician(), present("deactivateMember"), rule=outsider_gets(NOT_FOUND)),
+    Op("reactivateMember", "mutation($input: ReactivateMemberInput!) { reactivateMember(input: $input) { member { id } } }",
+       former_clinician, present("reactivateMember"), rule=outsider_gets(NOT_FOUND)),
     Op("createChart", CREATE_CHART, new_patient, present("createChart")),
     Op("createChart(clinicianIds: Eve)", CREATE_CHART, new_patient_for_eve, present("createChart"), rule=may_assign_others),
     Op("assignChart (Dana's chart to Eve)", "mutation($input: ChartAssignmentInput!) { assignChart(input: $input) { chart { id } } }",

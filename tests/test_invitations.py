@@ -289,7 +289,8 @@ async def test_bad_name_or_password_on_accept_leaves_the_invitation_usable(api):
     assert (await accept(api, token))["member"]["role"] == "CLINICIAN"
 
 
-async def test_a_former_member_comes_back_on_their_account_with_only_what_the_invitation_says(api):
+async def test_a_former_member_is_not_invited_back(api):
+    """An invitation never reactivates an account (security issue 12, item 3: tests/test_security_members.py)."""
     owner = await group_practice(api)
     first = (await join(api, owner, "clin@example.com", permissions=["VIEW_ALL_CHARTS"]))["member"]
     await api.ok(
@@ -297,10 +298,10 @@ async def test_a_former_member_comes_back_on_their_account_with_only_what_the_in
         {"i": {"memberId": first["id"]}},
         owner,
     )
-    back = await join(api, owner, "clin@example.com", role="ADMINISTRATOR", plan=None, name="Casey Again")
-    assert back["member"] == {"id": first["id"], "name": "Casey Again", "role": "ADMINISTRATOR", "status": "ACTIVE"}
+    code, body = await api.error(INVITE, {"i": {"email": "clin@example.com", "role": "ADMINISTRATOR"}}, owner)
+    assert code == "CONFLICT" and "reactivateMember" in body["errors"][0]["message"]
     row = await Member.get(id=ids.decode(first["id"], "Member"))
-    assert (row.permissions, row.plan_code, row.deactivated_at) == ([], None, None)
+    assert (row.status, row.permissions) == ("DEACTIVATED", ["VIEW_ALL_CHARTS"])
 
 
 async def test_invitation_changes_are_audited(api, clock):
