@@ -132,7 +132,7 @@ async def invite(
         replaced = await practice_invitations(ctx).filter(email=email, status=InvitationStatus.PENDING).using_db(conn)
         if replaced:
             await (
-                Invitation.filter(id__in=[r.id for r in replaced])
+                Invitation.filter(id__in=[r.id for r in replaced], practice_id=viewer.practice.id)
                 .using_db(conn)
                 .update(status=InvitationStatus.REVOKED, revoked_at=now)
             )
@@ -175,7 +175,7 @@ async def resend(ctx: Context, invitation_id: str) -> Issued:
     token = new_secret()
     async with in_transaction() as conn:
         updated = (
-            await Invitation.filter(id=invitation.id, status=InvitationStatus.PENDING)
+            await Invitation.filter(id=invitation.id, practice_id=invitation.practice_id, status=InvitationStatus.PENDING)
             .using_db(conn)
             .update(token_hash=hash_secret(token), expires_at=now + ctx.settings.invitation_ttl)
         )
@@ -193,7 +193,7 @@ async def revoke(ctx: Context, invitation_id: str) -> Invitation:
     now = ctx.clock.now()
     async with in_transaction() as conn:
         updated = (
-            await Invitation.filter(id=invitation.id, status=InvitationStatus.PENDING)
+            await Invitation.filter(id=invitation.id, practice_id=invitation.practice_id, status=InvitationStatus.PENDING)
             .using_db(conn)
             .update(status=InvitationStatus.REVOKED, revoked_at=now)
         )
@@ -233,7 +233,7 @@ async def accept(ctx: Context, *, token: str, name: str, password: str) -> Signe
         # Periods that began before this member joined are renewed without them.
         await subscriptions.open_due_periods(ctx, practice, now, conn)
         member, events = await _account(invitation, name, password_hash, now, conn)
-        await Invitation.filter(id=invitation.id).using_db(conn).update(member_id=member.id)
+        await Invitation.filter(id=invitation.id, practice_id=invitation.practice_id).using_db(conn).update(member_id=member.id)
         member.practice = practice
         events.append(
             audit.PendingEvent(

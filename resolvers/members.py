@@ -128,7 +128,7 @@ async def set_permissions(ctx: Context, member_id: str, permissions: list[Permis
     _not_self_or_owner(viewer, member, "change the permissions of")
     grants = sorted({Permission(p).value for p in permissions})
     async with in_transaction() as conn:
-        await Member.filter(id=member.id).using_db(conn).update(permissions=grants)
+        await Member.filter(id=member.id, practice_id=viewer.practice.id).using_db(conn).update(permissions=grants)
         await audit.record(ctx, "member.permissions_changed", encode("Member", member.id), permissions=grants)
     member.permissions = grants
     return member
@@ -154,13 +154,15 @@ async def deactivate(ctx: Context, member_id: str, reassign_charts_to: str | Non
             raise BadInput("reassignChartsTo must be another active clinician or the owner", field="input.reassignChartsTo")
     now = ctx.clock.now()
     async with in_transaction() as conn:
-        updated = await Member.filter(id=member.id, status=MemberStatus.ACTIVE).using_db(conn).update(
+        updated = await Member.filter(id=member.id, practice_id=viewer.practice.id, status=MemberStatus.ACTIVE).using_db(conn).update(
             status=MemberStatus.DEACTIVATED, deactivated_at=now
         )
         if not updated:
             raise Conflict("this member is already deactivated")
         await sessions.revoke_member_sessions(member.id, now, connection=conn)
-        await ApiToken.filter(created_by_id=member.id, revoked_at=None).using_db(conn).update(revoked_at=now)
+        await ApiToken.filter(created_by_id=member.id, practice_id=viewer.practice.id, revoked_at=None).using_db(conn).update(
+            revoked_at=now
+        )
         events = [audit.PendingEvent("member.deactivated", encode("Member", member.id))]
         if successor is not None:
             moved = await charts.reassign_all(member.id, successor.id, now=now, connection=conn)
@@ -198,16 +200,18 @@ async def update(
     that becomes dearer during a paid period is charged the difference for the rest of it; a cheaper or free one
     takes effect at the next period, with no refund.
     """
+    viewer = ctx.require_viewer()
     member = await require_member(ctx, member_id)
-    _not_self_or_owner(ctx.require_viewer(), member, "change")
+    _not_self_or_owner(viewer, member, "change")
     if plan_code is not None:
         require_plan(plan_code)
     now = ctx.clock.now()
+    in_practice = {"id": member.id, "practice_id": viewer.practice.id}
     async with in_transaction() as conn:
-        practice = await subscriptions.lock_practice(member.practice_id, conn)
+        practice = await subscriptions.lock_practice(viewer.practice.id, conn)
         # The member as committed now, locked: the change applies to the row as it is (not as read before the
         # practice lock, which a concurrent change could have overwritten), and an assignChart waits for it.
-        member = await Member.select_for_update(no_key=True).using_db(conn).get(id=member.id)
+        member = await Member.select_for_update(no_key=True).using_db(conn).get(**in_practice)
         if member.status != MemberStatus.ACTIVE:
             raise Conflict("a deactivated member cannot be changed")
         before = Seat.of(member)
@@ -233,7 +237,12 @@ async def update(
         if trainee_status is not None or training_proof_valid_until is not None or clear_training_proof:
             events.append(audit.PendingEvent("member.trainee_status_changed", encode("Member", member.id)))
         check_seat(member.role, member.plan_code, member.trainee_status)
-        await member.save(using_db=conn)
+        await Member.filter(**in_practice).using_db(conn).update(
+            role=member.role,
+            plan_code=member.plan_code,
+            trainee_status=member.trainee_status,
+            training_proof_valid_until=member.training_proof_valid_until,
+        )
         await audit.record_many(ctx, events)
         charge = await subscriptions.charge_seat(ctx, practice, member, now, conn) if Seat.of(member) != before else None
     return Updated(member, charge)
