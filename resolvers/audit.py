@@ -3,7 +3,9 @@
 ``record`` appends events inside the caller's transaction (so a write and its events commit together).
 ``defer`` queues events of reads and denials; ``flush`` writes them after the request has run, in a transaction
 of their own, so they are kept even when the request fails. Appends of one practice are serialised by locking
-its chain head (models.AuditHead; SQLite serialises writes anyway). ``verify_all`` checks every chain.
+its chain head (models.AuditHead; SQLite serialises writes anyway). ``defer_once`` queues an event once per
+request (reads: one event per chart per request, however many aliases return it). ``verify_all`` checks every
+chain (links, head, sign-up event) and reports events of practice ids that are no practice.
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ from typing import Any
 
 import orjson
 from tortoise.exceptions import IntegrityError
+from tortoise.expressions import Subquery
+from tortoise.functions import Count
 from tortoise.queryset import QuerySet
 from tortoise.transactions import in_transaction
 
@@ -26,7 +30,7 @@ from models.enums import Permission
 from resolvers import validation
 from resolvers.context import Context
 from resolvers.errors import BadInput
-from resolvers.ids import decode
+from resolvers.ids import decode, encode
 from resolvers.pagination import Page, paginate
 
 GENESIS = "0" * 64
@@ -181,6 +185,24 @@ def defer(ctx: Context, events: list[PendingEvent]) -> None:
         ctx.state.setdefault(_DEFERRED, []).extend(events)
 
 
+_DEFERRED_ONCE = "audit.deferred_once"
+
+
+def defer_once(ctx: Context, events: Iterable[PendingEvent]) -> None:
+    """``defer`` each event unless one with the same action and target was already queued in this request.
+
+    For reads: however many aliases, lists or node() calls return a chart, the request read it once.
+    """
+    seen: set[tuple[str, str | None]] = ctx.state.setdefault(_DEFERRED_ONCE, set())
+    fresh = []
+    for event in events:
+        key = (event.action, event.target_id)
+        if key not in seen:
+            seen.add(key)
+            fresh.append(event)
+    defer(ctx, fresh)
+
+
 async def flush(ctx: Context) -> None:
     """Write the events ``defer`` queued (one chained batch). Raises when they cannot be written."""
     events = ctx.state.pop(_DEFERRED, None)
@@ -272,47 +294,119 @@ def verify_chain(events: list[AuditEvent]) -> AuditEvent | None:
 
 
 VERIFY_BATCH = 1000
+SIGNED_UP = "practice.signed_up"
 
 
-async def verify_practice(practice_id: uuid.UUID | None) -> tuple[AuditEvent | None, str] | None:
-    """Walk one practice's chain in sequence order, in batches, to the first broken link."""
-    previous, expected, last_sequence = GENESIS, 1, 0
+@dataclass
+class _Walk:
+    """What walking one chain found: its first broken link (if any), its first event, and where it ends."""
+
+    broken: tuple[AuditEvent | None, str] | None = None
+    first: AuditEvent | None = None
+    last_sequence: int = 0
+    last_hash: str = GENESIS
+
+
+async def _walk(practice_id: uuid.UUID | None) -> _Walk:
+    """Walk one practice's chain in sequence order, in batches, to its end or its first broken link."""
+    walk = _Walk()
+    expected = 1
     while True:
         batch = (
-            await AuditEvent.filter(practice_id=practice_id, sequence__gt=last_sequence)
+            await AuditEvent.filter(practice_id=practice_id, sequence__gt=walk.last_sequence)
             .order_by("sequence")
             .limit(VERIFY_BATCH)
         )
         if not batch:
-            return await _check_head(practice_id, last_sequence, previous)
-        broken = first_broken_link(batch, previous=previous, expected_sequence=expected)
-        if broken is not None:
-            return broken
-        previous, expected, last_sequence = batch[-1].hash, batch[-1].sequence + 1, batch[-1].sequence
+            return walk
+        walk.first = walk.first or batch[0]
+        walk.broken = first_broken_link(batch, previous=walk.last_hash, expected_sequence=expected)
+        if walk.broken is not None:
+            return walk
+        walk.last_hash, expected, walk.last_sequence = batch[-1].hash, batch[-1].sequence + 1, batch[-1].sequence
+
+
+def _where(event: AuditEvent | None) -> str:
+    return f"sequence {event.sequence} (event {event.id}, {event.action})" if event else "its start"
+
+
+async def _findings(practice_id: uuid.UUID | None) -> list[str]:
+    """What is wrong with one chain: a broken link; no head, or a head that is not its newest event; for a
+    practice, no sign-up event at its start (``None`` is the chain of events without a practice, which may be empty)."""
+    findings = []
+    walk = await _walk(practice_id)
+    if walk.broken is not None:
+        event, reason = walk.broken
+        findings.append(f"chain broken at {_where(event)}: {reason}")
+    head = await AuditHead.filter(practice_id=practice_id or NO_PRACTICE).first()
+    if head is None:
+        if practice_id is not None or walk.first is not None:
+            findings.append("no chain head: it was deleted (with the newest events, maybe: they cannot be checked)")
+    elif walk.broken is None and (mismatch := await _check_head(practice_id, head, walk)) is not None:
+        event, reason = mismatch
+        findings.append(f"chain broken at {_where(event)}: {reason}")
+    if practice_id is not None:
+        if walk.first is None:
+            findings.append(f"no events: its sign-up event ({SIGNED_UP}) is missing (the chain was deleted or moved)")
+        elif walk.first.sequence == 1 and (
+            walk.first.action != SIGNED_UP or walk.first.target_id != encode("Practice", practice_id)
+        ):
+            findings.append(f"its chain does not start with its sign-up event ({SIGNED_UP}): it starts with {walk.first.action}")
+    return findings
 
 
 async def verify_all() -> list[str]:
-    """One line per practice whose chain is broken, naming its first broken link; empty when every chain holds.
+    """One line per practice whose chain is wrong, naming the practice and what is wrong (its first broken link, a
+    missing or mismatched head, a missing sign-up event), and one per unknown practice id that has events or a head;
+    empty when every chain holds.
 
     The chain shows edited, deleted and reordered events; its head (AuditHead) shows the newest events cut off
-    the end, unless the head was rewritten too (an external anchor would be needed against that).
+    the end, unless the head was rewritten too (an external anchor would be needed against that). Every practice
+    has a head and starts with its sign-up event, so a chain deleted whole (with its head) shows too.
     """
     problems = []
     practices = [(p["id"], p["slug"]) for p in await Practice.all().order_by("slug").values("id", "slug")]
     for practice_id, slug in [*practices, (None, None)]:
-        broken = await verify_practice(practice_id)
-        if broken is not None:
-            event, reason = broken
+        findings = await _findings(practice_id)
+        if findings:
             owner = f"practice {slug} ({practice_id})" if practice_id else "events without a practice"
-            where = f"sequence {event.sequence} (event {event.id}, {event.action})" if event else "its start"
-            problems.append(f"{owner}: chain broken at {where}: {reason}")
+            problems.append(f"{owner}: {'; '.join(findings)}")
+    problems.extend(await _unknown_practices({p for p, _ in practices}))
     return problems
 
 
-async def _check_head(practice_id: uuid.UUID | None, last_sequence: int, last_hash: str) -> tuple[AuditEvent | None, str] | None:
+async def _unknown_practices(known: set[uuid.UUID]) -> list[str]:
+    """Events and chain heads of practice ids that are no practice (moved there, or their practice deleted)."""
+    rows = (
+        await AuditEvent.filter(practice_id__isnull=False)
+        .exclude(practice_id__in=Subquery(Practice.all().values("id")))
+        .annotate(events=Count("id"))
+        .group_by("practice_id")
+        .values("practice_id", "events")
+    )
+    events = {uuid.UUID(str(row["practice_id"])): row["events"] for row in rows}
+    heads = {
+        uuid.UUID(str(row["practice_id"])): row["sequence"]
+        for row in await AuditHead.exclude(practice_id=NO_PRACTICE).values("practice_id", "sequence")
+    }
+    problems = []
+    for practice_id in sorted({*events, *(h for h in heads if h not in known)}, key=str):
+        findings = []
+        if practice_id in events:
+            findings.append(f"{events[practice_id]} event(s) of a practice that does not exist (moved there, or its practice deleted)")
+        if practice_id in heads:
+            findings.append(f"a chain head (sequence {heads[practice_id]}) of a practice that does not exist")
+        problems.append(f"unknown practice {practice_id}: {'; '.join(findings)}")
+    return problems
+
+
+async def _check_head(practice_id: uuid.UUID | None, head: AuditHead, walk: _Walk) -> tuple[AuditEvent | None, str] | None:
     """The chain must end where its head says: otherwise its newest events were cut off (or the head edited)."""
-    head = await AuditHead.filter(practice_id=practice_id or NO_PRACTICE).first()
-    if head is None or (head.sequence == last_sequence and head.hash == last_hash):
+    if head.sequence == walk.last_sequence and head.hash == walk.last_hash:
         return None
-    last = await AuditEvent.filter(practice_id=practice_id, sequence=last_sequence).first()
-    return last, f"the chain ends at sequence {last_sequence} but its head records {head.sequence}: events are missing at the end"
+    last = await AuditEvent.filter(practice_id=practice_id, sequence=walk.last_sequence).first()
+    if head.sequence != walk.last_sequence:
+        return last, (
+            f"the chain ends at sequence {walk.last_sequence} but its head records {head.sequence}: events are missing at the end"
+        )
+    return last, "its head does not match its newest event: the head or the newest event was rewritten"

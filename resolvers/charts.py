@@ -1,9 +1,13 @@
 """Charts: the one access query ("which charts may this viewer read?"), assignment and notes.
 
 Every chart read starts from ``visible_charts`` and every note read from ``visible_notes``: a chart outside them
-does not exist for the caller (absent from lists, null from node, NOT_FOUND in mutations). Every chart a read
-returns is written to the audit log before it is returned (``chart.read``, and ``chart.notes_read`` for the
-charts whose notes are listed), one batch per read, so a read is on record even if the rest of the request fails.
+does not exist for the caller (absent from lists, null from node, NOT_FOUND in mutations). Every chart whose fields
+a request returns is recorded in the audit log (``chart.read``, and ``chart.notes_read`` for the charts whose notes
+are listed) once per request, however many aliases or routes reach it: ``record_reads`` queues the events and the
+request writes them in one batch after it has run, before its response leaves (audit.defer; the response is
+withheld when they cannot be written), so a read is on record even if the rest of the request fails. A list
+returns its charts' fields only through its edges' ``node`` (schema.charts.ChartEdge records them there): a list
+asked only for ``totalCount`` or ``pageInfo`` reads no chart.
 Lists nested under other lists (Member.assignedCharts, Chart.notes, Chart.assignedClinicians) go through
 DataLoaders, so a request runs the same number of SQL statements whatever the page size.
 """
@@ -12,7 +16,7 @@ from __future__ import annotations
 
 import uuid
 from collections import defaultdict
-from collections.abc import AsyncIterator, Awaitable, Callable, Hashable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Hashable, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -72,10 +76,12 @@ def _assigned_to(member_id: uuid.UUID) -> Subquery:
     return Subquery(ChartAssignment.filter(clinician_id=member_id).values("chart_id"))
 
 
-async def _record(ctx: Context, action: str, chart_ids: Sequence[uuid.UUID], via: str) -> None:
-    """One audit event per chart read, in one batch (PHI never goes into the details: ids only)."""
-    events = [audit.PendingEvent(action, encode("Chart", chart_id), {"via": via}) for chart_id in dict.fromkeys(chart_ids)]
-    await audit.record_many(ctx, events)
+def record_reads(ctx: Context, action: str, chart_ids: Iterable[uuid.UUID], via: str) -> None:
+    """Queue one audit event per chart read in this request (PHI never goes into the details: ids only).
+
+    A chart already recorded with ``action`` in this request is not recorded again (the first route is named).
+    """
+    audit.defer_once(ctx, [audit.PendingEvent(action, encode("Chart", chart_id), {"via": via}) for chart_id in chart_ids])
 
 
 # ------------------------------------------------------------------ reads
@@ -92,7 +98,7 @@ async def get_chart(ctx: Context, chart_id: uuid.UUID, *, via: str = "node") -> 
 
     async def batch(ids: Sequence[uuid.UUID]) -> list[Chart | None]:
         rows = {c.id: c for c in await visible_charts(ctx.require_viewer()).filter(id__in=list(ids))}
-        await _record(ctx, "chart.read", list(rows), via)
+        record_reads(ctx, "chart.read", rows, via)
         return [rows.get(i) for i in ids]
 
     return ctx.own(await ctx.loaders.get(f"charts.by_id.{via}", batch).load(chart_id))
@@ -136,12 +142,10 @@ async def list_charts(
     search: str | None,
     status: ChartStatus | None,
 ) -> Page[Chart]:
-    """Practice.charts, newest first."""
+    """Practice.charts, newest first (its charts are recorded as read where their fields are returned: ChartEdge)."""
     charts = filtered_charts(ctx.require_viewer(), clinician_id=clinician_id, search=search, status=status)
     async with planned_for_its_values() as conn:
-        page = await paginate(charts.using_db(conn), order=ORDER, first=first, after=after)
-    await _record(ctx, "chart.read", [c.id for c in page.items], "Practice.charts")
-    return page
+        return await paginate(charts.using_db(conn), order=ORDER, first=first, after=after)
 
 
 @asynccontextmanager
@@ -189,7 +193,6 @@ async def assigned_charts(ctx: Context, member_id: uuid.UUID, *, first: int | No
         pages = await paginate_many(assignments, partition="clinician_id", keys=member_ids, order=ORDER, first=first, after=after)
         chart_ids = {a.chart_id for page in pages.values() for a in page.items}
         charts = {c.id: c for c in await visible.filter(id__in=list(chart_ids))} if chart_ids else {}
-        await _record(ctx, "chart.read", list(charts), "Member.assignedCharts")
         return {member: _charts_of(page, charts) for member, page in pages.items()}
 
     loader = ctx.loaders.get("charts.assigned", partial(_pages_by_group, fetch=fetch))
@@ -230,7 +233,7 @@ async def chart_notes(ctx: Context, chart_id: uuid.UUID, *, first: int | None, a
         pages = await paginate_many(
             visible_notes(viewer), partition="chart_id", keys=readable, order=ORDER, first=first, after=after
         )
-        await _record(ctx, "chart.notes_read", list(pages), "Chart.notes")
+        record_reads(ctx, "chart.notes_read", pages, "Chart.notes")
         denied = Forbidden("you may not read the notes of this chart")
         return {c: pages.get(c, denied) for c in chart_ids}
 

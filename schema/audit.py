@@ -6,10 +6,10 @@ import logging
 import uuid
 from collections.abc import AsyncIterator
 from datetime import datetime
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import strawberry
-from graphql import GraphQLError
+from graphql import FieldNode, GraphQLError
 from strawberry.extensions import SchemaExtension
 from strawberry.types import Info
 
@@ -122,16 +122,27 @@ async def _audit_event_node(info: Info, pk: uuid.UUID) -> AuditEvent | None:
 
 
 def denials(errors: list[GraphQLError] | None) -> list[audit.PendingEvent]:
-    """One ``auth.denied`` event per FORBIDDEN error, naming the field and the reason."""
-    return [
-        audit.PendingEvent(
-            "auth.denied",
-            None,
-            {"path": ".".join(str(p) for p in error.path or ()), "reason": error.message},
-        )
-        for error in errors or ()
-        if isinstance(error.original_error, Forbidden)
-    ]
+    """One ``auth.denied`` event per denied field name (FORBIDDEN errors), naming the field, the path and reason of
+    its first denial, and how many times it was denied: 50 aliases (or 50 list items) of a denied field are one
+    event, so a cheap request cannot flood the log."""
+    by_field: dict[str, dict[str, Any]] = {}
+    for error in errors or ():
+        if not isinstance(error.original_error, Forbidden):
+            continue
+        name = _field_name(error)
+        if name in by_field:
+            by_field[name]["count"] += 1
+        else:
+            by_field[name] = {"field": name, "path": ".".join(str(p) for p in error.path or ()), "reason": error.message, "count": 1}
+    return [audit.PendingEvent("auth.denied", None, details) for details in by_field.values()]
+
+
+def _field_name(error: GraphQLError) -> str:
+    """The schema name of the denied field (not its alias); the last key of its path when it has no node."""
+    for node in error.nodes or ():
+        if isinstance(node, FieldNode):
+            return node.name.value
+    return next((str(key) for key in reversed(error.path or ()) if isinstance(key, str)), "")
 
 
 class AuditTrail(SchemaExtension):

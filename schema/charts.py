@@ -7,6 +7,7 @@ Other areas' types are referenced lazily (strawberry.lazy / function-local impor
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from datetime import date, datetime
 from typing import TYPE_CHECKING, Annotated
 
@@ -19,7 +20,8 @@ from models.charts import ChartStatus as ChartStatusEnum
 from models.enums import Permission as P
 from models.enums import TokenScope as S
 from resolvers import charts, ids, members
-from schema.base import Node, PageInfo, connection
+from resolvers.pagination import Page
+from schema.base import Node, PageInfo, connection, page_info
 from schema.directives import guard
 from schema.node import node_type
 
@@ -99,10 +101,19 @@ class Chart(Node):
         return connection(ChartNoteConnection, ChartNoteEdge, page, ChartNote.of)
 
 
+def _edge_node(self: ChartEdge) -> Chart:
+    """Returning a chart's fields is reading it: recorded here, so a list asked only for totalCount or pageInfo reads
+    none (charts.record_reads, once per chart per request)."""
+    self.seen(self.chart.row.id)
+    return self.chart
+
+
 @strawberry.type
 class ChartEdge:
-    node: Chart
+    node: Chart = strawberry.field(resolver=_edge_node)
     cursor: str
+    chart: strawberry.Private[Chart]
+    seen: strawberry.Private[Callable[[uuid.UUID], None]]
 
 
 @strawberry.type
@@ -112,8 +123,17 @@ class ChartConnection:
     total_count: int
 
 
-def chart_connection(page) -> ChartConnection:
-    return connection(ChartConnection, ChartEdge, page, Chart.of)
+def chart_connection(info: Info, page: Page[ChartRow], via: str) -> ChartConnection:
+    ctx = info.context
+
+    def seen(chart_id: uuid.UUID) -> None:
+        charts.record_reads(ctx, "chart.read", (chart_id,), via)
+
+    return ChartConnection(
+        edges=[ChartEdge(chart=Chart.of(row), seen=seen, cursor=cursor) for row, cursor in zip(page.items, page.cursors, strict=True)],
+        page_info=page_info(page),
+        total_count=page.total_count,
+    )
 
 
 @strawberry.type
@@ -136,7 +156,7 @@ class PracticeChartsFields:
         page = await charts.list_charts(
             info.context, first=first, after=after, clinician_id=clinician_id, search=search, status=status
         )
-        return chart_connection(page)
+        return chart_connection(info, page, "Practice.charts")
 
 
 @strawberry.type
@@ -146,7 +166,7 @@ class MemberChartsFields:
     @strawberry.field(extensions=guard(scope=S.READ_CHARTS))
     async def assigned_charts(self, info: Info, first: int | None = None, after: str | None = None) -> ChartConnection | None:
         page = await charts.assigned_charts(info.context, self.row.id, first=first, after=after)
-        return chart_connection(page)
+        return chart_connection(info, page, "Member.assignedCharts")
 
 
 @node_type("Chart", scope=S.READ_CHARTS)
