@@ -15,11 +15,13 @@ from models.billing import (
     StatementLine,
 )
 from models.charts import Chart, ChartAssignment, ChartNote
+from models.events import Event
 from models.invitations import Invitation
 from models.members import Member, RotatedRefreshToken, Session
 from models.outbox import OutboxMessage
 from models.practices import Practice
 from models.subscriptions import PeriodSeat, Subscription, SubscriptionCharge, SubscriptionPeriod
+from models.webhooks import WebhookAttempt, WebhookDelivery, WebhookEndpoint
 
 __all__ = [
     "ApiToken",
@@ -31,6 +33,7 @@ __all__ = [
     "Chart",
     "ChartAssignment",
     "ChartNote",
+    "Event",
     "Invitation",
     "Invoice",
     "InvoiceLine",
@@ -45,4 +48,7 @@ __all__ = [
     "Subscription",
     "SubscriptionCharge",
     "SubscriptionPeriod",
+    "WebhookAttempt",
+    "WebhookDelivery",
+    "WebhookEndpoint",
 ]

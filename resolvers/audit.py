@@ -139,6 +139,10 @@ async def record_many(
             })
             previous = digest
         await _insert(conn, rows)
+        # The event feed (and its webhook deliveries) is written here, with the head still locked: see resolvers/events.py.
+        from resolvers import events as feed  # events reads through the areas, which record through this module
+
+        await feed.emit(ctx, conn, practice_id, [(row["sequence"], p) for row, p in zip(rows, events, strict=True)], now)
         await AuditHead.filter(practice_id=head.practice_id).using_db(conn).update(sequence=sequence, hash=previous)
 
 

@@ -15,6 +15,7 @@ from schema import (
     audit,
     billing,
     charts,
+    events,
     invitations,
     limits,
     members,
@@ -23,6 +24,7 @@ from schema import (
     scalars,
     sessions,
     subscriptions,
+    webhooks,
 )
 from schema.audit import AuditTrail
 from schema.base import Node
@@ -31,7 +33,9 @@ from schema.execution import FastExecutionContext
 from schema.limits import MAX_ALIASES, MAX_DEPTH, MAX_QUERY_COST, CredentialMutationAlone, QueryLimits, QueryShapeRule
 from schema.text import StorableText
 
-AREAS = (sessions, practices, members, plans, invitations, subscriptions, charts, billing, api_tokens, audit, limits)
+AREAS = (
+    sessions, practices, members, plans, invitations, subscriptions, charts, billing, api_tokens, audit, limits, events, webhooks,
+)
 
 MAX_TOKENS = 5000
 __all__ = ["MAX_ALIASES", "MAX_DEPTH", "MAX_QUERY_COST", "MAX_TOKENS", "Mutation", "Query", "build_schema", "schema"]

@@ -18,10 +18,12 @@ from schema.base import Node, PracticeKind, Role
 from schema.billing import PracticeBillingFields
 from schema.charts import PracticeChartsFields
 from schema.directives import guard
+from schema.events import PracticeEventsFields
 from schema.invitations import PracticeInvitationsFields
 from schema.members import Member, MemberConnection, list_members
 from schema.node import node_type
 from schema.subscriptions import PracticeSubscriptionFields
+from schema.webhooks import PracticeWebhooksFields
 
 
 @strawberry.type
@@ -33,6 +35,8 @@ class Practice(
     PracticeSubscriptionFields,
     PracticeAuditFields,
     PracticeApiTokensFields,
+    PracticeEventsFields,
+    PracticeWebhooksFields,
 ):
     name: str
     slug: str = strawberry.field(description="Used with email and password to log in: an account belongs to exactly one practice.")

@@ -1,4 +1,4 @@
-"""The ``groups-api`` command line: serve, migrate, billing run, audit verify."""
+"""The ``groups-api`` command line: serve, migrate, billing run, outbox send, webhooks deliver, maintenance purge, audit verify."""
 
 from __future__ import annotations
 
@@ -75,6 +75,24 @@ def cmd_outbox_send(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_webhooks_deliver(args: argparse.Namespace) -> int:
+    from server.jobs import deliver_webhooks
+
+    rekeyed, attempted = asyncio.run(deliver_webhooks(_settings(args)))
+    if rekeyed:
+        print(f"webhooks: {rekeyed} endpoint secret(s) re-encrypted under the current key")
+    print(f"webhooks: {attempted} delivery attempt(s)")
+    return 0
+
+
+def cmd_maintenance_purge(args: argparse.Namespace) -> int:
+    from server.jobs import purge
+
+    purged = asyncio.run(purge(_settings(args)))
+    print(f"maintenance purge: {purged} event(s) older than 30 days deleted")
+    return 0
+
+
 def cmd_audit_verify(args: argparse.Namespace) -> int:
     from server.jobs import verify_audit
 
@@ -111,6 +129,16 @@ def parser() -> argparse.ArgumentParser:
     outbox = commands.add_parser("outbox", help="outgoing mail").add_subparsers(dest="job", required=True)
     with_database(outbox.add_parser("send", help="send the mail that is due (retries failed deliveries)")).set_defaults(
         run=cmd_outbox_send
+    )
+
+    webhooks = commands.add_parser("webhooks", help="webhook delivery").add_subparsers(dest="job", required=True)
+    with_database(webhooks.add_parser("deliver", help="deliver the webhooks that are due (retries failed deliveries)")).set_defaults(
+        run=cmd_webhooks_deliver
+    )
+
+    maintenance = commands.add_parser("maintenance", help="housekeeping").add_subparsers(dest="job", required=True)
+    with_database(maintenance.add_parser("purge", help="delete events older than 30 days and their webhook deliveries")).set_defaults(
+        run=cmd_maintenance_purge
     )
 
     audit = commands.add_parser("audit", help="audit log tools").add_subparsers(dest="job", required=True)

@@ -41,3 +41,22 @@ async def verify_audit(settings: Settings) -> list[str]:
 
     async with database(settings):
         return await verify_all()
+
+
+async def deliver_webhooks(settings: Settings) -> tuple[int, int]:
+    """Re-encrypt endpoint secrets under the current key, then deliver every due webhook (retries included).
+    Returns (secrets re-encrypted, deliveries attempted)."""
+    from resolvers.clock import Clock
+    from resolvers.webhooks import deliver_due, rekey
+
+    async with database(settings):
+        return await rekey(settings), await deliver_due(settings, Clock(settings.clock_offset).now)
+
+
+async def purge(settings: Settings) -> int:
+    """Delete what has outlived its retention: events older than 30 days (with their webhook deliveries)."""
+    from resolvers.clock import Clock
+    from resolvers.events import purge as purge_events
+
+    async with database(settings):
+        return await purge_events(Clock(settings.clock_offset).now())
