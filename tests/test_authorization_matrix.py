@@ -38,10 +38,12 @@ from models import (
     Chart,
     ChartAssignment,
     ChartNote,
+    Event,
     Invitation,
     Member,
     Practice,
     SubscriptionCharge,
+    WebhookDelivery,
 )
 from models.enums import ALL_PERMISSIONS, MemberStatus, PracticeKind, Role, TokenScope
 from models.enums import Permission as P
@@ -80,6 +82,7 @@ _MONEY = "resolvers.members.can_see_money: as the private fields, and MANAGE_SUB
 _BILLING = "resolvers.billing.visible: the practice with VIEW_BILLING, a clinician's own rows, FORBIDDEN otherwise"
 _BILLING_CHART = "resolvers.billing.readable_chart: the chart for those who may read it (charts.get_chart), else null"
 _FROZEN = "the entries frozen on an authorized statement or invoice (same clinician and chart)"
+_EVENTS = "resolvers.events.visible_events: the types a token's scopes cover, subjects the caller may read now"
 
 DECIDED_BY_RESOLVER = {
     "Practice.owner": "the owner of the viewer's own practice",
@@ -116,6 +119,10 @@ DECIDED_BY_RESOLVER = {
     "Statement.createdBy": _JOINED_MEMBER,
     "Invoice.clinician": _JOINED_MEMBER,
     "Invoice.createdBy": _JOINED_MEMBER,
+    "Practice.events": _EVENTS + ", in the caller's practice",
+    "WebhookEndpoint.apiToken": "the token of an authorized endpoint (practice-scoped loader)",
+    "WebhookEndpoint.deliveries": "resolvers.webhooks.visible_deliveries: the endpoint's deliveries whose event the caller may read",
+    "WebhookDelivery.event": "the event of a visible delivery, read through " + _EVENTS,
 }
 
 _PAYLOAD = "a mutation's payload shows its caller what the mutation wrote or caused (contract)"
@@ -160,6 +167,13 @@ OBJECT_DATA = {
     "CreateInvoicePayload": ("invoice", _PAYLOAD),
     "CreateApiTokenPayload": ("apiToken token", _PAYLOAD),
     "RevokeApiTokenPayload": ("apiToken", _PAYLOAD),
+    "Event": ("id type subjectId occurredAt", _REACHED + " (events.visible_events)"),
+    "EventConnection": ("edges pageInfo", "a connection: its list is authorized by the field returning it"),
+    "WebhookEndpoint": ("id url description eventTypes createdAt", _REACHED + " (never the secret)"),
+    "WebhookDelivery": ("id status attempts lastResponseStatus lastAttemptAt nextAttemptAt", _REACHED),
+    "WebhookDeliveryConnection": ("edges pageInfo", "a connection: its list is authorized by the field returning it"),
+    "CreateWebhookEndpointPayload": ("webhookEndpoint secret", _PAYLOAD),
+    "DeleteWebhookEndpointPayload": ("webhookEndpoint", _PAYLOAD),
 }
 
 # Relay plumbing: a list's connection and edge types carry exactly these fields, and nothing else.
@@ -181,6 +195,9 @@ NODE_LISTED_BY = {
     "BillingEntry": "Practice.billing",
     "Statement": "Practice.billing",
     "Invoice": "Practice.billing",
+    "Event": "Practice.events",
+    "WebhookEndpoint": "Practice.webhookEndpoints",
+    "WebhookDelivery": "Practice.webhookEndpoints",
 }
 
 
@@ -457,6 +474,14 @@ class World:
         return {"clinicianIds": [self.dana.id], "chartId": self.ids["chart"], **extra}
 
 
+async def token_id(secret: str) -> str:
+    return ids.encode("ApiToken", (await ApiToken.get(token_hash=hash_secret(secret))).id)
+
+
+def webhook_input(world: World) -> dict:
+    return {"apiTokenId": world.ids["webhook_token"], "url": "http://127.0.0.1:9/hook", "eventTypes": ["BILLING_ENTRY_RECORDED"]}
+
+
 def today() -> str:
     return datetime.now(UTC).date().isoformat()
 
@@ -499,8 +524,16 @@ async def build_world(api: Api) -> World:
     event = await AuditEvent.filter(practice_id=world.practice_id, target_id=token_chart, action="chart.created").first()
     world.ids["token_chart"], world.ids["audit_event"] = token_chart, ids.encode("AuditEvent", event.id)
     world.ids["api_token"] = ids.encode("ApiToken", event.api_token_id)
+    # A webhook endpoint for a READ_BILLING token of the owner, to an address that refuses connections: Dana's entry
+    # below is queued for it (and its first attempt fails), so the endpoint has a delivery.
+    world.ids["webhook_token"] = await token_id(await api_token(a, [TokenScope.READ_BILLING]))
+    endpoint = await api.ok(CREATE_WEBHOOK, {"input": webhook_input(world)}, a.token)
+    world.ids["webhook_endpoint"] = endpoint["createWebhookEndpoint"]["webhookEndpoint"]["id"]
     entry = await api.ok(RECORD_CHARGE, {"input": world.charge_input("80.00")}, a.token)
     world.ids["entry"] = entry["recordCharge"]["entry"]["id"]
+    event = await Event.get(practice_id=world.practice_id, subject_id=ids.parse(world.ids["entry"])[1])
+    world.ids["event"] = ids.encode("Event", event.id)
+    world.ids["webhook_delivery"] = ids.encode("WebhookDelivery", (await WebhookDelivery.get(event_id=event.id)).id)
     statement = await api.ok(GENERATE_STATEMENT, {"input": world.money_input(periodStart=today(), periodEnd=today())}, a.token)
     world.ids["statement"] = statement["generateStatement"]["statement"]["id"]
     invoice = await api.ok(CREATE_INVOICE, {"input": world.money_input()}, a.token)
@@ -665,6 +698,12 @@ def own_chart(missing: str) -> Rule:
 def billing_of_dana(missing: str) -> Rule:
     """One of Dana's billing rows by id: seen with VIEW_BILLING (the owner holds it); ``missing`` for anyone else."""
     return lambda c: None if c.has(P.VIEW_BILLING) and not c.outsider else missing
+
+
+def event_of_danas_entry(missing: str) -> Rule:
+    """The event of Dana's billing entry: read like the entry (VIEW_BILLING, the owner holds it), by a token only with
+    READ_BILLING (the scope its type names); ``missing`` for anyone else."""
+    return lambda c: None if c.has(P.VIEW_BILLING) and not c.outsider and (not c.is_token or TokenScope.READ_BILLING in c.scopes) else missing
 
 
 def billing_list(c: Caller) -> str | None:
@@ -868,6 +907,15 @@ def money_move(**extra: Any) -> Setup:
     return setup
 
 
+async def new_webhook(world: World, caller: Caller) -> dict:
+    return {"input": webhook_input(world)}
+
+
+async def live_webhook(world: World, caller: Caller) -> dict:
+    endpoint = await world.api.ok(CREATE_WEBHOOK, {"input": webhook_input(world)}, world.owner.token)
+    return {"input": {"webhookEndpointId": endpoint["createWebhookEndpoint"]["webhookEndpoint"]["id"]}}
+
+
 async def uninvoiced_charge(world: World, caller: Caller) -> dict:
     await world.owner_charge()
     return {"input": world.money_input()}
@@ -876,6 +924,7 @@ async def uninvoiced_charge(world: World, caller: Caller) -> dict:
 CREATE_CHART = "mutation($input: CreateChartInput!) { createChart(input: $input) { chart { id } } }"
 GENERATE_STATEMENT = "mutation($input: GenerateStatementInput!) { generateStatement(input: $input) { statement { id } } }"
 CREATE_INVOICE = "mutation($input: CreateInvoiceInput!) { createInvoice(input: $input) { invoice { id } } }"
+CREATE_WEBHOOK = "mutation($input: CreateWebhookEndpointInput!) { createWebhookEndpoint(input: $input) { webhookEndpoint { id } } }"
 NODE = "query($id: ID!) { node(id: $id) { id %s } }"
 EDGES = "edges { node { id } }"
 
@@ -899,6 +948,10 @@ OPS: list[Op] = [
     Op("node: Dana's billing entry", NODE % "", node_of("entry"), node_is, "BillingEntry", billing_of_dana(NULL)),
     Op("node: Dana's statement", NODE % "", node_of("statement"), node_is, "Statement", billing_of_dana(NULL)),
     Op("node: Dana's invoice", NODE % "", node_of("invoice"), node_is, "Invoice", billing_of_dana(NULL)),
+    Op("node: the event of Dana's entry", NODE % "", node_of("event"), node_is, "Event", event_of_danas_entry(NULL)),
+    Op("node: a webhook endpoint", NODE % "", node_of("webhook_endpoint"), node_is, "WebhookEndpoint", outsider_gets(NULL)),
+    Op("node: a webhook delivery (of Dana's entry)", NODE % "", node_of("webhook_delivery"), node_is, "WebhookDelivery",
+       event_of_danas_entry(NULL)),
     # ------------------------------------------------------------ guarded and row-filtered nested fields
     Op("practice.members", f"{{ practice {{ members {{ {EDGES} }} }} }}", probe=lists("practice.members.edges", "dana"),
        rule=outsider_gets(HIDDEN)),
@@ -943,6 +996,14 @@ OPS: list[Op] = [
        present("node.apiToken"), "AuditEvent", outsider_gets(NULL), token_names_for_sessions),
     Op("BillingEntry.chart (Dana's entry, via node)", NODE % "... on BillingEntry { chart { id } }", node_of("entry"),
        present("node.chart"), "BillingEntry", billing_of_dana(NULL), billing_chart),
+    Op("practice.events", f"{{ practice {{ events {{ {EDGES} }} }} }}", probe=lists("practice.events.edges", "event"),
+       rule=event_of_danas_entry(HIDDEN)),
+    Op("practice.webhookEndpoints", f"{{ practice {{ webhookEndpoints {{ {EDGES} }} }} }}",
+       probe=lists("practice.webhookEndpoints.edges", "webhook_endpoint"), rule=outsider_gets(HIDDEN)),
+    Op("WebhookEndpoint.deliveries, apiToken (via node)",
+       NODE % "... on WebhookEndpoint { apiToken { id } deliveries { edges { node { id event { id } } } } }",
+       node_of("webhook_endpoint"), lists("node.deliveries.edges", "webhook_delivery"), "WebhookEndpoint", outsider_gets(NULL),
+       event_of_danas_entry(HIDDEN)),
     PdfOp("GET /statements/{id}.pdf (Dana's)", "", rule=billing_of_dana(NOT_FOUND)),
     # ------------------------------------------------------------ mutations
     Op("signUp", "mutation($input: SignUpInput!) { signUp(input: $input) { accessToken } }", new_practice, present("signUp")),
@@ -1014,6 +1075,10 @@ OPS: list[Op] = [
        present("createApiToken")),
     Op("revokeApiToken", "mutation($input: ApiTokenInput!) { revokeApiToken(input: $input) { apiToken { id } } }",
        live_api_token, present("revokeApiToken"), rule=outsider_gets(NOT_FOUND)),
+    Op("createWebhookEndpoint", CREATE_WEBHOOK, new_webhook, present("createWebhookEndpoint"), rule=outsider_gets(NOT_FOUND)),
+    Op("deleteWebhookEndpoint",
+       "mutation($input: WebhookEndpointInput!) { deleteWebhookEndpoint(input: $input) { webhookEndpoint { id } } }",
+       live_webhook, present("deleteWebhookEndpoint"), rule=outsider_gets(NOT_FOUND)),
 ]
 
 
