@@ -401,3 +401,28 @@ def test_forbidden_addresses():
         assert webhooks.forbidden_address(address), address
     for address in ("93.184.216.34", "2606:2800:220:1:248:1893:25c8:1946", "8.8.8.8"):
         assert not webhooks.forbidden_address(address), address
+
+
+async def test_a_host_name_is_resolved_once_and_kept_in_the_host_header(api, group: Group, receiver: Receiver, monkeypatch):
+    owner = group.owner
+    monkeypatch.setattr(webhooks, "resolve", resolving({"partner.test": ["127.0.0.1"]}))
+    token_id, _ = await token_for(api, owner, ["READ_CHARTS"])
+    port = receiver.url.split(":")[2].split("/")[0]
+    await endpoint(api, owner, token_id, f"http://partner.test:{port}/hook", ["CHART_CREATED"], receiver)
+    await create_chart(api, owner.token, "Pat Host")
+    (request,) = receiver.requests  # sent to the address checked, under the endpoint's own host name
+    assert request["headers"]["host"] == f"partner.test:{port}"
+    assert isinstance(request["verified"], dict)
+
+
+def test_the_delivery_and_purge_commands_run(tmp_path, monkeypatch, capsys):
+    from server.cli import main
+
+    url = f"sqlite://{tmp_path}/cli.sqlite3"
+    monkeypatch.setenv("GROUPS_API_JWT_SECRET", "z" * 40)
+    assert main(["migrate", "--database-url", url]) == 0
+    assert main(["webhooks", "deliver", "--database-url", url]) == 0
+    assert main(["maintenance", "purge", "--database-url", url]) == 0
+    assert capsys.readouterr().out.splitlines()[-2:] == [
+        "webhooks: 0 delivery attempt(s)", "maintenance purge: 0 event(s) older than 30 days deleted",
+    ]
