@@ -22,6 +22,7 @@ from schema import build_schema
 from server.db import install_postgres_indexes, tortoise_config
 from server.graphql import GraphQLApp
 from server.observability import MetricsExtension, client_request_id_var, metrics, request_id_var
+from server.published_schema import published_schema, sdl_of
 from server.settings import Settings
 from server.statements import statement_pdf
 
@@ -116,9 +117,8 @@ def create_app(settings: Settings, *, clock: Clock | None = None, generate_schem
     clock = clock or Clock(settings.clock_offset)
     codec = JwtCodec(settings.jwt_secret, settings.jwt_previous_secrets, issuer=settings.jwt_issuer, audience=settings.jwt_audience)
     limit_store = limits.store_for(settings.redis_url)
-    graphql_app = GraphQLApp(
-        build_schema(introspection=not settings.production, extra_extensions=(MetricsExtension,)), settings=settings, clock=clock, codec=codec, limit_store=limit_store
-    )
+    served_schema = build_schema(introspection=not settings.production, extra_extensions=(MetricsExtension,))
+    graphql_app = GraphQLApp(served_schema, settings=settings, clock=clock, codec=codec, limit_store=limit_store)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette):
@@ -137,6 +137,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None, generate_schem
             Route("/healthz", healthz),
             Route("/readyz", readyz),
             Route("/metrics", metrics),
+            Route("/schema.graphql", published_schema, methods=["GET"]),
         ],
         middleware=[Middleware(RequestContextMiddleware, max_body_bytes=settings.max_body_bytes)],
         lifespan=lifespan,
@@ -144,6 +145,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None, generate_schem
     app.state.settings = settings
     app.state.clock = clock
     app.state.codec = codec
+    app.state.published_sdl = sdl_of(served_schema)
     return app
 
 
