@@ -13,6 +13,7 @@ from models.billing import (
     InvoiceLine,
     Statement,
     StatementLine,
+    VoidedInvoiceLine,
 )
 from models.charts import Chart, ChartAssignment, ChartNote
 from models.invitations import Invitation
@@ -45,4 +46,5 @@ __all__ = [
     "Subscription",
     "SubscriptionCharge",
     "SubscriptionPeriod",
+    "VoidedInvoiceLine",
 ]

@@ -405,6 +405,19 @@ class CreateInvoicePayload:
     invoice: Invoice
 
 
+@strawberry.input
+class VoidInvoiceInput:
+    invoice_id: strawberry.ID
+    reason: str
+
+
+@strawberry.type
+class VoidInvoicePayload:
+    invoice: Invoice = strawberry.field(
+        description="VOID: its charges may go on a new invoice. An invoice with payments applied cannot be voided (CONFLICT)."
+    )
+
+
 def _entry_payload(recorded: billing.Recorded) -> BillingEntryPayload:
     return BillingEntryPayload(entry=BillingEntry.of(recorded.entry), balance=Money.of(recorded.balance))
 
@@ -487,3 +500,11 @@ class Mutation:
             info.context, clinician_ids=input.clinician_ids, chart_id=input.chart_id, entry_ids=input.entry_ids
         )
         return CreateInvoicePayload(invoice=Invoice.of(row))
+
+    @strawberry.mutation(
+        description="The invoice's clinician, or a holder of MANAGE_BILLING.",
+        extensions=guard(scope=S.WRITE_BILLING, mutation=True),
+    )
+    async def void_invoice(self, info: Info, input: VoidInvoiceInput) -> VoidInvoicePayload | None:
+        row = await billing.void_invoice(info.context, invoice_id=input.invoice_id, reason=input.reason)
+        return VoidInvoicePayload(invoice=Invoice.of(row))
