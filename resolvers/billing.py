@@ -436,7 +436,8 @@ async def require_billable(ctx: Context, clinician_id: str, chart_id: str, *, fi
 
     The clinician: a member of the practice (else NOT_FOUND), the caller themself unless the caller holds
     MANAGE_BILLING (else FORBIDDEN). The chart: one the caller can read (``charts.require_chart``, else NOT_FOUND). And the clinician
-    must be the owner or a clinician who can see that chart (else BAD_USER_INPUT).
+    must treat the chart, the caller included: the owner, a clinician assigned to it or holding VIEW_ALL_CHARTS
+    (``charts.note_charts``; else BAD_USER_INPUT). Finding every chart (ASSIGN_CHARTS, MANAGE_BILLING) is not treating it.
     """
     viewer = ctx.require_viewer()
     clinician = await get_member(ctx, decode(clinician_id, "Member", field=field))
@@ -448,9 +449,8 @@ async def require_billable(ctx: Context, clinician_id: str, chart_id: str, *, fi
     chart = await charts.require_chart(ctx, chart_id)
     if clinician.role not in BILLING_ROLES:
         raise BadInput("the clinician must be the owner or a clinician of the practice", field=field)
-    # The caller can read the chart; another clinician must be able to see it too.
-    if not is_self and not await charts.visible_charts(Viewer(member=clinician, practice=viewer.practice)).filter(id=chart.id).exists():
-        raise BadInput("the clinician cannot see this chart", field=field)
+    if not await charts.note_charts(Viewer(member=clinician, practice=viewer.practice)).filter(id=chart.id).exists():
+        raise BadInput("the clinician does not treat this chart (neither assigned to it nor holding VIEW_ALL_CHARTS)", field=field)
     return clinician, chart
 
 

@@ -371,3 +371,20 @@ async def test_a_statement_prints_names_in_every_patients_alphabet(api, group):
         assert all("NotoSans" in font for font in fonts), fonts
         # The CJK face is embedded only for the statement that needs it.
         assert any("NotoSansJP" in font for font in fonts) == (name == "山田太郎"), fonts
+
+
+async def test_finding_every_chart_is_not_treating_it_the_billed_clinician_must_treat_the_chart(api, group):
+    """With v3's reach, MANAGE_BILLING and ASSIGN_CHARTS find every chart; the clinician an entry is for must still
+    treat the chart (assigned to it, or holding VIEW_ALL_CHARTS, or the owner), the caller billing themself included."""
+    cora = await factories.add_member(api, group.owner.slug, "cora@calm.example.com", permissions=(P.MANAGE_BILLING, P.ASSIGN_CHARTS))
+    entries = await BillingEntry.all().count()
+    for person, clinician in ((cora, cora), (group.owner, cora), (group.owner, group.ben)):
+        variables = {"i": {"chartId": group.ann_chart, "clinicianId": clinician.id, "amount": "10.00",
+                           "occurredOn": today(), "description": "Session"}}
+        code, body = await api.error(RECORD_CHARGE, variables, person.token)
+        assert code == "BAD_USER_INPUT", body
+        assert body["errors"][0]["extensions"]["field"] == "input.clinicianId"
+    assert await BillingEntry.all().count() == entries
+    # Cora bills for Ann, who treats the chart: allowed (MANAGE_BILLING).
+    await charge(api, cora, group.ann_chart, group.ann, "10.00", on=today())
+    assert await BillingEntry.all().count() == entries + 1
