@@ -15,6 +15,7 @@ from models.billing import (
     StatementLine,
 )
 from models.charts import Chart, ChartAssignment, ChartNote
+from models.idempotency import IdempotencyKey
 from models.invitations import Invitation
 from models.members import Member, RotatedRefreshToken, Session
 from models.outbox import OutboxMessage
@@ -31,6 +32,7 @@ __all__ = [
     "Chart",
     "ChartAssignment",
     "ChartNote",
+    "IdempotencyKey",
     "Invitation",
     "Invoice",
     "InvoiceLine",
