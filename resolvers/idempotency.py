@@ -34,7 +34,7 @@ from enum import Enum
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import orjson
-from cryptography.fernet import Fernet, MultiFernet
+from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from tortoise.exceptions import IntegrityError
@@ -182,7 +182,11 @@ async def _load_issued(ctx: Context, stored: dict[str, Any]) -> Issued | None:
     invitation = await Invitation.filter(practice_id=ctx.require_viewer().practice.id, id=_id(stored["invitation"])).first()
     if invitation is None:
         return None
-    return Issued(invitation, _cipher(ctx.settings).decrypt(stored["token"].encode()).decode())
+    try:
+        token = _cipher(ctx.settings).decrypt(stored["token"].encode()).decode()
+    except InvalidToken:  # encrypted under a JWT secret no longer listed (a rotation finished since)
+        raise Conflict("the token of this invitation can no longer be shown: resend the invitation") from None
+    return Issued(invitation, token)
 
 
 RECORDED: Codec[billing.Recorded] = Codec(_dump_recorded, _load_recorded)
