@@ -16,6 +16,7 @@ from models.billing import (
     VoidedInvoiceLine,
 )
 from models.charts import Chart, ChartAssignment, ChartNote
+from models.idempotency import IdempotencyKey
 from models.invitations import Invitation
 from models.members import Member, RotatedRefreshToken, Session
 from models.outbox import OutboxMessage
@@ -32,6 +33,7 @@ __all__ = [
     "Chart",
     "ChartAssignment",
     "ChartNote",
+    "IdempotencyKey",
     "Invitation",
     "Invoice",
     "InvoiceLine",

@@ -19,7 +19,7 @@ from models import ChartNote as ChartNoteRow
 from models.charts import ChartStatus as ChartStatusEnum
 from models.enums import Permission as P
 from models.enums import TokenScope as S
-from resolvers import charts, ids, members
+from resolvers import charts, idempotency, ids, members
 from resolvers.pagination import Page
 from schema.base import Node, PageInfo, connection, page_info
 from schema.directives import guard
@@ -200,6 +200,7 @@ class CreateChartInput:
         default=None,
         description="Active owners or clinicians to assign (needs ASSIGN_CHARTS). A clinician who creates a chart is always assigned.",
     )
+    idempotency_key: str | None = strawberry.field(default=None, description="Makes a retry safe: see the header.")
 
 
 @strawberry.input
@@ -254,13 +255,16 @@ class AddChartNotePayload:
 class Mutation:
     @strawberry.mutation(extensions=guard(scope=S.WRITE_CHARTS, mutation=True))
     async def create_chart(self, info: Info, input: CreateChartInput) -> ChartPayload | None:
-        row = await charts.create_chart(
-            info.context,
-            patient_name=input.patient_name,
-            date_of_birth=input.date_of_birth,
-            email=input.email,
-            phone=input.phone,
-            clinician_ids=input.clinician_ids,
+        row = await idempotency.once(
+            info.context, "createChart", input, idempotency.CHART,
+            lambda: charts.create_chart(
+                info.context,
+                patient_name=input.patient_name,
+                date_of_birth=input.date_of_birth,
+                email=input.email,
+                phone=input.phone,
+                clinician_ids=input.clinician_ids,
+            ),
         )
         return ChartPayload(chart=Chart.of(row))
 

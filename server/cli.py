@@ -1,4 +1,4 @@
-"""The ``groups-api`` command line: serve, migrate, billing run, audit verify."""
+"""The ``groups-api`` command line: serve, migrate, billing run, outbox send, audit verify, maintenance purge."""
 
 from __future__ import annotations
 
@@ -87,6 +87,14 @@ def cmd_audit_verify(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_maintenance_purge(args: argparse.Namespace) -> int:
+    from server.jobs import purge_expired
+
+    purged = asyncio.run(purge_expired(_settings(args)))
+    print(f"maintenance purge: {purged} idempotency key(s) older than 24 hours deleted")
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="groups-api", description="GraphQL API for group mental-health practices.")
     commands = top.add_subparsers(dest="command", required=True)
@@ -116,6 +124,11 @@ def parser() -> argparse.ArgumentParser:
     audit = commands.add_parser("audit", help="audit log tools").add_subparsers(dest="job", required=True)
     with_database(audit.add_parser("verify", help="check every practice's hash chain; name the first broken link")).set_defaults(
         run=cmd_audit_verify
+    )
+
+    maintenance = commands.add_parser("maintenance", help="housekeeping jobs").add_subparsers(dest="job", required=True)
+    with_database(maintenance.add_parser("purge", help="delete idempotency keys older than 24 hours")).set_defaults(
+        run=cmd_maintenance_purge
     )
     return top
 

@@ -41,3 +41,11 @@ async def verify_audit(settings: Settings) -> list[str]:
 
     async with database(settings):
         return await verify_all()
+
+
+async def purge_expired(settings: Settings) -> int:
+    from resolvers.clock import Clock
+    from resolvers.idempotency import purge
+
+    async with database(settings):
+        return await purge(Clock(settings.clock_offset).now())
