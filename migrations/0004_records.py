@@ -8,7 +8,7 @@ from tortoise import fields
 from tortoise.indexes import Index
 
 class Migration(migrations.Migration):
-    dependencies = [('models', '0002_billing_balance_sums')]
+    dependencies = [('models', '0003_idempotency_keys')]
 
     initial = False
 
