@@ -18,6 +18,7 @@ import pytest
 from argon2 import PasswordHasher
 
 from models import AuditEvent, BillingBalance, BillingEntry, Member, Practice, Session
+from server.settings import Settings
 from tests import factories_billing as billing
 from tests import factories_charts as charts
 from tests import factories_subscriptions as subs
@@ -115,6 +116,12 @@ async def test_item6_sign_up_throttled_per_address(client_at, clock):
     # The window ends an hour after it began: the first address signs up again.
     clock.advance(timedelta(hours=1, seconds=1))
     assert not (await api.post(SIGN_UP, sign_up_variables(12))).get("errors")
+
+
+def test_item6_sign_up_limit_is_10_unless_configured(settings):
+    """The test settings keep the real default, so the throttle test above runs against it."""
+    assert settings.sign_ups_per_hour == Settings().sign_ups_per_hour == 10
+    assert Settings.from_env({"GROUPS_API_SIGN_UPS_PER_HOUR": "25"}).sign_ups_per_hour == 25
 
 
 LOG_IN = "mutation($i: LogInInput!) { logIn(input: $i) { accessToken } }"
