@@ -84,7 +84,9 @@ def store_kind() -> str:
 
 @pytest.fixture
 def settings(settings, store_kind):
-    """The app's rate-limit store: in memory unless a test asks for Redis as well."""
+    """The real sign-up limit (the suite's fixture raises it), and the app's rate-limit store: in memory unless a test
+    asks for Redis as well."""
+    settings = settings.with_(sign_ups_per_hour=Settings().sign_ups_per_hour)
     if store_kind == "redis":
         if not redis_reachable():
             pytest.skip(f"no Redis at {REDIS_URL}")
