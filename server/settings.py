@@ -57,6 +57,8 @@ class Settings:
     redis_url: str | None = None
     public_url: str = "http://127.0.0.1:8000"
     rate_limit_points: int = 5000
+    # Sign-ups per client address per hour (resolvers/limits.charge_sign_up).
+    sign_ups_per_hour: int = 10
     # Bearer token /metrics asks for; in production /metrics is off (404) without one.
     metrics_token: str | None = field(default=None, repr=False)
     max_body_bytes: int = 1_000_000
@@ -102,6 +104,8 @@ class Settings:
             values["public_url"] = v.rstrip("/")
         if (v := get("RATE_LIMIT_POINTS")) is not None:
             values["rate_limit_points"] = _integer("RATE_LIMIT_POINTS", v)
+        if (v := get("SIGN_UPS_PER_HOUR")) is not None:
+            values["sign_ups_per_hour"] = _integer("SIGN_UPS_PER_HOUR", v)
         if (v := get("METRICS_TOKEN")) is not None:
             values["metrics_token"] = v
         values.update({k: v for k, v in overrides.items() if v is not None})
