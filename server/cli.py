@@ -36,6 +36,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     settings = _settings(args)
+    if settings.trusted_documents:
+        from server.trusted_documents import load_for
+
+        load_for(settings)  # a manifest that does not fit refuses here, before any worker starts
     # Migrations run once here, never per worker.
     asyncio.run(_migrate(settings))
     _export(settings)
