@@ -35,7 +35,7 @@ from server.db import throwaway_postgres_database
 
 DEFAULT_POSTGRES = "postgres://postgres@127.0.0.1:5432"
 DEFAULT_REDIS = "redis://127.0.0.1:6379/15"
-BALANCE_CLINICIANS = 20
+BALANCE_CLINICIANS = screens.BALANCE_CLINICIANS
 STATEMENT_SAMPLES = 10
 
 

@@ -6,6 +6,16 @@ sizes are variables (``$first``), so the same document runs at any page size.
 
 from __future__ import annotations
 
+import hashlib
+import json
+from pathlib import Path
+
+# Clinicians in the benchmark's balances screen (one aliased currentBalance each).
+BALANCE_CLINICIANS = 20
+# The screens as a trusted documents manifest (GraphQL Code Generator's format): `python -m bench.screens` writes it,
+# tests/test_trusted_documents.py checks it matches, GROUPS_API_TRUSTED_DOCUMENTS=bench/persisted-documents.json loads it.
+MANIFEST = Path(__file__).with_name("persisted-documents.json")
+
 DASHBOARD = """
 query Dashboard($first: Int = 50) {
   practice {
@@ -81,3 +91,22 @@ def payment_variables(clinician_id: str, chart_id: str, occurred_on: str) -> dic
             "description": "Copay",
         }
     }
+
+
+def documents() -> list[str]:
+    """Every document the screens send, as sent."""
+    return [DASHBOARD, CHART_LIST, BILLING_HISTORY, RECORD_PAYMENT, clinician_balances(BALANCE_CLINICIANS)]
+
+
+def manifest() -> dict[str, str]:
+    """``{sha256 hex of the text: text}`` for every screen document."""
+    return {hashlib.sha256(text.encode()).hexdigest(): text for text in documents()}
+
+
+def manifest_json() -> str:
+    return json.dumps(manifest(), indent=2) + "\n"
+
+
+if __name__ == "__main__":
+    MANIFEST.write_text(manifest_json())
+    print(f"wrote {len(manifest())} documents to {MANIFEST}")

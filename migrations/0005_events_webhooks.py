@@ -12,7 +12,7 @@ from tortoise import fields
 from tortoise.indexes import Index
 
 class Migration(migrations.Migration):
-    dependencies = [('models', '0002_billing_balance_sums')]
+    dependencies = [('models', '0004_records')]
 
     initial = False
 

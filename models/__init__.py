@@ -13,9 +13,11 @@ from models.billing import (
     InvoiceLine,
     Statement,
     StatementLine,
+    VoidedInvoiceLine,
 )
 from models.charts import Chart, ChartAssignment, ChartNote
 from models.events import Event
+from models.idempotency import IdempotencyKey
 from models.invitations import Invitation
 from models.members import Member, RotatedRefreshToken, Session
 from models.outbox import OutboxMessage
@@ -34,6 +36,7 @@ __all__ = [
     "ChartAssignment",
     "ChartNote",
     "Event",
+    "IdempotencyKey",
     "Invitation",
     "Invoice",
     "InvoiceLine",
@@ -48,6 +51,7 @@ __all__ = [
     "Subscription",
     "SubscriptionCharge",
     "SubscriptionPeriod",
+    "VoidedInvoiceLine",
     "WebhookAttempt",
     "WebhookDelivery",
     "WebhookEndpoint",

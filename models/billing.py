@@ -227,3 +227,23 @@ class InvoiceLine(Model):
     class Meta:
         table = "invoice_lines"
         indexes = (("invoice_id", "entry_id"),)
+
+
+class VoidedInvoiceLine(Model):
+    """A charge that was on an invoice before it was voided. Voiding moves the invoice's lines here, which frees
+    their charges for a new invoice (``InvoiceLine.entry`` is unique) while the void invoice still lists them."""
+
+    id = fields.UUIDField(primary_key=True)
+    invoice: fields.ForeignKeyRelation[Invoice] = fields.ForeignKeyField(
+        "models.Invoice", related_name="voided_lines", on_delete=fields.RESTRICT
+    )
+    invoice_id: uuid.UUID
+    entry: fields.ForeignKeyRelation[BillingEntry] = fields.ForeignKeyField(
+        "models.BillingEntry", related_name="voided_invoice_lines", on_delete=fields.RESTRICT
+    )
+    entry_id: uuid.UUID
+
+    class Meta:
+        table = "voided_invoice_lines"
+        unique_together = (("invoice_id", "entry_id"),)
+        indexes = (("entry_id",),)

@@ -30,9 +30,21 @@ from tortoise.queryset import QuerySet
 from tortoise.transactions import in_transaction
 
 from auth.viewer import Viewer
-from models import BillingBalance, BillingCounter, BillingEntry, Chart, Invoice, InvoiceLine, Member, Statement, StatementLine
+from models import (
+    BillingBalance,
+    BillingCounter,
+    BillingEntry,
+    Chart,
+    Invoice,
+    InvoiceLine,
+    Member,
+    Statement,
+    StatementLine,
+    VoidedInvoiceLine,
+)
 from models.billing import BillingEntryKind as Kind
 from models.billing import InvoiceStatus
+from models.charts import ChartStatus
 from models.enums import Permission, Role
 from resolvers import audit, charts, validation
 from resolvers.context import Context
@@ -46,6 +58,7 @@ M = TypeVar("M", bound=Model)
 
 MAX_AMOUNT = Decimal("1000000.00")
 DESCRIPTION_MAX = 500
+VOID_REASON_MAX = 500
 MAX_INVOICE_ENTRIES = 500
 # Dates may run up to a day ahead of UTC: a practice east of Greenwich is already in tomorrow.
 DATE_SLACK = timedelta(days=1)
@@ -217,8 +230,8 @@ async def readable_chart(ctx: Context, chart_id: uuid.UUID, *, via: str) -> Char
     """The chart of a billing row for those who may read it, None for the others (read and recorded by the charts
     area, batched per request).
 
-    Whoever sees the row sees its patient's name; only chart readers get the chart (a biller without
-    VIEW_ALL_CHARTS does not).
+    Whoever sees the row sees its patient's name; only chart readers get the chart (``charts.visible_charts``: a
+    holder of VIEW_BILLING alone does not).
     """
     return await charts.get_chart(ctx, chart_id, via=via)
 
@@ -364,6 +377,8 @@ class _Lines:
 
 STATEMENT_LINES = _Lines(StatementLine, "statement_id", "statement_lines__statement_id")
 INVOICE_LINES = _Lines(InvoiceLine, "invoice_id", "invoice_line__invoice_id")
+# A void invoice's former charges (its lines moved here when it was voided).
+VOIDED_INVOICE_LINES = _Lines(VoidedInvoiceLine, "invoice_id", "voided_invoice_lines__invoice_id")
 
 
 async def statement_entries(ctx: Context, statement: Statement, *, first: int | None, after: str | None) -> Page[EntryRecord]:
@@ -372,8 +387,9 @@ async def statement_entries(ctx: Context, statement: Statement, *, first: int | 
 
 
 async def invoice_entries(ctx: Context, invoice: Invoice, *, first: int | None, after: str | None) -> Page[EntryRecord]:
-    """The charges on an invoice, oldest first."""
-    return await _line_entries(ctx, INVOICE_LINES, invoice.id, first, after)
+    """The charges on an invoice, oldest first; for a void invoice, the charges it held when it was voided."""
+    lines = VOIDED_INVOICE_LINES if invoice.status == InvoiceStatus.VOID else INVOICE_LINES
+    return await _line_entries(ctx, lines, invoice.id, first, after)
 
 
 async def all_statement_entries(statement: Statement) -> list[BillingEntry]:
@@ -420,7 +436,8 @@ async def require_billable(ctx: Context, clinician_id: str, chart_id: str, *, fi
 
     The clinician: a member of the practice (else NOT_FOUND), the caller themself unless the caller holds
     MANAGE_BILLING (else FORBIDDEN). The chart: one the caller can read (``charts.require_chart``, else NOT_FOUND). And the clinician
-    must be the owner or a clinician who can see that chart (else BAD_USER_INPUT).
+    must treat the chart, the caller included: the owner, a clinician assigned to it or holding VIEW_ALL_CHARTS
+    (``charts.note_charts``; else BAD_USER_INPUT). Finding every chart (ASSIGN_CHARTS, MANAGE_BILLING) is not treating it.
     """
     viewer = ctx.require_viewer()
     clinician = await get_member(ctx, decode(clinician_id, "Member", field=field))
@@ -432,9 +449,8 @@ async def require_billable(ctx: Context, clinician_id: str, chart_id: str, *, fi
     chart = await charts.require_chart(ctx, chart_id)
     if clinician.role not in BILLING_ROLES:
         raise BadInput("the clinician must be the owner or a clinician of the practice", field=field)
-    # The caller can read the chart; another clinician must be able to see it too.
-    if not is_self and not await charts.visible_charts(Viewer(member=clinician, practice=viewer.practice)).filter(id=chart.id).exists():
-        raise BadInput("the clinician cannot see this chart", field=field)
+    if not await charts.note_charts(Viewer(member=clinician, practice=viewer.practice)).filter(id=chart.id).exists():
+        raise BadInput("the clinician does not treat this chart (neither assigned to it nor holding VIEW_ALL_CHARTS)", field=field)
     return clinician, chart
 
 
@@ -573,13 +589,26 @@ async def _record(
     occurred_on = _not_in_future(ctx, occurred_on, field="input.occurredOn")
     text = _description(description)
     clinician, chart = await require_billable(ctx, clinician_id, chart_id, field="input.clinicianId")
+    if kind == Kind.CHARGE:
+        _refuse_archived(chart)
     async with in_transaction() as conn:
         entry, balance = await _append(
             ctx, conn, kind=kind, clinician=clinician, chart=chart, amount_cents=amount_cents, occurred_on=occurred_on,
             description=text,
         )
+        if kind == Kind.CHARGE:
+            # Again after the insert, whose foreign key holds a key-share lock on the chart until this commits: an
+            # archive (charts.update_chart locks the chart FOR UPDATE) either waits for this charge or, having
+            # committed first, is seen here.
+            _refuse_archived(await Chart.filter(id=chart.id).using_db(conn).only("id", "status").get())
         await _audit_entry(ctx, entry)
     return Recorded(EntryRecord.of_row(entry), money(balance))
+
+
+def _refuse_archived(chart: Chart) -> None:
+    """An archived chart takes no new charges (payments, refunds, adjustments, statements and invoices go on)."""
+    if chart.status == ChartStatus.ARCHIVED:
+        raise BadInput("the chart is archived: it takes no new charges", field="input.chartId")
 
 
 async def record_payment(
@@ -746,3 +775,38 @@ async def create_invoice(ctx: Context, *, clinician_ids: list[str] | None, chart
             total=str(money(invoice.total_cents).amount),
         )
     return invoice
+
+
+async def void_invoice(ctx: Context, *, invoice_id: str, reason: str) -> Invoice:
+    """An OPEN invoice without payments applied becomes VOID: its charges leave it (kept as its voided lines, still
+    listed by it) and may go on a new invoice. The invoice's clinician or a holder of MANAGE_BILLING may void it; a
+    caller who cannot see it gets NOT_FOUND, one who sees it without that right FORBIDDEN. Paid, partly paid or void
+    invoices are CONFLICT. The void and its reason are audited; a refusal changes nothing."""
+    viewer = ctx.require_viewer()
+    pk = decode(invoice_id, "Invoice", field="input.invoiceId")
+    text = validation.text(reason, field="input.reason", max_length=VOID_REASON_MAX)
+    invoice = await Invoice.filter(practice_id=viewer.practice.id, id=pk).first()
+    if invoice is None:
+        raise NotFound("no such invoice")
+    if invoice.clinician_id != viewer.member.id and not viewer.has(Permission.MANAGE_BILLING):
+        if await _find(Invoice, ctx, pk) is None:
+            raise NotFound("no such invoice")
+        raise Forbidden("voiding another clinician's invoice needs MANAGE_BILLING")
+    async with in_transaction() as conn:
+        # The payment's lock (_pay_invoice): a payment and a void of one invoice never both land.
+        invoice = await Invoice.filter(practice_id=viewer.practice.id, id=pk).select_for_update().using_db(conn).get()
+        if invoice.status != InvoiceStatus.OPEN:
+            raise Conflict(f"invoice {invoice.number} is {invoice.status.value}, not OPEN")
+        if invoice.paid_cents:
+            raise Conflict(f"invoice {invoice.number} has payments applied: it cannot be voided")
+        lines = cast(list[uuid.UUID], await InvoiceLine.filter(invoice_id=pk).using_db(conn).values_list("entry_id", flat=True))
+        await VoidedInvoiceLine.bulk_create(
+            [VoidedInvoiceLine(id=uuid.uuid4(), invoice_id=pk, entry_id=entry_id) for entry_id in lines], using_db=conn
+        )
+        await InvoiceLine.filter(invoice_id=pk).using_db(conn).delete()
+        await Invoice.filter(id=pk, practice_id=viewer.practice.id).using_db(conn).update(status=InvoiceStatus.VOID)
+        await audit.record(
+            ctx, "billing.invoice_voided", encode("Invoice", pk), number=invoice.number, reason=text,
+            clinician=encode("Member", invoice.clinician_id), chart=encode("Chart", invoice.chart_id), charges=len(lines),
+        )
+    return await Invoice.filter(id=pk, practice_id=viewer.practice.id).select_related(*RELATED).get()

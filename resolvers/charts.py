@@ -1,12 +1,14 @@
-"""Charts: the one access query ("which charts may this viewer read?"), assignment and notes.
+"""Charts: the one access query ("which charts may this viewer read?"), the notes rule, assignment and updates.
 
-Every chart read starts from ``visible_charts`` and every note read from ``visible_notes``: a chart outside them
-does not exist for the caller (absent from lists, null from node, NOT_FOUND in mutations). Every chart whose fields
-a request returns is recorded in the audit log (``chart.read``, and ``chart.notes_read`` for the charts whose notes
-are listed) once per request, however many aliases or routes reach it: ``record_reads`` queues the events and the
-request writes them in one batch after it has run, before its response leaves (audit.defer; the response is
-withheld when they cannot be written), so a read is on record even if the rest of the request fails. A list
-returns its charts' fields only through its edges' ``node`` (schema.charts.ChartEdge records them there): a list
+Every chart read starts from ``visible_charts`` and every note read from ``visible_notes`` (whose charts are
+``note_charts``, the one notes rule): a chart outside them does not exist for the caller (absent from lists, null
+from node, NOT_FOUND in mutations). Notes are narrower than charts: ASSIGN_CHARTS and MANAGE_BILLING find every chart,
+but only the owner, a chart's assigned clinicians and clinicians holding VIEW_ALL_CHARTS read its notes.
+Every chart whose fields a request returns is recorded in the audit log (``chart.read``, and ``chart.notes_read`` for
+the charts whose notes are listed) once per request, however many aliases or routes reach it: ``record_reads`` queues
+the events and the request writes them in one batch after it has run, before its response leaves (audit.defer; the
+response is withheld when they cannot be written), so a read is on record even if the rest of the request fails. A
+list returns its charts' fields only through its edges' ``node`` (schema.charts.ChartEdge records them there): a list
 asked only for ``totalCount`` or ``pageInfo`` reads no chart.
 Lists nested under other lists (Member.assignedCharts, Chart.notes, Chart.assignedClinicians) go through
 DataLoaders, so a request runs the same number of SQL statements whatever the page size.
@@ -48,13 +50,21 @@ EARLIEST_DATE_OF_BIRTH = date(1900, 1, 1)
 # ------------------------------------------------------------------ access
 
 
-def visible_charts(viewer: Viewer) -> QuerySet[Chart]:
-    """Every chart of the practice for the owner and VIEW_ALL_CHARTS; the assigned ones for a clinician; none else.
+# Permissions that find every chart of the practice (not its notes): reading them all, assigning them, billing them.
+FINDS_EVERY_CHART = (Permission.VIEW_ALL_CHARTS, Permission.ASSIGN_CHARTS, Permission.MANAGE_BILLING)
+# Besides a chart's assigned clinicians, who may edit and archive it (updateChart).
+EDITS_EVERY_CHART = (Permission.VIEW_ALL_CHARTS, Permission.ASSIGN_CHARTS)
 
-    Lists, node(), mutations and loaders all start from here, so the rule is written once.
+
+def visible_charts(viewer: Viewer) -> QuerySet[Chart]:
+    """Every chart of the practice for holders of VIEW_ALL_CHARTS, ASSIGN_CHARTS or MANAGE_BILLING (the owner holds
+    them all); the assigned ones for any other clinician; none for anyone else.
+
+    Lists, node(), mutations (assignment, billing, updates) and loaders all start from here, so the rule is written
+    once. Archived charts are visible: only Practice.charts leaves them out unless asked for.
     """
     charts = Chart.filter(practice_id=viewer.practice.id)
-    if viewer.has(Permission.VIEW_ALL_CHARTS):
+    if any(viewer.has(permission) for permission in FINDS_EVERY_CHART):
         return charts
     if viewer.role == Role.CLINICIAN:
         return charts.filter(id__in=_assigned_to(viewer.member.id))
@@ -65,11 +75,23 @@ def may_use_notes(viewer: Viewer) -> bool:
     return viewer.role in NOTE_ROLES
 
 
+def note_charts(viewer: Viewer) -> QuerySet[Chart]:
+    """THE notes rule: the charts whose notes the viewer reads and writes. The owner's practice, every chart for a
+    clinician holding VIEW_ALL_CHARTS, the assigned charts for any other clinician; never an administrator, whatever
+    their permissions. Always within ``visible_charts``."""
+    charts = Chart.filter(practice_id=viewer.practice.id)
+    if not may_use_notes(viewer):
+        return charts.filter(id__in=[])
+    if viewer.role == Role.OWNER or viewer.has(Permission.VIEW_ALL_CHARTS):
+        return charts
+    return charts.filter(id__in=_assigned_to(viewer.member.id))
+
+
 def visible_notes(viewer: Viewer) -> QuerySet[ChartNote]:
-    """The notes of the charts the viewer may read, for owners and clinicians only."""
+    """The notes the viewer may read: those of ``note_charts``."""
     if not may_use_notes(viewer):
         return ChartNote.filter(id__in=[])
-    return ChartNote.filter(chart_id__in=Subquery(visible_charts(viewer).values("id")))
+    return ChartNote.filter(chart_id__in=Subquery(note_charts(viewer).values("id")))
 
 
 def _assigned_to(member_id: uuid.UUID) -> Subquery:
@@ -121,12 +143,12 @@ def search_term(search: str | None) -> str | None:
 def filtered_charts(
     viewer: Viewer, *, clinician_id: str | None, search: str | None, status: ChartStatus | None
 ) -> QuerySet[Chart]:
-    """Practice.charts' query: the visible charts, filtered by assigned clinician, status and patient name."""
+    """Practice.charts' query: the visible charts, filtered by assigned clinician, status (ACTIVE unless another status
+    is asked for: archived charts are left out of the list) and patient name."""
     charts = visible_charts(viewer)
     if clinician_id is not None:
         charts = charts.filter(id__in=_assigned_to(decode(clinician_id, "Member", field="clinicianId")))
-    if status is not None:
-        charts = charts.filter(status=status)
+    charts = charts.filter(status=status if status is not None else ChartStatus.ACTIVE)
     if (term := search_term(search)) is not None:
         # Tortoise escapes % and _ in the term; on PostgreSQL the trigram index serves this LIKE '%term%'.
         charts = charts.filter(patient_name_search__contains=term)
@@ -224,12 +246,13 @@ async def assigned_clinicians(ctx: Context, chart_id: uuid.UUID) -> list[Member]
 
 
 async def chart_notes(ctx: Context, chart_id: uuid.UUID, *, first: int | None, after: str | None) -> Page[ChartNote]:
-    """Chart.notes, newest first: FORBIDDEN on a chart the viewer may not read (e.g. in a mutation's payload)."""
+    """Chart.notes, newest first: FORBIDDEN on a chart whose notes the viewer may not read (``note_charts``: e.g. a
+    chart an ASSIGN_CHARTS holder found but is not assigned to, or one in a mutation's payload)."""
 
     async def fetch(chart_ids: list[uuid.UUID], first: int | None, after: str | None) -> dict[uuid.UUID, Page | AppError]:
         viewer = ctx.require_viewer()
         # Tortoise types a flat values_list as tuples; it is a list of chart ids.
-        readable = cast(list[uuid.UUID], await visible_charts(viewer).filter(id__in=chart_ids).values_list("id", flat=True))
+        readable = cast(list[uuid.UUID], await note_charts(viewer).filter(id__in=chart_ids).values_list("id", flat=True))
         pages = await paginate_many(
             visible_notes(viewer), partition="chart_id", keys=readable, order=ORDER, first=first, after=after
         )
@@ -389,17 +412,93 @@ async def unassign(ctx: Context, chart_id: str, clinician_id: str) -> Chart:
 
 
 async def add_note(ctx: Context, chart_id: str, body: str) -> ChartNote:
-    """Append a clinical note to a chart the viewer may read (owners and clinicians only)."""
+    """Append a clinical note to a chart whose notes the viewer reads (``note_charts``): NOT_FOUND for a chart the viewer
+    cannot find, FORBIDDEN for one they find but whose notes are not theirs to read."""
     viewer = ctx.require_viewer()
     if not may_use_notes(viewer):
         raise Forbidden("only owners and clinicians write clinical notes")
     text = validation.text(body, field="input.body", max_length=NOTE_MAX_LENGTH)
     chart = await require_chart(ctx, chart_id)
+    if not await note_charts(viewer).filter(id=chart.id).exists():
+        raise Forbidden("you may not read or write the notes of this chart")
     note = ChartNote(id=uuid.uuid4(), chart_id=chart.id, author_id=viewer.member.id, body=text, created_at=ctx.clock.now())
     async with in_transaction() as conn:
         await note.save(using_db=conn, force_create=True)
         await audit.record(ctx, "chart.note_added", encode("Chart", chart.id), note=encode("ChartNote", note.id))
     return note
+
+
+# updateChart's fields: input name -> column.
+CHART_COLUMNS = {"patientName": "patient_name", "dateOfBirth": "date_of_birth", "email": "email", "phone": "phone", "status": "status"}
+
+
+def editable_charts(viewer: Viewer) -> QuerySet[Chart]:
+    """Who edits and archives a chart (updateChart): the owner and holders of VIEW_ALL_CHARTS or ASSIGN_CHARTS every
+    chart of the practice, a clinician the charts assigned to them; nobody else (within ``visible_charts``)."""
+    charts = Chart.filter(practice_id=viewer.practice.id)
+    if any(viewer.has(permission) for permission in EDITS_EVERY_CHART):
+        return charts
+    if viewer.role == Role.CLINICIAN:
+        return charts.filter(id__in=_assigned_to(viewer.member.id))
+    return charts.filter(id__in=[])
+
+
+def _chart_changes(ctx: Context, given: Mapping[str, object]) -> dict[str, object]:
+    """The columns an update sets, checked as createChart checks them. ``given`` holds only the fields the caller
+    sent (by input name): a left-out field stays as it is; null (or blank) clears dateOfBirth, email and phone;
+    patientName and status cannot be cleared."""
+    unknown = set(given) - set(CHART_COLUMNS)
+    if unknown:
+        raise ValueError(f"not fields of UpdateChartInput: {sorted(unknown)}")
+    changes: dict[str, object] = {}
+    if "patientName" in given:
+        value = given["patientName"]
+        name = validation.text(value if isinstance(value, str) else None, field="input.patientName")
+        changes.update(patient_name=name, patient_name_search=name.lower())
+    if "dateOfBirth" in given:
+        born = given["dateOfBirth"]
+        changes["date_of_birth"] = _date_of_birth(ctx, born if isinstance(born, date) else None)
+    for name, check in (("email", validation.email), ("phone", validation.phone)):
+        if name in given:
+            value = given[name]
+            changes[name] = check(value, field=f"input.{name}") if isinstance(value, str) and value.strip() else None
+    if "status" in given:
+        if given["status"] is None:
+            raise BadInput("status cannot be cleared: give ACTIVE or ARCHIVED", field="input.status")
+        changes["status"] = ChartStatus(given["status"])
+    return changes
+
+
+async def update_chart(ctx: Context, chart_id: str, given: Mapping[str, object]) -> Chart:
+    """Change a chart's demographics and status (see ``_chart_changes``). NOT_FOUND for a chart the viewer cannot find,
+    FORBIDDEN for one they find but may not edit (``editable_charts``). Archiving hides the chart from Practice.charts
+    (unless asked for) and refuses new charges; its history stays readable. An update that changes nothing writes
+    nothing; any other is audited with the names of the fields it changed (never their values: PHI)."""
+    viewer = ctx.require_viewer()
+    chart = await require_chart(ctx, chart_id)
+    if not await editable_charts(viewer).filter(id=chart.id).exists():
+        raise Forbidden("editing a chart needs its assignment, VIEW_ALL_CHARTS or ASSIGN_CHARTS")
+    changes = _chart_changes(ctx, given)
+    async with in_transaction() as conn:
+        # A status change takes the chart's row lock outright (FOR UPDATE): it waits for the charges being recorded on
+        # the chart (each holds a key-share lock through its foreign key) and they, once it commits, see the new status.
+        # Demographics alone take the lighter lock of assignments, which lets notes and charges go on meanwhile.
+        locked = Chart.select_for_update(no_key="status" not in changes).using_db(conn)
+        current = ctx.own(await locked.filter(id=chart.id).first())
+        if current is None:
+            raise NotFound("no such chart")
+        changed = {column: value for column, value in changes.items() if getattr(current, column) != value}
+        if not changed:
+            return current
+        await Chart.filter(id=current.id, practice_id=viewer.practice.id).using_db(conn).update(**changed)
+        for column, value in changed.items():
+            setattr(current, column, value)
+        names = sorted(name for name, column in CHART_COLUMNS.items() if column in changed)
+        details: dict[str, object] = {"fields": names}
+        if "status" in changed:
+            details["status"] = current.status.value
+        await audit.record(ctx, "chart.updated", encode("Chart", current.id), **details)
+    return current
 
 
 async def unassign_all(member_id: uuid.UUID, *, connection: BaseDBAsyncClient | None = None) -> int:

@@ -220,7 +220,7 @@ async def accept(ctx: Context, *, token: str, name: str, password: str) -> Signe
     if invitation is None or status_of(invitation, now) != InvitationStatus.PENDING:
         await limits.record_failure(ctx, f"invitation:{token_hash}")
         raise BadInput(INVALID_TOKEN, field="input.token")
-    password_hash = passwords.hash_password(password)
+    password_hash = await passwords.hash_password_async(password)
     async with in_transaction() as conn:
         practice = await subscriptions.lock_practice(invitation.practice_id, conn)
         claimed = (

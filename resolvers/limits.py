@@ -1,4 +1,5 @@
-"""Limits that keep the API standing: an hourly points budget per member or token, and throttling of guesses.
+"""Limits that keep the API standing: an hourly points budget per member or token, throttling of guesses, and of
+sign-ups per client address.
 
 Both count in fixed windows that start with the first hit and last ``window``. The counts live in a Store: in
 this process (``MemoryStore``), or in Redis (``RedisStore``, when GROUPS_API_REDIS_URL is set) so that every
@@ -31,6 +32,9 @@ class Policy:
     limit: int
     window: timedelta
 
+
+# Sign-ups per client address: at most ``settings.sign_ups_per_hour`` in a window of this length.
+SIGN_UP_WINDOW = timedelta(hours=1)
 
 # Failed logIn / acceptInvitation attempts: per account (or whatever key the caller names) and per client address.
 ACCOUNT_GUESSES = Policy(limit=10, window=timedelta(minutes=15))
@@ -220,6 +224,33 @@ async def charge_budget(ctx: Context, cost: int) -> Usage | None:
 def current_usage(ctx: Context) -> Usage | None:
     """The budget after this request's charge (what Query.rateLimit reports)."""
     return ctx.state.get(USAGE)
+
+
+# ------------------------------------------------------------------ sign-ups
+
+
+async def charge_sign_up(ctx: Context) -> None:
+    """Count a sign-up against the client address, or refuse it with RATE_LIMITED (and retryAfter) once the address
+    has signed up ``settings.sign_ups_per_hour`` times in the window: each one costs an argon2 hash and creates a
+    practice. Check and count are one atomic step, so sign-ups sent at the same moment cannot pass the limit.
+
+    When the store is down, sign-ups go through uncounted (logged), as budgets do: losing Redis should not close
+    the door to new practices. (Guessing checks, which protect passwords and tokens, fail closed.)
+    """
+    now = ctx.clock.now()
+    try:
+        usage = await store(ctx).charge(
+            f"signup:address:{_digest(ctx.client_address or 'unknown')}",
+            1,
+            limit=ctx.settings.sign_ups_per_hour,
+            window=SIGN_UP_WINDOW,
+            now=now,
+        )
+    except StoreUnavailable:
+        log.exception("rate-limit store unavailable: sign-up of request %s goes through uncounted", ctx.request_id)
+        return
+    if not usage.allowed:
+        raise RateLimited("too many sign-ups from this address: try again later", retry_after=usage.retry_after(now))
 
 
 # ------------------------------------------------------------------ guessing

@@ -8,7 +8,7 @@ import uuid
 from collections import defaultdict
 from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from enum import Enum
 from typing import Any, Generic, TypeVar
@@ -82,6 +82,13 @@ def decode_cursor(cursor: str, length: int) -> list[Any]:
 
 _BIGINT = range(-(2**63), 2**63)
 
+# The times a cursor may hold: at least a day inside Python's range once in UTC. A time whose conversion to UTC leaves
+# the years 1-9999 cannot be sent to PostgreSQL (asyncpg converts it to UTC first: a DataError, hence INTERNAL), and
+# SQLite compares it as text, wrongly. Every row is stamped by the service clock, never near either end, so a cursor
+# of a real row always fits; the day of margin keeps any later conversion to another zone (at most 24 h off) in range.
+_EARLIEST = datetime.min.replace(tzinfo=UTC) + timedelta(days=1)
+_LATEST = datetime.max.replace(tzinfo=UTC) - timedelta(days=1)
+
 
 def _fits(field: Any, value: Any) -> bool:
     """Whether ``value`` can be compared with the column of ``field`` (what a cursor of this list would hold)."""
@@ -89,7 +96,8 @@ def _fits(field: Any, value: Any) -> bool:
     if isinstance(kind, type) and issubclass(kind, Enum):
         return value in {member.value for member in kind}
     if kind is datetime:
-        return isinstance(value, datetime) and value.tzinfo is not None
+        # Aware times compare by their UTC instant without converting them, so the comparison itself cannot overflow.
+        return isinstance(value, datetime) and value.utcoffset() is not None and _EARLIEST <= value <= _LATEST
     if kind is date:
         return isinstance(value, date) and not isinstance(value, datetime)
     if kind is int:

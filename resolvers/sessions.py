@@ -67,7 +67,10 @@ async def sign_up(ctx: Context, *, practice_name: str, name: str, email: str, pa
     email = validation.email(email)
     validation.password(password)
     plan = require_plan(plan_code)
-    password_hash = passwords.hash_password(password)
+    # Counted once the input is valid, before the hash: the 11th sign-up of the hour from one address is refused
+    # before it costs a hash or creates anything.
+    await limits.charge_sign_up(ctx)
+    password_hash = await passwords.hash_password_async(password)
     now = ctx.clock.now()
     base = _slug_base(practice_name)
     for attempt in range(50):
@@ -122,14 +125,14 @@ async def log_in(ctx: Context, *, practice_slug: str, email: str, password: str)
     member = None
     if validation.fits_column(slug, Practice, "slug") and validation.fits_column(normalized, Member, "email"):
         member = await Member.filter(practice__slug=slug, email=normalized).select_related("practice").first()
-    ok = passwords.verify_password(member.password_hash if member else None, password)
+    ok = await passwords.verify_password_async(member.password_hash if member else None, password)
     if member is None or not ok or member.status != MemberStatus.ACTIVE:
         await limits.record_failure(ctx, account)
         await ctx_failed_login(ctx, member, slug)
         raise Unauthenticated(INVALID_CREDENTIALS)
     await limits.record_success(ctx, account)
     if passwords.needs_rehash(member.password_hash):
-        member.password_hash = passwords.hash_password(password)
+        member.password_hash = await passwords.hash_password_async(password)
         await member.save(update_fields=["password_hash"])
     signed_in = await start_session(ctx, member)
     await audit.record_many(ctx, [audit.PendingEvent("auth.logged_in", _gid("Member", member.id))],

@@ -13,6 +13,7 @@ from tortoise.models import Model
 from auth.passwords import MAX_LENGTH as PASSWORD_MAX
 from auth.passwords import MIN_LENGTH as PASSWORD_MIN
 from resolvers.errors import BadInput
+from resolvers.money import UnreadableDecimal
 
 
 def email(value: str, *, field: str = "input.email") -> str:
@@ -67,14 +68,17 @@ def password(value: str, *, field: str = "input.password") -> str:
 
 
 def amount(value: Decimal | str, *, field: str, max_value: Decimal, allow_negative: bool = False) -> Decimal:
-    """A money amount with at most two decimals, non-zero, within +-max_value (positive unless allow_negative)."""
+    """A money amount with at most two decimals, non-zero, within +-max_value (positive unless allow_negative).
+    What the Decimal scalar could not read (``money.UnreadableDecimal``) is refused here, where the field is known."""
+    if isinstance(value, UnreadableDecimal):
+        raise BadInput(f"amount {value.reason}", field=field)
     try:
         number = Decimal(str(value))
     except (InvalidOperation, ValueError):
         raise BadInput("amount is not a number", field=field) from None
     if not number.is_finite():
         raise BadInput("amount is not a number", field=field)
-    if abs(number) > max_value:
+    if number.copy_abs() > max_value:  # copy_abs, unlike abs(), does not round: it cannot overflow
         # Checked before the decimals: quantizing a number of more digits than the decimal context holds (28)
         # raises InvalidOperation.
         raise BadInput(f"amount must not exceed {max_value}", field=field)

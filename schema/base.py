@@ -22,6 +22,25 @@ Permission = strawberry.enum(
     enums.Permission,
     description="What a member may do beyond their role's baseline. The owner always holds all of them.",
 )
+PERMISSION_DESCRIPTIONS = {
+    enums.Permission.VIEW_ALL_CHARTS: "Read every chart of the practice, not only the charts assigned to you.",
+    enums.Permission.ASSIGN_CHARTS: (
+        "Find every chart of the practice (not its notes), edit and archive charts, assign them to clinicians and take them off."
+    ),
+    enums.Permission.VIEW_BILLING: "See the balance and billing history of every clinician of the practice.",
+    enums.Permission.MANAGE_BILLING: (
+        "Find every chart of the practice (not its notes); record payments, generate statements, create and void invoices "
+        "for any clinician."
+    ),
+    enums.Permission.MANAGE_MEMBERS: "Invite members, change roles and plans, deactivate members. Only the owner grants permissions.",
+    enums.Permission.MANAGE_SUBSCRIPTION: "See and manage the practice's licenses, trial and charges.",
+    enums.Permission.VIEW_AUDIT_LOG: "Read the audit log.",
+    enums.Permission.MANAGE_API_TOKENS: "Create, list and revoke partner API tokens.",
+}
+# strawberry.enum takes value descriptions only from strawberry.enum_value in the enum's own class; the models' enum
+# stays plain, so the contract's descriptions are set on the definition here.
+for _value in Permission.__strawberry_definition__.values:  # type: ignore[attr-defined]
+    _value.description = PERMISSION_DESCRIPTIONS[enums.Permission(_value.value)]
 
 
 @strawberry.interface

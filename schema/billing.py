@@ -20,7 +20,7 @@ from models import Statement as StatementRow
 from models.billing import BillingEntryKind as BillingEntryKindEnum
 from models.billing import InvoiceStatus as InvoiceStatusEnum
 from models.enums import TokenScope as S
-from resolvers import billing, ids
+from resolvers import billing, idempotency, ids
 from resolvers.pagination import Page
 from schema.base import Money, Node, PageInfo, connection
 from schema.directives import guard
@@ -327,6 +327,7 @@ class RecordChargeInput:
     amount: Decimal
     occurred_on: date
     description: str
+    idempotency_key: str | None = strawberry.field(default=None, description="Makes a retry safe: see the header.")
 
 
 @strawberry.input
@@ -336,6 +337,7 @@ class RecordAdjustmentInput:
     amount: Decimal = strawberry.field(description="Signed: negative lowers the balance.")
     occurred_on: date
     description: str
+    idempotency_key: str | None = strawberry.field(default=None, description="Makes a retry safe: see the header.")
 
 
 @strawberry.type
@@ -359,6 +361,7 @@ class RecordPaymentInput:
     invoice_id: strawberry.ID | None = strawberry.field(
         default=None, description="The invoice this payment pays, if any; it becomes PAID once its payments cover its total."
     )
+    idempotency_key: str | None = strawberry.field(default=None, description="Makes a retry safe: see the header.")
 
 
 @strawberry.type
@@ -375,6 +378,7 @@ class RecordRefundInput:
     occurred_on: date
     clinician_ids: list[strawberry.ID] | None = None
     description: str | None = None
+    idempotency_key: str | None = strawberry.field(default=None, description="Makes a retry safe: see the header.")
 
 
 @strawberry.input(description="clinicianIds: as in RecordPaymentInput, exactly one id.")
@@ -383,6 +387,7 @@ class GenerateStatementInput:
     period_start: date
     period_end: date
     clinician_ids: list[strawberry.ID] | None = None
+    idempotency_key: str | None = strawberry.field(default=None, description="Makes a retry safe: see the header.")
 
 
 @strawberry.type
@@ -398,11 +403,25 @@ class CreateInvoiceInput:
         default=None,
         description="Charges to put on the invoice; all of that clinician's uninvoiced charges for the chart when left out.",
     )
+    idempotency_key: str | None = strawberry.field(default=None, description="Makes a retry safe: see the header.")
 
 
 @strawberry.type
 class CreateInvoicePayload:
     invoice: Invoice
+
+
+@strawberry.input
+class VoidInvoiceInput:
+    invoice_id: strawberry.ID
+    reason: str
+
+
+@strawberry.type
+class VoidInvoicePayload:
+    invoice: Invoice = strawberry.field(
+        description="VOID: its charges may go on a new invoice. An invoice with payments applied cannot be voided (CONFLICT)."
+    )
 
 
 def _entry_payload(recorded: billing.Recorded) -> BillingEntryPayload:
@@ -413,40 +432,47 @@ def _entry_payload(recorded: billing.Recorded) -> BillingEntryPayload:
 class Mutation:
     @strawberry.mutation(extensions=guard(scope=S.WRITE_BILLING, mutation=True))
     async def record_charge(self, info: Info, input: RecordChargeInput) -> BillingEntryPayload | None:
-        return _entry_payload(
-            await billing.record_charge(
+        recorded = await idempotency.once(
+            info.context, "recordCharge", input, idempotency.RECORDED,
+            lambda: billing.record_charge(
                 info.context,
                 chart_id=input.chart_id,
                 clinician_id=input.clinician_id,
                 amount=input.amount,
                 occurred_on=input.occurred_on,
                 description=input.description,
-            )
+            ),
         )
+        return _entry_payload(recorded)
 
     @strawberry.mutation(extensions=guard(scope=S.WRITE_BILLING, mutation=True))
     async def record_adjustment(self, info: Info, input: RecordAdjustmentInput) -> BillingEntryPayload | None:
-        return _entry_payload(
-            await billing.record_adjustment(
+        recorded = await idempotency.once(
+            info.context, "recordAdjustment", input, idempotency.RECORDED,
+            lambda: billing.record_adjustment(
                 info.context,
                 chart_id=input.chart_id,
                 clinician_id=input.clinician_id,
                 amount=input.amount,
                 occurred_on=input.occurred_on,
                 description=input.description,
-            )
+            ),
         )
+        return _entry_payload(recorded)
 
     @strawberry.mutation(extensions=guard(scope=S.WRITE_BILLING, mutation=True))
     async def record_payment(self, info: Info, input: RecordPaymentInput) -> RecordPaymentPayload | None:
-        recorded = await billing.record_payment(
-            info.context,
-            clinician_ids=input.clinician_ids,
-            chart_id=input.chart_id,
-            amount=input.amount,
-            occurred_on=input.occurred_on,
-            description=input.description,
-            invoice_id=input.invoice_id,
+        recorded = await idempotency.once(
+            info.context, "recordPayment", input, idempotency.RECORDED,
+            lambda: billing.record_payment(
+                info.context,
+                clinician_ids=input.clinician_ids,
+                chart_id=input.chart_id,
+                amount=input.amount,
+                occurred_on=input.occurred_on,
+                description=input.description,
+                invoice_id=input.invoice_id,
+            ),
         )
         return RecordPaymentPayload(
             entry=BillingEntry.of(recorded.entry),
@@ -459,31 +485,47 @@ class Mutation:
         extensions=guard(scope=S.WRITE_BILLING, mutation=True),
     )
     async def record_refund(self, info: Info, input: RecordRefundInput) -> BillingEntryPayload | None:
-        return _entry_payload(
-            await billing.record_refund(
+        recorded = await idempotency.once(
+            info.context, "recordRefund", input, idempotency.RECORDED,
+            lambda: billing.record_refund(
                 info.context,
                 clinician_ids=input.clinician_ids,
                 chart_id=input.chart_id,
                 amount=input.amount,
                 occurred_on=input.occurred_on,
                 description=input.description,
-            )
+            ),
         )
+        return _entry_payload(recorded)
 
     @strawberry.mutation(extensions=guard(scope=S.WRITE_BILLING, mutation=True))
     async def generate_statement(self, info: Info, input: GenerateStatementInput) -> GenerateStatementPayload | None:
-        row = await billing.generate_statement(
-            info.context,
-            clinician_ids=input.clinician_ids,
-            chart_id=input.chart_id,
-            period_start=input.period_start,
-            period_end=input.period_end,
+        row = await idempotency.once(
+            info.context, "generateStatement", input, idempotency.STATEMENT,
+            lambda: billing.generate_statement(
+                info.context,
+                clinician_ids=input.clinician_ids,
+                chart_id=input.chart_id,
+                period_start=input.period_start,
+                period_end=input.period_end,
+            ),
         )
         return GenerateStatementPayload(statement=Statement.of(row))
 
     @strawberry.mutation(extensions=guard(scope=S.WRITE_BILLING, mutation=True))
     async def create_invoice(self, info: Info, input: CreateInvoiceInput) -> CreateInvoicePayload | None:
-        row = await billing.create_invoice(
-            info.context, clinician_ids=input.clinician_ids, chart_id=input.chart_id, entry_ids=input.entry_ids
+        row = await idempotency.once(
+            info.context, "createInvoice", input, idempotency.INVOICE,
+            lambda: billing.create_invoice(
+                info.context, clinician_ids=input.clinician_ids, chart_id=input.chart_id, entry_ids=input.entry_ids
+            ),
         )
         return CreateInvoicePayload(invoice=Invoice.of(row))
+
+    @strawberry.mutation(
+        description="The invoice's clinician, or a holder of MANAGE_BILLING.",
+        extensions=guard(scope=S.WRITE_BILLING, mutation=True),
+    )
+    async def void_invoice(self, info: Info, input: VoidInvoiceInput) -> VoidInvoicePayload | None:
+        row = await billing.void_invoice(info.context, invoice_id=input.invoice_id, reason=input.reason)
+        return VoidInvoicePayload(invoice=Invoice.of(row))

@@ -19,7 +19,7 @@ from models import ChartNote as ChartNoteRow
 from models.charts import ChartStatus as ChartStatusEnum
 from models.enums import Permission as P
 from models.enums import TokenScope as S
-from resolvers import charts, ids, members
+from resolvers import charts, idempotency, ids, members
 from resolvers.pagination import Page
 from schema.base import Node, PageInfo, connection, page_info
 from schema.directives import guard
@@ -93,7 +93,10 @@ class Chart(Node):
         return [Member.of(m) for m in await charts.assigned_clinicians(info.context, self.row.id)]
 
     @strawberry.field(
-        description="Clinical notes, newest first: never shown to administrators, whatever their permissions.",
+        description=(
+            "Clinical notes, newest first: for the owner, the chart's assigned clinicians and clinicians holding "
+            "VIEW_ALL_CHARTS; never for administrators, whatever their permissions."
+        ),
         extensions=guard(roles=list(charts.NOTE_ROLES), scope=S.READ_CHART_NOTES),
     )
     async def notes(self, info: Info, first: int | None = None, after: str | None = None) -> ChartNoteConnection | None:
@@ -141,7 +144,10 @@ class PracticeChartsFields:
     """Mixed into Practice: ``charts``."""
 
     @strawberry.field(
-        description="The charts the viewer may read: all of them with VIEW_ALL_CHARTS, otherwise those assigned to the viewer.",
+        description=(
+            "The charts the viewer may read: all of them with VIEW_ALL_CHARTS, ASSIGN_CHARTS or MANAGE_BILLING, otherwise "
+            "those assigned to the viewer. Archived charts only when status: ARCHIVED is asked for."
+        ),
         extensions=guard(scope=S.READ_CHARTS),
     )
     async def charts(
@@ -194,6 +200,33 @@ class CreateChartInput:
         default=None,
         description="Active owners or clinicians to assign (needs ASSIGN_CHARTS). A clinician who creates a chart is always assigned.",
     )
+    idempotency_key: str | None = strawberry.field(default=None, description="Makes a retry safe: see the header.")
+
+
+@strawberry.input
+class UpdateChartInput:
+    """Fields left out stay as they are; dateOfBirth, email and phone given as null are cleared."""
+
+    chart_id: strawberry.ID
+    patient_name: str | None = strawberry.UNSET
+    date_of_birth: date | None = strawberry.UNSET
+    email: str | None = strawberry.UNSET
+    phone: str | None = strawberry.UNSET
+    status: ChartStatus | None = strawberry.field(
+        default=strawberry.UNSET,
+        description="ARCHIVED hides the chart from lists (unless asked for) and refuses new charges; ACTIVE brings it back.",
+    )
+
+    def given(self) -> dict[str, object]:
+        """The fields the caller sent, by input name (UNSET ones left out)."""
+        sent = {
+            "patientName": self.patient_name,
+            "dateOfBirth": self.date_of_birth,
+            "email": self.email,
+            "phone": self.phone,
+            "status": self.status,
+        }
+        return {name: value for name, value in sent.items() if value is not strawberry.UNSET}
 
 
 @strawberry.type
@@ -222,15 +255,25 @@ class AddChartNotePayload:
 class Mutation:
     @strawberry.mutation(extensions=guard(scope=S.WRITE_CHARTS, mutation=True))
     async def create_chart(self, info: Info, input: CreateChartInput) -> ChartPayload | None:
-        row = await charts.create_chart(
-            info.context,
-            patient_name=input.patient_name,
-            date_of_birth=input.date_of_birth,
-            email=input.email,
-            phone=input.phone,
-            clinician_ids=input.clinician_ids,
+        row = await idempotency.once(
+            info.context, "createChart", input, idempotency.CHART,
+            lambda: charts.create_chart(
+                info.context,
+                patient_name=input.patient_name,
+                date_of_birth=input.date_of_birth,
+                email=input.email,
+                phone=input.phone,
+                clinician_ids=input.clinician_ids,
+            ),
         )
         return ChartPayload(chart=Chart.of(row))
+
+    @strawberry.mutation(
+        description="For the owner, the chart's assigned clinicians, and members holding VIEW_ALL_CHARTS or ASSIGN_CHARTS.",
+        extensions=guard(scope=S.WRITE_CHARTS, mutation=True),
+    )
+    async def update_chart(self, info: Info, input: UpdateChartInput) -> ChartPayload | None:
+        return ChartPayload(chart=Chart.of(await charts.update_chart(info.context, input.chart_id, input.given())))
 
     @strawberry.mutation(
         description="Idempotent. Only active owners and clinicians of the practice can be assigned.",

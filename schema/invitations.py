@@ -12,7 +12,7 @@ from strawberry.types import Info
 from models import Invitation as InvitationRow
 from models.enums import Permission as P
 from models.invitations import InvitationStatus as InvitationStatusEnum
-from resolvers import ids, invitations, members
+from resolvers import idempotency, ids, invitations, members
 from schema.base import Node, PageInfo, Permission, Role, TraineeStatus, connection
 from schema.directives import guard
 from schema.node import node_type
@@ -110,6 +110,7 @@ class InviteMemberInput:
     permissions: list[Permission] | None = strawberry.field(
         default=None, description="Only the owner may grant permissions with an invitation."
     )
+    idempotency_key: str | None = strawberry.field(default=None, description="Makes a retry safe: see the header.")
 
 
 @strawberry.type
@@ -143,14 +144,17 @@ class AcceptInvitationInput:
 class Mutation:
     @strawberry.mutation(extensions=guard(permission=P.MANAGE_MEMBERS, mutation=True))
     async def invite_member(self, info: Info, input: InviteMemberInput) -> InviteMemberPayload | None:
-        issued = await invitations.invite(
-            info.context,
-            email=input.email,
-            role=input.role,
-            plan_code=input.plan_code,
-            trainee_status=input.trainee_status,
-            training_proof_valid_until=input.training_proof_valid_until,
-            permissions=input.permissions,
+        issued = await idempotency.once(
+            info.context, "inviteMember", input, idempotency.ISSUED,
+            lambda: invitations.invite(
+                info.context,
+                email=input.email,
+                role=input.role,
+                plan_code=input.plan_code,
+                trainee_status=input.trainee_status,
+                training_proof_valid_until=input.training_proof_valid_until,
+                permissions=input.permissions,
+            ),
         )
         return InviteMemberPayload.of(issued)
 

@@ -1,21 +1,28 @@
-"""Date and DateTime as the contract has them (same names, descriptions and accepted forms as Strawberry's), with
+"""Date, DateTime and Decimal as the contract has them (same names, descriptions and accepted forms as Strawberry's), with
 coercion errors that name the expected form and carry no Python exception text.
 
 Strawberry's own append the parser's message ("day is out of range for month", "Invalid isoformat string"): words
 of the implementation, not of the API. An input the parser refuses in any way (ValueError, OverflowError) is
 refused with the same message, so nothing reaches the caller but the value they sent and the form expected. A
 DateTime must also be expressible in UTC, as every stored time is.
+
+A Decimal is read only from a plain decimal string (resolvers/money.read_decimal); anything else is not refused
+here but becomes a NaN that the amount's own check refuses, as BAD_USER_INPUT naming the field (``input.amount``),
+literal and variable alike: a scalar's refusal here could name neither the field nor the code.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import UTC, date, datetime
+from decimal import Decimal as PyDecimal
 from operator import methodcaller
 
 import dateutil.parser
 from strawberry.exceptions import StrawberryInputCoercionError
 from strawberry.types.scalar import ScalarDefinition
+
+from resolvers.money import read_decimal
 
 _isoformat = methodcaller("isoformat")
 
@@ -61,4 +68,14 @@ DateTime = ScalarDefinition(
     origin=datetime,
 )
 
-OVERRIDES = {date: Date, datetime: DateTime}
+Decimal = ScalarDefinition(
+    name="Decimal",
+    description="Decimal (fixed-point)",
+    specified_by_url=None,
+    serialize=str,
+    parse_value=read_decimal,
+    parse_literal=None,  # graphql-core reads the literal as a plain value and passes it to parse_value
+    origin=PyDecimal,
+)
+
+OVERRIDES = {date: Date, datetime: DateTime, PyDecimal: Decimal}

@@ -21,9 +21,11 @@ from resolvers.clock import Clock
 from schema import build_schema
 from server.db import install_postgres_indexes, tortoise_config
 from server.graphql import GraphQLApp
-from server.observability import MetricsExtension, client_request_id_var, metrics, request_id_var
+from server.observability import MetricsExtension, allow_operation_names, client_request_id_var, metrics, request_id_var
+from server.published_schema import published_schema, sdl_of
 from server.settings import Settings
 from server.statements import statement_pdf
+from server.trusted_documents import TrustedDocuments
 
 log = logging.getLogger("groups_api")
 
@@ -115,9 +117,13 @@ def create_app(settings: Settings, *, clock: Clock | None = None, generate_schem
     """The app for ``settings`` (already checked). ``generate_schemas`` is for tests and throwaway databases."""
     clock = clock or Clock(settings.clock_offset)
     codec = JwtCodec(settings.jwt_secret, settings.jwt_previous_secrets, issuer=settings.jwt_issuer, audience=settings.jwt_audience)
+    schema = build_schema(introspection=not settings.production, extra_extensions=(MetricsExtension,))
+    # Checked, parsed, validated and costed here, once: a manifest that does not fit this schema refuses to start.
+    trusted_documents = TrustedDocuments.load(settings.trusted_documents, schema._schema, introspection=not settings.production)
+    allow_operation_names(trusted_documents.operation_names)
     limit_store = limits.store_for(settings.redis_url)
     graphql_app = GraphQLApp(
-        build_schema(introspection=not settings.production, extra_extensions=(MetricsExtension,)), settings=settings, clock=clock, codec=codec, limit_store=limit_store
+        schema, settings=settings, clock=clock, codec=codec, limit_store=limit_store, trusted_documents=trusted_documents
     )
 
     @contextlib.asynccontextmanager
@@ -137,6 +143,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None, generate_schem
             Route("/healthz", healthz),
             Route("/readyz", readyz),
             Route("/metrics", metrics),
+            Route("/schema.graphql", published_schema, methods=["GET"]),
         ],
         middleware=[Middleware(RequestContextMiddleware, max_body_bytes=settings.max_body_bytes)],
         lifespan=lifespan,
@@ -144,6 +151,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None, generate_schem
     app.state.settings = settings
     app.state.clock = clock
     app.state.codec = codec
+    app.state.published_sdl = sdl_of(schema)
     return app
 
 

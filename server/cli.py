@@ -36,6 +36,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     settings = _settings(args)
+    if settings.trusted_documents:
+        from server.trusted_documents import load_for
+
+        load_for(settings)  # a manifest that does not fit refuses here, before any worker starts
     # Migrations run once here, never per worker.
     asyncio.run(_migrate(settings))
     _export(settings)
@@ -85,14 +89,6 @@ def cmd_webhooks_deliver(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_maintenance_purge(args: argparse.Namespace) -> int:
-    from server.jobs import purge
-
-    purged = asyncio.run(purge(_settings(args)))
-    print(f"maintenance purge: {purged} event(s) older than 30 days deleted")
-    return 0
-
-
 def cmd_audit_verify(args: argparse.Namespace) -> int:
     from server.jobs import verify_audit
 
@@ -102,6 +98,17 @@ def cmd_audit_verify(args: argparse.Namespace) -> int:
     if problems:
         return 1
     print("audit chain: ok")
+    return 0
+
+
+def cmd_maintenance_purge(args: argparse.Namespace) -> int:
+    from server.jobs import purge_events, purge_expired
+
+    settings = _settings(args)
+    purged = asyncio.run(purge_expired(settings))
+    print(f"maintenance purge: {purged} idempotency key(s) older than 24 hours deleted")
+    events = asyncio.run(purge_events(settings))
+    print(f"maintenance purge: {events} event(s) older than 30 days deleted")
     return 0
 
 
@@ -136,14 +143,15 @@ def parser() -> argparse.ArgumentParser:
         run=cmd_webhooks_deliver
     )
 
-    maintenance = commands.add_parser("maintenance", help="housekeeping").add_subparsers(dest="job", required=True)
-    with_database(maintenance.add_parser("purge", help="delete events older than 30 days and their webhook deliveries")).set_defaults(
-        run=cmd_maintenance_purge
-    )
 
     audit = commands.add_parser("audit", help="audit log tools").add_subparsers(dest="job", required=True)
     with_database(audit.add_parser("verify", help="check every practice's hash chain; name the first broken link")).set_defaults(
         run=cmd_audit_verify
+    )
+
+    maintenance = commands.add_parser("maintenance", help="housekeeping jobs").add_subparsers(dest="job", required=True)
+    with_database(maintenance.add_parser("purge", help="delete idempotency keys older than 24 hours, events older than 30 days")).set_defaults(
+        run=cmd_maintenance_purge
     )
     return top
 

@@ -43,6 +43,14 @@ async def verify_audit(settings: Settings) -> list[str]:
         return await verify_all()
 
 
+async def purge_expired(settings: Settings) -> int:
+    from resolvers.clock import Clock
+    from resolvers.idempotency import purge
+
+    async with database(settings):
+        return await purge(Clock(settings.clock_offset).now())
+
+
 async def deliver_webhooks(settings: Settings) -> tuple[int, int]:
     """Re-encrypt endpoint secrets under the current key, then deliver every due webhook (retries included).
     Returns (secrets re-encrypted, deliveries attempted)."""
@@ -53,8 +61,8 @@ async def deliver_webhooks(settings: Settings) -> tuple[int, int]:
         return await rekey(settings), await deliver_due(settings, Clock(settings.clock_offset).now)
 
 
-async def purge(settings: Settings) -> int:
-    """Delete what has outlived its retention: events older than 30 days (with their webhook deliveries)."""
+async def purge_events(settings: Settings) -> int:
+    """Delete the events older than 30 days (with their webhook deliveries)."""
     from resolvers.clock import Clock
     from resolvers.events import purge as purge_events
 

@@ -68,6 +68,11 @@ LATENCY = Histogram(
 ERRORS = Counter("groups_api_graphql_errors_total", "GraphQL errors by extensions.code", ["code"], registry=REGISTRY)
 
 
+def count_refusal(code: str) -> None:
+    """An error answered before Strawberry ran (e.g. PERSISTED_QUERY_NOT_FOUND), counted with the others by code."""
+    ERRORS.labels(code).inc()
+
+
 class MetricsExtension(SchemaExtension):
     """Counts each operation and its errors, and times it, under its operation name when that is a known one."""
 

@@ -38,6 +38,15 @@ def _integer(name: str, text: str) -> int:
         raise ConfigurationError(f"GROUPS_API_{name} must be a whole number, not {text!r}") from None
 
 
+TRUSTED_DOCUMENTS_ONLY_VALUES = ("sessions",)
+
+
+def _trusted_documents_only(text: str | None) -> str | None:
+    if text is None or text in TRUSTED_DOCUMENTS_ONLY_VALUES:
+        return text
+    raise ConfigurationError(f"GROUPS_API_TRUSTED_DOCUMENTS_ONLY must be 'sessions' or unset, not {text!r}")
+
+
 @dataclass(frozen=True)
 class Settings:
     env: str = "development"
@@ -57,9 +66,15 @@ class Settings:
     redis_url: str | None = None
     public_url: str = "http://127.0.0.1:8000"
     rate_limit_points: int = 5000
+    # Sign-ups per client address per hour (resolvers/limits.charge_sign_up).
+    sign_ups_per_hour: int = 10
     # Bearer token /metrics asks for; in production /metrics is off (404) without one.
     metrics_token: str | None = field(default=None, repr=False)
     max_body_bytes: int = 1_000_000
+    # Manifests of trusted documents (server/trusted_documents.py), and who must use them: None (nobody) or
+    # "sessions" (anonymous and session requests; partner API tokens may still send any document).
+    trusted_documents: tuple[str, ...] = ()
+    trusted_documents_only: str | None = None
     extra: dict = field(default_factory=dict)
 
     @property
@@ -102,8 +117,14 @@ class Settings:
             values["public_url"] = v.rstrip("/")
         if (v := get("RATE_LIMIT_POINTS")) is not None:
             values["rate_limit_points"] = _integer("RATE_LIMIT_POINTS", v)
+        if (v := get("SIGN_UPS_PER_HOUR")) is not None:
+            values["sign_ups_per_hour"] = _integer("SIGN_UPS_PER_HOUR", v)
         if (v := get("METRICS_TOKEN")) is not None:
             values["metrics_token"] = v
+        if (v := get("TRUSTED_DOCUMENTS")) is not None:
+            values["trusted_documents"] = tuple(p.strip() for p in v.split(",") if p.strip())
+        if (v := get("TRUSTED_DOCUMENTS_ONLY")) is not None:
+            values["trusted_documents_only"] = _trusted_documents_only(v)
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)
 
@@ -112,6 +133,12 @@ class Settings:
 
     def checked(self) -> Settings:
         """Validate for start-up; in development, create and keep a random JWT secret beside the database."""
+        _trusted_documents_only(self.trusted_documents_only)
+        if self.trusted_documents_only and not self.trusted_documents:
+            raise ConfigurationError(
+                "GROUPS_API_TRUSTED_DOCUMENTS_ONLY=sessions needs GROUPS_API_TRUSTED_DOCUMENTS: without manifests "
+                "no anonymous or session request (logIn included) could run"
+            )
         if any(len(s.encode()) < 32 for s in self.jwt_previous_secrets):
             raise ConfigurationError("every GROUPS_API_JWT_PREVIOUS_SECRETS entry must be at least 32 bytes")
         if self.production:

@@ -165,6 +165,7 @@ OBJECT_DATA = {
     "RecordPaymentPayload": ("entry balance invoice", _PAYLOAD),
     "GenerateStatementPayload": ("statement", _PAYLOAD),
     "CreateInvoicePayload": ("invoice", _PAYLOAD),
+    "VoidInvoicePayload": ("invoice", _PAYLOAD),
     "CreateApiTokenPayload": ("apiToken token", _PAYLOAD),
     "RevokeApiTokenPayload": ("apiToken", _PAYLOAD),
     "Event": ("id type subjectId occurredAt", _REACHED + " (events.visible_events)"),
@@ -678,17 +679,50 @@ def outsider_gets(outcome: str) -> Rule:
 
 
 def sees_all_charts(c: Caller) -> bool:
-    return c.has(P.VIEW_ALL_CHARTS) and not c.outsider
+    """resolvers.charts.visible_charts: VIEW_ALL_CHARTS, ASSIGN_CHARTS or MANAGE_BILLING find every chart."""
+    return any(c.has(p) for p in (P.VIEW_ALL_CHARTS, P.ASSIGN_CHARTS, P.MANAGE_BILLING)) and not c.outsider
 
 
 def reads_own_chart(c: Caller) -> bool:
-    """A chart assigned to the caller (the owner for a token): readable with VIEW_ALL_CHARTS or as its clinician."""
-    return not c.outsider and (c.has(P.VIEW_ALL_CHARTS) or c.role == Role.CLINICIAN)
+    """A chart assigned to the caller (the owner for a token): readable with every chart's reach or as its clinician."""
+    return not c.outsider and (sees_all_charts(c) or c.role == Role.CLINICIAN)
 
 
 def chart_of_dana(missing: str) -> Rule:
-    """Dana's chart: visible to holders of VIEW_ALL_CHARTS (and the owner); ``missing`` for anyone else."""
+    """Dana's chart: visible to holders of VIEW_ALL_CHARTS, ASSIGN_CHARTS or MANAGE_BILLING (and the owner);
+    ``missing`` for anyone else."""
     return lambda c: None if sees_all_charts(c) else missing
+
+
+def reads_notes_of_dana(c: Caller) -> bool:
+    """resolvers.charts.note_charts: the notes of Dana's chart for the owner and clinicians holding VIEW_ALL_CHARTS
+    (never an administrator; ASSIGN_CHARTS and MANAGE_BILLING find the chart, not its notes)."""
+    return not c.outsider and (c.role == Role.OWNER or (c.role == Role.CLINICIAN and c.has(P.VIEW_ALL_CHARTS)))
+
+
+def notes_of_dana(hidden: str, closed: str) -> Rule:
+    """Dana's notes: ``hidden`` when the chart itself is out of reach, ``closed`` when only its notes are."""
+    return lambda c: None if reads_notes_of_dana(c) else closed if sees_all_charts(c) else hidden
+
+
+def edits_chart(c: Caller, assigned: bool) -> str | None:
+    """resolvers.charts.editable_charts: the owner, VIEW_ALL_CHARTS, ASSIGN_CHARTS, or the chart's clinician;
+    FORBIDDEN for one who finds the chart otherwise (MANAGE_BILLING), NOT_FOUND for anyone else."""
+    if c.outsider:
+        return NOT_FOUND
+    if c.has(P.VIEW_ALL_CHARTS) or c.has(P.ASSIGN_CHARTS) or (assigned and c.role in (Role.OWNER, Role.CLINICIAN)):
+        return None
+    return FORBIDDEN if sees_all_charts(c) else NOT_FOUND
+
+
+def voids_invoice_of_dana(c: Caller) -> str | None:
+    """resolvers.billing.void_invoice: Dana or MANAGE_BILLING; FORBIDDEN for another who sees it (VIEW_BILLING),
+    NOT_FOUND for anyone else."""
+    if c.outsider:
+        return NOT_FOUND
+    if c.has(P.MANAGE_BILLING):
+        return None
+    return FORBIDDEN if c.has(P.VIEW_BILLING) else NOT_FOUND
 
 
 def own_chart(missing: str) -> Rule:
@@ -734,11 +768,11 @@ def bills_for_dana(c: Caller) -> str | None:
 
 def bills_for_self(c: Caller) -> str | None:
     """A charge for oneself on one's own chart: any owner or clinician; an administrator cannot read the chart
-    (NOT_FOUND) or, with VIEW_ALL_CHARTS, is no clinician (BAD_USER_INPUT)."""
+    (NOT_FOUND) or, finding every chart, is no clinician (BAD_USER_INPUT)."""
     if c.outsider:
         return NOT_FOUND
     if c.role == Role.ADMINISTRATOR:
-        return BAD_INPUT if c.has(P.VIEW_ALL_CHARTS) else NOT_FOUND
+        return BAD_INPUT if sees_all_charts(c) else NOT_FOUND
     return None
 
 
@@ -921,7 +955,22 @@ async def uninvoiced_charge(world: World, caller: Caller) -> dict:
     return {"input": world.money_input()}
 
 
+async def update_danas_chart(world: World, caller: Caller) -> dict:
+    return {"input": {"chartId": await world.chart(world.dana.member), "patientName": f"Renamed {world.next()}"}}
+
+
+async def update_own_chart(world: World, caller: Caller) -> dict:
+    return {"input": {"chartId": await world.chart(world.member_of[caller.label]), "status": "ARCHIVED"}}
+
+
+async def open_invoice_of_dana(world: World, caller: Caller) -> dict:
+    await world.owner_charge()
+    invoice = await world.api.ok(CREATE_INVOICE, {"input": world.money_input()}, world.owner.token)
+    return {"input": {"invoiceId": invoice["createInvoice"]["invoice"]["id"], "reason": "Issued in error"}}
+
+
 CREATE_CHART = "mutation($input: CreateChartInput!) { createChart(input: $input) { chart { id } } }"
+UPDATE_CHART = "mutation($input: UpdateChartInput!) { updateChart(input: $input) { chart { id } } }"
 GENERATE_STATEMENT = "mutation($input: GenerateStatementInput!) { generateStatement(input: $input) { statement { id } } }"
 CREATE_INVOICE = "mutation($input: CreateInvoiceInput!) { createInvoice(input: $input) { invoice { id } } }"
 CREATE_WEBHOOK = "mutation($input: CreateWebhookEndpointInput!) { createWebhookEndpoint(input: $input) { webhookEndpoint { id } } }"
@@ -941,7 +990,7 @@ OPS: list[Op] = [
     Op("node: an invitation", NODE % "", node_of("invitation"), node_is, "Invitation", outsider_gets(NULL)),
     Op("node: Dana's chart", NODE % "", node_of("chart"), node_is, "Chart", chart_of_dana(NULL)),
     Op("node: the caller's own chart", NODE % "", own_chart_node, node_is, "Chart", own_chart(NULL)),
-    Op("node: a note on Dana's chart", NODE % "", node_of("note"), node_is, "ChartNote", chart_of_dana(NULL)),
+    Op("node: a note on Dana's chart", NODE % "", node_of("note"), node_is, "ChartNote", notes_of_dana(NULL, NULL)),
     Op("node: a subscription charge", NODE % "", node_of("charge"), node_is, "SubscriptionCharge", outsider_gets(NULL)),
     Op("node: an API token", NODE % "", node_of("api_token"), node_is, "ApiToken", outsider_gets(NULL)),
     Op("node: an audit event", NODE % "", node_of("audit_event"), node_is, "AuditEvent", outsider_gets(NULL)),
@@ -991,7 +1040,9 @@ OPS: list[Op] = [
     Op("Member.plan, traineeStatus, license (Dana, via node)", NODE % "... on Member { plan { code } traineeStatus license { reason } }",
        node_of("dana"), every("node.plan", "node.traineeStatus", "node.license"), "Member", outsider_gets(NULL), money_fields),
     Op("Chart.notes (Dana's chart, via node)", NODE % f"... on Chart {{ notes {{ {EDGES} }} }}", node_of("chart"),
-       lists("node.notes.edges", "note"), "Chart", chart_of_dana(NULL)),
+       lists("node.notes.edges", "note"), "Chart", chart_of_dana(NULL), notes_of_dana(NULL, FORBIDDEN)),
+    Op("Chart.notes (the caller's own chart, via node)", NODE % f"... on Chart {{ notes {{ {EDGES} }} }}", own_chart_node,
+       present("node.notes"), "Chart", own_chart(NULL)),
     Op("AuditEvent.apiToken (via node)", NODE % "... on AuditEvent { apiToken { id } }", node_of("audit_event"),
        present("node.apiToken"), "AuditEvent", outsider_gets(NULL), token_names_for_sessions),
     Op("BillingEntry.chart (Dana's entry, via node)", NODE % "... on BillingEntry { chart { id } }", node_of("entry"),
@@ -1055,10 +1106,14 @@ OPS: list[Op] = [
        "mutation($input: ChartAssignmentInput!) { unassignChart(input: $input) { chart { id } } }",
        danas_new_chart("dana"), present("unassignChart"), rule=chart_of_dana(NOT_FOUND)),
     Op("addChartNote (Dana's chart)", "mutation($input: AddChartNoteInput!) { addChartNote(input: $input) { note { id } } }",
-       note_on_danas_chart, present("addChartNote"), rule=chart_of_dana(NOT_FOUND)),
+       note_on_danas_chart, present("addChartNote"), rule=notes_of_dana(NOT_FOUND, FORBIDDEN)),
     Op("addChartNote (the caller's own chart)",
        "mutation($input: AddChartNoteInput!) { addChartNote(input: $input) { note { id } } }",
        note_on_own_chart, present("addChartNote"), rule=own_chart(NOT_FOUND)),
+    Op("updateChart (Dana's chart)", UPDATE_CHART, update_danas_chart, present("updateChart"),
+       rule=lambda c: edits_chart(c, assigned=False)),
+    Op("updateChart (the caller's own chart)", UPDATE_CHART, update_own_chart, present("updateChart"),
+       rule=lambda c: edits_chart(c, assigned=True)),
     Op("recordCharge (for Dana)", RECORD_CHARGE, charge_for_dana("10.00"), present("recordCharge"), rule=bills_for_dana),
     Op("recordCharge (for oneself, own chart)", RECORD_CHARGE, charge_for_self, present("recordCharge"), rule=bills_for_self),
     Op("recordAdjustment (for Dana)",
@@ -1071,6 +1126,8 @@ OPS: list[Op] = [
     Op("generateStatement (for Dana)", GENERATE_STATEMENT, money_move(periodStart=today(), periodEnd=today()),
        present("generateStatement"), rule=bills_for_dana),
     Op("createInvoice (for Dana)", CREATE_INVOICE, uninvoiced_charge, present("createInvoice"), rule=bills_for_dana),
+    Op("voidInvoice (Dana's)", "mutation($input: VoidInvoiceInput!) { voidInvoice(input: $input) { invoice { id status } } }",
+       open_invoice_of_dana, present("voidInvoice"), rule=voids_invoice_of_dana),
     Op("createApiToken", "mutation($input: CreateApiTokenInput!) { createApiToken(input: $input) { token } }", new_token_input,
        present("createApiToken")),
     Op("revokeApiToken", "mutation($input: ApiTokenInput!) { revokeApiToken(input: $input) { apiToken { id } } }",

@@ -355,12 +355,16 @@ async def test_administrator_with_manage_billing_moves_money_for_any_clinician(a
     # MANAGE_BILLING without VIEW_BILLING moves money but does not read the ledger.
     code, _ = await api.error("{ practice { billing { currentBalance { amount } } } }", token=manager.token)
     assert code == "FORBIDDEN"
-    # Billing happens on charts the caller can read: without VIEW_ALL_CHARTS the chart is not found.
-    blind = await g.member("Bo Blind", Role.ADMINISTRATOR, [P.MANAGE_BILLING, P.VIEW_BILLING])
+    # MANAGE_BILLING alone finds every chart of the practice (contract v3): no VIEW_ALL_CHARTS needed to bill.
+    biller = await g.member("Bo Biller", Role.ADMINISTRATOR, [P.MANAGE_BILLING])
+    paid = await pay(api, biller, g.ann_chart, g.ann, "5.00")
+    assert paid["balance"]["amount"] == "55.00" and paid["entry"]["chart"]["id"] == g.ann_chart
+    # VIEW_BILLING alone bills nobody else: FORBIDDEN, and nothing written.
+    viewer = await g.member("Vi Viewer", Role.ADMINISTRATOR, [P.VIEW_BILLING])
     code, _ = await api.error(RECORD_PAYMENT, {"i": {"chartId": g.ann_chart, "clinicianIds": [g.ann.id], "amount": "5.00",
-                                                     "occurredOn": "2026-03-03"}}, blind.token)
-    assert code == "NOT_FOUND"
-    assert await balance(api, g.owner) == "140.00"
+                                                     "occurredOn": "2026-03-03"}}, viewer.token)
+    assert code == "FORBIDDEN"
+    assert await balance(api, g.owner) == "135.00"
 
 
 async def test_other_practices_see_and_touch_nothing(api, group):

@@ -60,6 +60,8 @@ MEMBERS = {
     "admin_view_all": (Role.ADMINISTRATOR, (Permission.VIEW_ALL_CHARTS,)),
     "admin": (Role.ADMINISTRATOR, ()),
     "admin_assign": (Role.ADMINISTRATOR, (Permission.ASSIGN_CHARTS,)),
+    "clinician_assign": (Role.CLINICIAN, (Permission.ASSIGN_CHARTS,)),
+    "admin_billing": (Role.ADMINISTRATOR, (Permission.MANAGE_BILLING,)),
 }
 # "outsider" is the owner of another practice: every permission, in the wrong practice.
 ROLES = ("owner", *MEMBERS, "outsider")
@@ -198,18 +200,20 @@ OPERATIONS = {
 }
 
 # fmt: off
-EXPECTED = {  # owner      assigned   unassigned cl_view_all adm_view_all admin    admin_assign outsider
-    "Practice.charts":           (SEEN,      SEEN,      ABSENT,    SEEN,      SEEN,      ABSENT,    ABSENT,    ABSENT),
-    "node(Chart)":               (SEEN,      SEEN,      ABSENT,    SEEN,      SEEN,      ABSENT,    ABSENT,    ABSENT),
-    "Member.assignedCharts":     (SEEN,      SEEN,      ABSENT,    SEEN,      SEEN,      ABSENT,    ABSENT,    ABSENT),
-    "Chart.assignedClinicians":  (SEEN,      SEEN,      ABSENT,    SEEN,      SEEN,      ABSENT,    ABSENT,    ABSENT),
-    "Chart.notes":               (SEEN,      SEEN,      ABSENT,    SEEN,      FORBIDDEN, ABSENT,    ABSENT,    ABSENT),
-    "node(ChartNote)":           (SEEN,      SEEN,      ABSENT,    SEEN,      ABSENT,    ABSENT,    ABSENT,    ABSENT),
-    "createChart":               (ALLOWED,   ALLOWED,   ALLOWED,   ALLOWED,   ALLOWED,   ALLOWED,   ALLOWED,   ALLOWED),
-    "createChart(clinicianIds)": (ALLOWED,   FORBIDDEN, FORBIDDEN, FORBIDDEN, FORBIDDEN, FORBIDDEN, ALLOWED,   NOT_FOUND),
-    "assignChart":               (ALLOWED,   FORBIDDEN, FORBIDDEN, FORBIDDEN, FORBIDDEN, FORBIDDEN, NOT_FOUND, NOT_FOUND),
-    "unassignChart":             (ALLOWED,   FORBIDDEN, FORBIDDEN, FORBIDDEN, FORBIDDEN, FORBIDDEN, NOT_FOUND, NOT_FOUND),
-    "addChartNote":              (ALLOWED,   ALLOWED,   NOT_FOUND, ALLOWED,   FORBIDDEN, FORBIDDEN, FORBIDDEN, NOT_FOUND),
+# ASSIGN_CHARTS and MANAGE_BILLING find every chart (not its notes); notes: the owner, the assigned clinicians and
+# clinicians holding VIEW_ALL_CHARTS, never an administrator.
+EXPECTED = {  # owner      assigned   unassigned cl_view_all adm_view_all admin    admin_assign cl_assign adm_billing outsider
+    "Practice.charts":           (SEEN,      SEEN,      ABSENT,    SEEN,      SEEN,      ABSENT,    SEEN,      SEEN,      SEEN,      ABSENT),
+    "node(Chart)":               (SEEN,      SEEN,      ABSENT,    SEEN,      SEEN,      ABSENT,    SEEN,      SEEN,      SEEN,      ABSENT),
+    "Member.assignedCharts":     (SEEN,      SEEN,      ABSENT,    SEEN,      SEEN,      ABSENT,    SEEN,      SEEN,      SEEN,      ABSENT),
+    "Chart.assignedClinicians":  (SEEN,      SEEN,      ABSENT,    SEEN,      SEEN,      ABSENT,    SEEN,      SEEN,      SEEN,      ABSENT),
+    "Chart.notes":               (SEEN,      SEEN,      ABSENT,    SEEN,      FORBIDDEN, ABSENT,    FORBIDDEN, FORBIDDEN, FORBIDDEN, ABSENT),
+    "node(ChartNote)":           (SEEN,      SEEN,      ABSENT,    SEEN,      ABSENT,    ABSENT,    ABSENT,    ABSENT,    ABSENT,    ABSENT),
+    "createChart":               (ALLOWED,   ALLOWED,   ALLOWED,   ALLOWED,   ALLOWED,   ALLOWED,   ALLOWED,   ALLOWED,   ALLOWED,   ALLOWED),
+    "createChart(clinicianIds)": (ALLOWED,   FORBIDDEN, FORBIDDEN, FORBIDDEN, FORBIDDEN, FORBIDDEN, ALLOWED,   ALLOWED,   FORBIDDEN, NOT_FOUND),
+    "assignChart":               (ALLOWED,   FORBIDDEN, FORBIDDEN, FORBIDDEN, FORBIDDEN, FORBIDDEN, ALLOWED,   ALLOWED,   FORBIDDEN, NOT_FOUND),
+    "unassignChart":             (ALLOWED,   FORBIDDEN, FORBIDDEN, FORBIDDEN, FORBIDDEN, FORBIDDEN, ALLOWED,   ALLOWED,   FORBIDDEN, NOT_FOUND),
+    "addChartNote":              (ALLOWED,   ALLOWED,   NOT_FOUND, ALLOWED,   FORBIDDEN, FORBIDDEN, FORBIDDEN, FORBIDDEN, FORBIDDEN, NOT_FOUND),
 }
 # fmt: on
 
@@ -348,29 +352,36 @@ async def test_concurrent_reads_are_all_audited(api):
     assert audit.verify_chain(await AuditEvent.filter(practice_id=owner.member.practice_id).order_by("sequence")) is None
 
 
-async def test_a_clinician_with_assign_charts_assigns_only_charts_they_see(api):
+async def test_a_clinician_with_assign_charts_finds_every_chart_but_reads_the_notes_of_their_own(api):
     owner = await factories.owner(api)
     lead = await factories.add_member(api, owner, "lead@example.com", permissions=[Permission.ASSIGN_CHARTS])
     colleague = await factories.add_member(api, owner, "col@example.com")
     mine = await factories.create_chart(api, lead.token, "Mine Patient")
     other = await factories.create_chart(api, owner.token, "Other Patient")
+    await factories.add_note(api, owner.token, other["id"], "Owner's note.")
+    await factories.add_note(api, lead.token, mine["id"], "Lead's note.")
 
-    data = await api.ok(ASSIGN, {"input": {"chartId": mine["id"], "clinicianId": colleague.id}}, lead.token)
-    assert {m["id"] for m in data["assignChart"]["chart"]["assignedClinicians"]} == {lead.id, colleague.id}
-    code, _ = await api.error(ASSIGN, {"input": {"chartId": other["id"], "clinicianId": colleague.id}}, lead.token)
-    assert code == NOT_FOUND
+    # Every chart is found, and assigned.
+    assert set(edge_ids((await api.ok(CHARTS, token=lead.token))["practice"]["charts"])) == {mine["id"], other["id"]}
+    data = await api.ok(ASSIGN, {"input": {"chartId": other["id"], "clinicianId": colleague.id}}, lead.token)
+    assert {m["id"] for m in data["assignChart"]["chart"]["assignedClinicians"]} == {colleague.id}
 
-    # Taking themself off: the payload still shows what the mutation did, then the chart is gone for them.
-    data = await api.ok(UNASSIGN, {"input": {"chartId": mine["id"], "clinicianId": lead.id}}, lead.token)
-    assert data["unassignChart"]["chart"]["assignedClinicians"] == [{"id": colleague.id}]
-    assert edge_ids((await api.ok(CHARTS, token=lead.token))["practice"]["charts"]) == []
-    assert (await api.ok(NODE, {"id": mine["id"]}, lead.token))["node"] is None
+    # Notes only of the charts assigned to them: FORBIDDEN (null, and nothing written) on the others.
+    assert (await api.ok(CHART_NOTES, {"id": mine["id"]}, lead.token))["node"]["notes"]["totalCount"] == 1
+    body = await api.post(CHART_NOTES, {"id": other["id"]}, lead.token)
+    assert body["data"]["node"] == {"patientName": "Other Patient", "notes": None}
+    assert body["errors"][0]["extensions"]["code"] == FORBIDDEN
+    owners_note = ids.encode("ChartNote", (await ChartNote.get(body="Owner's note.")).id)
+    assert (await api.ok(NODE, {"id": owners_note}, lead.token))["node"] is None
+    before = await ChartNote.all().count()
+    code, _ = await api.error(factories.ADD_NOTE, {"input": {"chartId": other["id"], "body": "x"}}, lead.token)
+    assert code == FORBIDDEN and await ChartNote.all().count() == before
+
+    # Taking themself off their own chart: still found, its notes now closed to them.
+    await api.ok(UNASSIGN, {"input": {"chartId": mine["id"], "clinicianId": lead.id}}, lead.token)
+    assert (await api.ok(NODE, {"id": mine["id"]}, lead.token))["node"] == {"id": mine["id"], "patientName": "Mine Patient"}
     code, _ = await api.error(factories.ADD_NOTE, {"input": {"chartId": mine["id"], "body": "x"}}, lead.token)
-    assert code == NOT_FOUND
-    code, _ = await api.error(ASSIGN, {"input": {"chartId": mine["id"], "clinicianId": lead.id}}, lead.token)
-    assert code == NOT_FOUND
-    # The colleague now holds the chart.
-    assert edge_ids((await api.ok(CHARTS, token=colleague.token))["practice"]["charts"]) == [mine["id"]]
+    assert code == FORBIDDEN
 
 
 async def test_notes_of_a_chart_no_longer_visible_are_forbidden_in_a_payload(api):

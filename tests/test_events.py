@@ -244,3 +244,16 @@ async def group(api) -> Group:
 def test_event_ids_are_opaque():
     gid = ids.encode("Event", uuid.uuid4())
     assert ids.parse(gid)[0] == "Event"
+
+
+async def test_updating_a_chart_and_voiding_an_invoice_are_events(api, group: Group):
+    owner = group.owner
+    chart = await create_chart(api, owner.token, "Pat Before", clinicians=[group.ann.id])
+    await api.ok("mutation($i: UpdateChartInput!) { updateChart(input: $i) { chart { id } } }",
+                 {"i": {"chartId": chart, "patientName": "Pat After"}}, owner.token)
+    await charge(api, owner, chart, group.ann, "50.00")
+    invoice = (await api.ok(CREATE_INVOICE, {"i": {"chartId": chart, "clinicianIds": [group.ann.id]}}, owner.token))["createInvoice"]["invoice"]["id"]
+    await api.ok("mutation($i: VoidInvoiceInput!) { voidInvoice(input: $i) { invoice { id } } }",
+                 {"i": {"invoiceId": invoice, "reason": "Issued in error"}}, owner.token)
+    kinds = await seen(api, owner.token)
+    assert ("CHART_UPDATED", chart) in kinds and kinds[-1] == ("INVOICE_VOIDED", invoice)

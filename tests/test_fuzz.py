@@ -269,9 +269,11 @@ def near_valid_requests(draw) -> dict:
 
 
 def fuzz_settings(database_url: str) -> Settings:
-    # A budget that thousands of operations cannot spend: RATE_LIMITED answers would hide every later path.
+    # A budget (and a sign-up limit) that thousands of operations cannot spend: RATE_LIMITED answers would hide every
+    # later path.
     return Settings(
-        env="test", database_url=database_url, jwt_secret="test-secret-" + "x" * 40, public_url="http://test", rate_limit_points=10**9
+        env="test", database_url=database_url, jwt_secret="test-secret-" + "x" * 40, public_url="http://test", rate_limit_points=10**9,
+        sign_ups_per_hour=10**9,
     )
 
 

@@ -424,6 +424,6 @@ def test_the_delivery_and_purge_commands_run(tmp_path, monkeypatch, capsys):
     assert main(["migrate", "--database-url", url]) == 0
     assert main(["webhooks", "deliver", "--database-url", url]) == 0
     assert main(["maintenance", "purge", "--database-url", url]) == 0
-    assert capsys.readouterr().out.splitlines()[-2:] == [
-        "webhooks: 0 delivery attempt(s)", "maintenance purge: 0 event(s) older than 30 days deleted",
-    ]
+    lines = capsys.readouterr().out.splitlines()
+    assert "webhooks: 0 delivery attempt(s)" in lines
+    assert "maintenance purge: 0 event(s) older than 30 days deleted" in lines
