@@ -8,6 +8,7 @@ operation names of the documents the project knows) or ``other``, never a name a
 from __future__ import annotations
 
 import contextvars
+import functools
 import hmac
 import logging
 import os
@@ -15,6 +16,20 @@ import re
 import time
 from collections.abc import Iterable, Iterator
 
+from graphql import (
+    DocumentNode,
+    EnumValueNode,
+    FieldNode,
+    GraphQLEnumType,
+    GraphQLInterfaceType,
+    GraphQLObjectType,
+    GraphQLSchema,
+    TypeInfo,
+    TypeInfoVisitor,
+    Visitor,
+    get_named_type,
+    visit,
+)
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
@@ -68,6 +83,63 @@ LATENCY = Histogram(
 ERRORS = Counter("groups_api_graphql_errors_total", "GraphQL errors by extensions.code", ["code"], registry=REGISTRY)
 
 
+# Uses of what the schema deprecates, so the owner of an integration can be told before a removal breaks it
+# (CHANGELOG.md's policy). Labelled by schema coordinate: bounded by the schema, never by what a client sent.
+DEPRECATED_USES = Counter(
+    "groups_api_deprecated_uses_total",
+    "Operations that used a deprecated field, argument or enum value, by schema coordinate",
+    ["coordinate"],
+    registry=REGISTRY,
+)
+
+
+@functools.cache
+def _deprecates_anything(schema: GraphQLSchema) -> bool:
+    for named in schema.type_map.values():
+        if isinstance(named, GraphQLObjectType | GraphQLInterfaceType):
+            for field in named.fields.values():
+                if field.deprecation_reason is not None or any(a.deprecation_reason is not None for a in field.args.values()):
+                    return True
+        elif isinstance(named, GraphQLEnumType) and any(v.deprecation_reason is not None for v in named.values.values()):
+            return True
+    return False
+
+
+def deprecated_coordinates(schema: GraphQLSchema, document: DocumentNode) -> list[str]:
+    """The deprecated fields, arguments and enum values (literals) a document uses, as schema coordinates."""
+    info, found = TypeInfo(schema), []
+
+    class Collect(Visitor):
+        def enter_field(self, node: FieldNode, *_: object) -> None:
+            field, parent = info.get_field_def(), info.get_parent_type()
+            if field is None or parent is None:
+                return
+            coordinate = f"{parent.name}.{node.name.value}"
+            if field.deprecation_reason is not None:
+                found.append(coordinate)
+            for argument in node.arguments or ():
+                definition = field.args.get(argument.name.value)
+                if definition is not None and definition.deprecation_reason is not None:
+                    found.append(f"{coordinate}({argument.name.value}:)")
+
+        def enter_enum_value(self, node: EnumValueNode, *_: object) -> None:
+            enum = get_named_type(info.get_input_type())
+            if isinstance(enum, GraphQLEnumType):
+                value = enum.values.get(node.value)
+                if value is not None and value.deprecation_reason is not None:
+                    found.append(f"{enum.name}.{node.value}")
+
+    visit(document, TypeInfoVisitor(info, Collect()))
+    return sorted(set(found))
+
+
+def count_deprecated_uses(schema: GraphQLSchema, document: DocumentNode | None) -> None:
+    if document is None or not _deprecates_anything(schema):
+        return  # today's schema deprecates nothing: no walk at all
+    for coordinate in deprecated_coordinates(schema, document):
+        DEPRECATED_USES.labels(coordinate).inc()
+
+
 def count_refusal(code: str) -> None:
     """An error answered before Strawberry ran (e.g. PERSISTED_QUERY_NOT_FOUND), counted with the others by code."""
     ERRORS.labels(code).inc()
@@ -80,6 +152,7 @@ class MetricsExtension(SchemaExtension):
         started = time.perf_counter()
         yield
         name = operation_label(self.execution_context.operation_name)
+        count_deprecated_uses(self.execution_context.schema._schema, self.execution_context.graphql_document)
         REQUESTS.labels(name).inc()
         LATENCY.labels(name).observe(time.perf_counter() - started)
         result = self.execution_context.result
