@@ -11,6 +11,7 @@ from strawberry.schema.config import StrawberryConfig
 from strawberry.tools import merge_types
 
 from schema import (
+    accounts,
     api_tokens,
     audit,
     billing,
@@ -31,7 +32,7 @@ from schema.execution import FastExecutionContext
 from schema.limits import MAX_ALIASES, MAX_DEPTH, MAX_QUERY_COST, CredentialMutationAlone, QueryLimits, QueryShapeRule
 from schema.text import StorableText
 
-AREAS = (sessions, practices, members, plans, invitations, subscriptions, charts, billing, api_tokens, audit, limits)
+AREAS = (sessions, accounts, practices, members, plans, invitations, subscriptions, charts, billing, api_tokens, audit, limits)
 
 MAX_TOKENS = 5000
 __all__ = ["MAX_ALIASES", "MAX_DEPTH", "MAX_QUERY_COST", "MAX_TOKENS", "Mutation", "Query", "build_schema", "schema"]
