@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import os
 from concurrent.futures import ThreadPoolExecutor
-
 from dataclasses import dataclass
 
 from argon2 import PasswordHasher, profiles

@@ -18,6 +18,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from datetime import datetime, timedelta
+from typing import Any
 
 from starlette.background import BackgroundTask, BackgroundTasks
 from tortoise.transactions import in_transaction
@@ -81,7 +82,7 @@ async def request_reset(ctx: Context, *, practice_slug: str, email: str) -> bool
     slug = (practice_slug or "").strip().lower()
     normalized = _normalized_email(email)
     await _charge_reset_request(ctx, slug, normalized)
-    if not _after_response(ctx, lambda: _issue_reset_safely(ctx, slug, normalized)):
+    if not _after_response(ctx, _issue_reset_safely, ctx, slug, normalized):
         await _issue_reset_safely(ctx, slug, normalized)
     return True
 
@@ -108,8 +109,8 @@ async def _charge_reset_request(ctx: Context, slug: str, email: str) -> None:
             raise RateLimited("too many password reset requests: try again later", retry_after=usage.retry_after(now))
 
 
-def _after_response(ctx: Context, job: Callable[[], Awaitable[None]]) -> bool:
-    """Run ``job`` after the response is sent (a Starlette background task), or say there is no response to follow."""
+def _after_response(ctx: Context, job: Callable[..., Awaitable[None]], *args: Any) -> bool:
+    """Run ``job(*args)`` after the response is sent (a Starlette background task), or say there is no response."""
     response = ctx.response
     if response is None:
         return False
@@ -119,7 +120,7 @@ def _after_response(ctx: Context, job: Callable[[], Awaitable[None]]) -> bool:
         if isinstance(background, BackgroundTasks)
         else BackgroundTasks([background] if isinstance(background, BackgroundTask) else [])
     )
-    tasks.add_task(job)
+    tasks.add_task(job, *args)
     response.background = tasks
     return True
 

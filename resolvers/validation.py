@@ -96,7 +96,8 @@ async def new_password(value: str, *, field: str = "input.password", about: Iter
 
 
 def password_words(about: Iterable[str | None]) -> list[str]:
-    """Each text whole and word by word (an email also by its local part and domain), for zxcvbn's user inputs."""
+    """Each text whole, word by word and with its words run together (an email also by its local part and domain),
+    for zxcvbn's user inputs."""
     words: list[str] = []
     for text in about:
         if not text:
@@ -106,7 +107,10 @@ def password_words(about: Iterable[str | None]) -> list[str]:
         if "@" in lowered:
             local, _, domain = lowered.rpartition("@")
             words += [local, domain]
-        words += [w for w in _WORDS.split(lowered) if len(w) >= 3]
+        parts = [w for w in _WORDS.split(lowered) if w]
+        words += [w for w in parts if len(w) >= 3]
+        if len(parts) > 1:
+            words.append("".join(parts))
     return list(dict.fromkeys(words))
 
 
