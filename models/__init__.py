@@ -3,6 +3,7 @@
 Tortoise discovers the models of the app from this package (``modules={"models": ["models"]}``).
 """
 
+from models.accounts import PasswordReset
 from models.api_tokens import ApiToken
 from models.audit import AuditEvent, AuditHead
 from models.billing import (
@@ -42,6 +43,7 @@ __all__ = [
     "InvoiceLine",
     "Member",
     "OutboxMessage",
+    "PasswordReset",
     "PeriodSeat",
     "Practice",
     "RotatedRefreshToken",

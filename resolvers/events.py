@@ -49,8 +49,8 @@ log = logging.getLogger("groups_api.events")
 E = EventType
 
 # The one table: which audit action is which event. An action not listed here is no event (reads, denials,
-# log-ins, invitations, subscriptions, sign-up). ``chart.updated`` and ``invoice.voided`` / ``billing.invoice_voided``
-# are the actions of updateChart and voidInvoice.
+# log-ins, invitations, subscriptions, sign-up). ``chart.updated`` and ``billing.invoice_voided`` are the
+# actions of updateChart and voidInvoice.
 ACTIONS: dict[str, EventType] = {
     "billing.charge_recorded": E.BILLING_ENTRY_RECORDED,
     "billing.payment_recorded": E.BILLING_ENTRY_RECORDED,
@@ -58,7 +58,6 @@ ACTIONS: dict[str, EventType] = {
     "billing.refund_recorded": E.BILLING_ENTRY_RECORDED,
     "billing.statement_generated": E.STATEMENT_GENERATED,
     "billing.invoice_created": E.INVOICE_CREATED,
-    "invoice.voided": E.INVOICE_VOIDED,
     "billing.invoice_voided": E.INVOICE_VOIDED,
     "chart.created": E.CHART_CREATED,
     "chart.updated": E.CHART_UPDATED,

@@ -211,15 +211,16 @@ async def accept(ctx: Context, *, token: str, name: str, password: str) -> Signe
     # Nobody is signed in until the new member is: a caller's own session plays no part here.
     ctx = replace(ctx, viewer=None)
     name = validation.text(name, field="input.name")
-    validation.password(password)
+    validation.password_length(password)
     token_hash = hash_secret(token or "")
     # Guessing tokens is throttled per client address (and per token); only failures count.
     await limits.check_guessing(ctx, f"invitation:{token_hash}")
-    invitation = await Invitation.filter(token_hash=token_hash).first()
+    invitation = await Invitation.filter(token_hash=token_hash).select_related("practice").first()
     now = ctx.clock.now()
     if invitation is None or status_of(invitation, now) != InvitationStatus.PENDING:
         await limits.record_failure(ctx, f"invitation:{token_hash}")
         raise BadInput(INVALID_TOKEN, field="input.token")
+    await validation.new_password(password, about=(name, invitation.email, invitation.practice.name))
     password_hash = await passwords.hash_password_async(password)
     async with in_transaction() as conn:
         practice = await subscriptions.lock_practice(invitation.practice_id, conn)

@@ -13,9 +13,9 @@ from tortoise.queryset import QuerySet
 from tortoise.transactions import in_transaction
 
 from auth.viewer import Viewer
-from models import ApiToken, Member, SubscriptionCharge
+from models import ApiToken, Member, Practice, SubscriptionCharge
 from models.enums import MemberStatus, Permission, Role, TraineeStatus
-from resolvers import audit, charts, sessions, subscriptions
+from resolvers import accounts, audit, charts, sessions, subscriptions
 from resolvers.context import Context
 from resolvers.errors import BadInput, Conflict, Forbidden, NotFound
 from resolvers.ids import decode, encode
@@ -128,7 +128,15 @@ async def set_permissions(ctx: Context, member_id: str, permissions: list[Permis
     _not_self_or_owner(viewer, member, "change the permissions of")
     grants = sorted({Permission(p).value for p in permissions})
     async with in_transaction() as conn:
-        await Member.filter(id=member.id, practice_id=viewer.practice.id).using_db(conn).update(permissions=grants)
+        # Not on the owner, even one who became the owner since it was read (transferOwnership).
+        updated = (
+            await Member.filter(id=member.id, practice_id=viewer.practice.id)
+            .exclude(role=Role.OWNER)
+            .using_db(conn)
+            .update(permissions=grants)
+        )
+        if not updated:
+            raise Forbidden("the owner cannot be changed")
         await audit.record(ctx, "member.permissions_changed", encode("Member", member.id), permissions=grants)
     member.permissions = grants
     return member
@@ -154,10 +162,16 @@ async def deactivate(ctx: Context, member_id: str, reassign_charts_to: str | Non
             raise BadInput("reassignChartsTo must be another active clinician or the owner", field="input.reassignChartsTo")
     now = ctx.clock.now()
     async with in_transaction() as conn:
-        updated = await Member.filter(id=member.id, practice_id=viewer.practice.id, status=MemberStatus.ACTIVE).using_db(conn).update(
-            status=MemberStatus.DEACTIVATED, deactivated_at=now
+        # Never the owner, even one who became the owner since it was read (transferOwnership).
+        updated = (
+            await Member.filter(id=member.id, practice_id=viewer.practice.id, status=MemberStatus.ACTIVE)
+            .exclude(role=Role.OWNER)
+            .using_db(conn)
+            .update(status=MemberStatus.DEACTIVATED, deactivated_at=now)
         )
         if not updated:
+            if await Member.filter(id=member.id, role=Role.OWNER).using_db(conn).exists():
+                raise Forbidden("the owner cannot be deactivated")
             raise Conflict("this member is already deactivated")
         await sessions.revoke_member_sessions(member.id, now, connection=conn)
         await ApiToken.filter(created_by_id=member.id, practice_id=viewer.practice.id, revoked_at=None).using_db(conn).update(
@@ -214,6 +228,7 @@ async def update(
         member = await Member.select_for_update(no_key=True).using_db(conn).get(**in_practice)
         if member.status != MemberStatus.ACTIVE:
             raise Conflict("a deactivated member cannot be changed")
+        _not_self_or_owner(viewer, member, "change")  # again: ownership may have moved to them meanwhile
         before = Seat.of(member)
         # Periods that began before this change are renewed with the seat as it was.
         await subscriptions.open_due_periods(ctx, practice, now, conn)
@@ -281,6 +296,51 @@ async def reactivate(ctx: Context, member_id: str) -> Updated:
         )])
         charge = await subscriptions.charge_seat(ctx, practice, member, now, conn)
     return Updated(member, charge)
+
+
+# ------------------------------------------------------------------ ownership
+
+
+def _successor_check(successor: Member | None, owner: Member) -> Member:
+    if successor is None or successor.id == owner.id or successor.role != Role.CLINICIAN or successor.status != MemberStatus.ACTIVE:
+        raise BadInput("the new owner must be an active clinician of the practice", field="input.memberId")
+    return successor
+
+
+async def transfer_ownership(ctx: Context, *, member_id: str, password: str) -> Practice:
+    """Hand the practice to an active clinician (the owner alone, their password asked again, throttled like log-in).
+
+    The new owner holds every permission (their explicit grants are cleared, as an owner's are); the old owner becomes
+    a clinician on the plan they had, with no grants, and keeps their chart assignments. Pricing does not change: an
+    owner's seat and a clinician's are priced alike (pricing.price). Exactly one owner at all times: both rows change
+    in one transaction under the practice's lock, after checking again, inside it, that the caller is still the owner
+    and the successor still an active clinician (of two transfers at once, the second finds the caller no owner)."""
+    viewer = ctx.require_viewer()
+    owner = viewer.member
+    await accounts.check_password(ctx, owner, password, field="input.password")
+    _successor_check(await require_member(ctx, member_id), owner)
+    successor_id = decode(member_id, "Member", field="input.memberId")
+    async with in_transaction() as conn:
+        practice = await subscriptions.lock_practice(viewer.practice.id, conn)
+        rows = {
+            m.id: m
+            for m in await Member.select_for_update(no_key=True)
+            .using_db(conn)
+            .filter(id__in=[owner.id, successor_id], practice_id=practice.id)
+        }
+        current = rows.get(owner.id)
+        if current is None or current.role != Role.OWNER or current.status != MemberStatus.ACTIVE:
+            raise Forbidden("you are no longer the owner of this practice")
+        successor = _successor_check(rows.get(successor_id), current)
+        await Member.filter(id=current.id, practice_id=practice.id).using_db(conn).update(role=Role.CLINICIAN, permissions=[])
+        await Member.filter(id=successor.id, practice_id=practice.id).using_db(conn).update(role=Role.OWNER, permissions=[])
+        old, new = encode("Member", current.id), encode("Member", successor.id)
+        await audit.record_many(ctx, [
+            audit.PendingEvent("practice.ownership_transferred", encode("Practice", practice.id), {"from": old, "to": new}),
+            audit.PendingEvent("member.role_changed", old, {"from": Role.OWNER.value, "to": Role.CLINICIAN.value}),
+            audit.PendingEvent("member.role_changed", new, {"from": Role.CLINICIAN.value, "to": Role.OWNER.value}),
+        ])
+    return practice
 
 
 async def practice_owner(ctx: Context) -> Member:

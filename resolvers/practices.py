@@ -1,4 +1,4 @@
-"""The caller's practice, and turning a solo practice into a group."""
+"""The caller's practice: turning a solo practice into a group, renaming it."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from tortoise.transactions import in_transaction
 
 from models import Practice
 from models.enums import PracticeKind
-from resolvers import audit
+from resolvers import audit, validation
 from resolvers.context import Context
 from resolvers.errors import Conflict, GroupPracticeRequired
 from resolvers.ids import encode
@@ -32,4 +32,15 @@ async def activate_group(ctx: Context) -> Practice:
             raise Conflict("this practice is already a group practice")
         await audit.record(ctx, "practice.group_activated", encode("Practice", practice.id))
     practice.kind = PracticeKind.GROUP
+    return practice
+
+
+async def rename(ctx: Context, name: str) -> Practice:
+    """A new name for the practice (the owner). The slug stays: log-ins and links keep working."""
+    practice = current(ctx)
+    name = validation.text(name, field="input.name", max_length=200)
+    async with in_transaction() as conn:
+        await Practice.filter(id=practice.id).using_db(conn).update(name=name)
+        await audit.record(ctx, "practice.renamed", encode("Practice", practice.id))
+    practice.name = name
     return practice

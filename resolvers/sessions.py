@@ -65,7 +65,7 @@ async def sign_up(ctx: Context, *, practice_name: str, name: str, email: str, pa
     practice_name = validation.text(practice_name, field="input.practiceName")
     name = validation.text(name, field="input.name")
     email = validation.email(email)
-    validation.password(password)
+    await validation.new_password(password, about=(name, email, practice_name))
     plan = require_plan(plan_code)
     # Counted once the input is valid, before the hash: the 11th sign-up of the hour from one address is refused
     # before it costs a hash or creates anything.

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 import re
+from collections.abc import Iterable
 from decimal import Decimal, InvalidOperation
 from typing import Literal, cast, overload
 
@@ -10,10 +12,13 @@ from email_validator import EmailNotValidError, validate_email
 from tortoise.fields import CharField
 from tortoise.models import Model
 
+from auth import passwords
 from auth.passwords import MAX_LENGTH as PASSWORD_MAX
 from auth.passwords import MIN_LENGTH as PASSWORD_MIN
 from resolvers.errors import BadInput
 from resolvers.money import UnreadableDecimal
+
+log = logging.getLogger("groups_api.validation")
 
 
 def email(value: str, *, field: str = "input.email") -> str:
@@ -59,12 +64,54 @@ def phone(value: str, *, field: str = "input.phone") -> str:
     return cleaned
 
 
-def password(value: str, *, field: str = "input.password") -> str:
+# zxcvbn scores 0 (too guessable) to 4 (very unguessable); 3 is "safely unguessable" (about 10^10 guesses).
+PASSWORD_MIN_SCORE = 3
+_WORDS = re.compile(r"[\W_]+")
+
+
+def password_length(value: str, *, field: str = "input.password") -> str:
+    """The cheap half of the password rules (at least 12 characters, at most 256), for a check before anything else."""
     if len(value) < PASSWORD_MIN:
         raise BadInput(f"password must have at least {PASSWORD_MIN} characters", field=field)
     if len(value) > PASSWORD_MAX:
         raise BadInput(f"password must have at most {PASSWORD_MAX} characters", field=field)
     return value
+
+
+async def new_password(value: str, *, field: str = "input.password", about: Iterable[str | None] = ()) -> str:
+    """The rules of every password being set (sign-up, accepting an invitation, reset, change): its length, and a
+    zxcvbn score of at least 3, the words ``about`` the person and the practice (name, email, practice name) counting
+    as guessable. A refusal carries zxcvbn's feedback as its message."""
+    password_length(value, field=field)
+    try:
+        strength = await passwords.strength_async(value, password_words(about))
+    except Exception:  # an estimator that cannot read a password does not let it through
+        log.exception("zxcvbn could not score a password")
+        raise BadInput("this password could not be checked: choose another one", field=field) from None
+    if strength.score < PASSWORD_MIN_SCORE:
+        feedback = " ".join(part for part in (strength.warning, *strength.suggestions) if part)
+        raise BadInput(f"this password is too easy to guess. {feedback or 'Add another word or two: uncommon words are better.'}",
+                       field=field)
+    return value
+
+
+def password_words(about: Iterable[str | None]) -> list[str]:
+    """Each text whole, word by word and with its words run together (an email also by its local part and domain),
+    for zxcvbn's user inputs."""
+    words: list[str] = []
+    for text in about:
+        if not text:
+            continue
+        lowered = text.strip().lower()
+        words.append(lowered)
+        if "@" in lowered:
+            local, _, domain = lowered.rpartition("@")
+            words += [local, domain]
+        parts = [w for w in _WORDS.split(lowered) if w]
+        words += [w for w in parts if len(w) >= 3]
+        if len(parts) > 1:
+            words.append("".join(parts))
+    return list(dict.fromkeys(words))
 
 
 def amount(value: Decimal | str, *, field: str, max_value: Decimal, allow_negative: bool = False) -> Decimal:

@@ -11,6 +11,7 @@ from strawberry.schema.config import StrawberryConfig
 from strawberry.tools import merge_types
 
 from schema import (
+    accounts,
     api_tokens,
     audit,
     billing,
@@ -34,7 +35,8 @@ from schema.limits import MAX_ALIASES, MAX_DEPTH, MAX_QUERY_COST, CredentialMuta
 from schema.text import StorableText
 
 AREAS = (
-    sessions, practices, members, plans, invitations, subscriptions, charts, billing, api_tokens, audit, limits, events, webhooks,
+    sessions, accounts, practices, members, plans, invitations, subscriptions, charts, billing, api_tokens, audit, limits,
+    events, webhooks,
 )
 
 MAX_TOKENS = 5000

@@ -82,6 +82,29 @@ class ActivateGroupPracticePayload:
     practice: Practice
 
 
+@strawberry.input
+class UpdatePracticeInput:
+    name: str
+
+
+@strawberry.type
+class UpdatePracticePayload:
+    practice: Practice
+
+
+@strawberry.input
+class TransferOwnershipInput:
+    member_id: strawberry.ID = strawberry.field(
+        description="An active clinician of the practice; the current owner becomes a clinician on the same plan."
+    )
+    password: str = strawberry.field(description="The current owner's password, asked again.")
+
+
+@strawberry.type
+class TransferOwnershipPayload:
+    practice: Practice
+
+
 @strawberry.type
 class Query:
     @strawberry.field(extensions=guard(authenticated=True))
@@ -97,3 +120,12 @@ class Mutation:
     )
     async def activate_group_practice(self, info: Info) -> ActivateGroupPracticePayload | None:
         return ActivateGroupPracticePayload(practice=Practice.of(await practices.activate_group(info.context)))
+
+    @strawberry.mutation(extensions=guard(roles=[R.OWNER], mutation=True))
+    async def update_practice(self, info: Info, input: UpdatePracticeInput) -> UpdatePracticePayload | None:
+        return UpdatePracticePayload(practice=Practice.of(await practices.rename(info.context, input.name)))
+
+    @strawberry.mutation(extensions=guard(roles=[R.OWNER], mutation=True))
+    async def transfer_ownership(self, info: Info, input: TransferOwnershipInput) -> TransferOwnershipPayload | None:
+        row = await members.transfer_ownership(info.context, member_id=input.member_id, password=input.password)
+        return TransferOwnershipPayload(practice=Practice.of(row))

@@ -30,6 +30,7 @@ from graphql import GraphQLObjectType, TypeInfo, TypeInfoVisitor, Visitor, parse
 from tortoise import Tortoise
 
 from auth import permissions as p
+from auth.passwords import hash_password
 from auth.tokens import hash_secret, new_secret
 from models import (
     ApiToken,
@@ -41,6 +42,7 @@ from models import (
     Event,
     Invitation,
     Member,
+    PasswordReset,
     Practice,
     SubscriptionCharge,
     WebhookDelivery,
@@ -73,6 +75,9 @@ PUBLIC = {
     "Mutation.refreshSession": "the refresh token is the credential (single use, reuse revokes the session)",
     "Mutation.logOut": "ends the session named by its refresh token, or the caller's own session",
     "Mutation.acceptInvitation": "the invitation token is the credential (single use, guesses throttled)",
+    "Mutation.requestPasswordReset": "answers true whether or not the account exists; mails only the account's own address "
+    "(throttled per account and address)",
+    "Mutation.resetPassword": "the reset token is the credential (single use, one hour, guesses throttled)",
 }
 
 _MEMBER_REF = "a member of the viewer's practice (practice-scoped loader), reached from an authorized row: public fields"
@@ -152,6 +157,10 @@ OBJECT_DATA = {
     "AuthPayload": ("accessToken refreshToken accessTokenExpiresAt member", "what the caller signed in as"),
     "LogOutPayload": ("loggedOut", _PAYLOAD),
     "ActivateGroupPracticePayload": ("practice", _PAYLOAD),
+    "UpdatePracticePayload": ("practice", _PAYLOAD),
+    "TransferOwnershipPayload": ("practice", _PAYLOAD),
+    "RequestPasswordResetPayload": ("requested", _PAYLOAD),
+    "ChangePasswordPayload": ("member", _PAYLOAD),
     "UpdateMemberPayload": ("member charge", _PAYLOAD),
     "SetMemberPermissionsPayload": ("member", _PAYLOAD),
     "DeactivateMemberPayload": ("member", _PAYLOAD),
@@ -888,6 +897,52 @@ async def former_clinician(world: World, caller: Caller) -> dict:
     return {"input": {"memberId": member_id}}
 
 
+async def reset_request(world: World, caller: Caller) -> dict:
+    """A reset asked for a clinician of practice A (a new one each time: reset requests are throttled per account)."""
+    member = await Member.get(id=ids.decode(await world.clinician(), "Member"))
+    return {"input": {"practiceSlug": (await Practice.get(id=world.practice_id)).slug, "email": member.email}}
+
+
+async def reset_token(world: World, caller: Caller) -> dict:
+    """A live reset token of a new clinician of practice A (ending a clinician's sessions touches no caller's)."""
+    member_id = ids.decode(await world.clinician(), "Member")
+    token, now = new_secret(), datetime.now(UTC)
+    await PasswordReset.create(
+        id=uuid.uuid4(), practice_id=world.practice_id, member_id=member_id, token_hash=hash_secret(token), created_at=now,
+        expires_at=now + timedelta(hours=1),
+    )
+    return {"input": {"token": token, "newPassword": "plum-fjord-kiwi"}}
+
+
+async def own_password_change(world: World, caller: Caller) -> dict:
+    return {"input": {"currentPassword": PASSWORD, "newPassword": "plum-fjord-kiwi"}}
+
+
+async def passwords_back(world: World) -> None:
+    """Every member's password as the world began (changePassword changed the callers')."""
+    await Member.all().update(password_hash=hash_password(PASSWORD))
+
+
+async def practice_name(world: World, caller: Caller) -> dict:
+    return {"input": {"name": f"Calm Minds {world.next()}"}}
+
+
+async def names_back(world: World) -> None:
+    await Practice.filter(id=world.practice_id).update(name="Calm Minds")
+    await Practice.filter(id=world.outsider.member.practice_id).update(name="Other Practice")
+
+
+async def ownership_target(world: World, caller: Caller) -> dict:
+    return {"input": {"memberId": await world.clinician(), "password": PASSWORD}}
+
+
+async def ownership_back(world: World) -> None:
+    """Practice A's owner owns it again; the clinician it was handed to is a clinician again."""
+    owner_id = world.owner.member.id
+    await Member.filter(practice_id=world.practice_id, role=Role.OWNER).exclude(id=owner_id).update(role=Role.CLINICIAN)
+    await Member.filter(id=owner_id).update(role=Role.OWNER, permissions=[])
+
+
 async def new_patient(world: World, caller: Caller) -> dict:
     return {"input": {"patientName": f"Patient {world.next()}"}}
 
@@ -1077,12 +1132,29 @@ OPS: list[Op] = [
        "mutation($input: AcceptInvitationInput!) { ...Join createChart(input: {patientName: \"Pat\"}) { chart { id } } } "
        "fragment Join on Mutation { acceptInvitation(input: $input) { accessToken } }", invitation_token, refused=BAD_INPUT),
     Op("logOut", "mutation($input: LogOutInput!) { logOut(input: $input) { loggedOut } }", refresh_token, present("logOut")),
+    Op("requestPasswordReset",
+       "mutation($input: RequestPasswordResetInput!) { requestPasswordReset(input: $input) { requested } }",
+       reset_request, present("requestPasswordReset")),
+    Op("resetPassword", "mutation($input: ResetPasswordInput!) { resetPassword(input: $input) { accessToken } }",
+       reset_token, present("resetPassword")),
+    Op("resetPassword beside __typename",
+       "mutation($input: ResetPasswordInput!) { resetPassword(input: $input) { accessToken } __typename }",
+       reset_token, refused=BAD_INPUT),
+    Op("changePassword (the caller's own)",
+       "mutation($input: ChangePasswordInput!) { changePassword(input: $input) { member { id } } }",
+       own_password_change, present("changePassword"), after=passwords_back),
     Op("acceptInvitation", "mutation($input: AcceptInvitationInput!) { acceptInvitation(input: $input) { accessToken } }",
        invitation_token, present("acceptInvitation")),
     Op("activateGroupPractice", "mutation { activateGroupPractice { practice { id } } }", solo_practices,
        present("activateGroupPractice"), after=group_practices),
     Op("startSubscription", "mutation { startSubscription { charge { id } } }", probe=present("startSubscription"), first=True,
        after=remember_charge),
+    Op("updatePractice (the caller's own)",
+       "mutation($input: UpdatePracticeInput!) { updatePractice(input: $input) { practice { id } } }",
+       practice_name, present("updatePractice"), after=names_back),
+    Op("transferOwnership (to a clinician of the practice)",
+       "mutation($input: TransferOwnershipInput!) { transferOwnership(input: $input) { practice { id } } }",
+       ownership_target, present("transferOwnership"), rule=outsider_gets(NOT_FOUND), after=ownership_back),
     Op("inviteMember", "mutation($input: InviteMemberInput!) { inviteMember(input: $input) { invitation { id } } }", invite,
        present("inviteMember")),
     Op("resendInvitation", "mutation($input: InvitationInput!) { resendInvitation(input: $input) { invitation { id } } }",

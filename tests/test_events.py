@@ -190,7 +190,7 @@ def test_every_event_type_has_a_subject_a_scope_and_an_action():
     mapped = set(events.ACTIONS.values()) | {events.E.INVOICE_PAID}
     assert mapped == set(events.EventType)
     assert events.ACTIONS["chart.updated"] == events.E.CHART_UPDATED
-    assert events.ACTIONS["invoice.voided"] == events.E.INVOICE_VOIDED
+    assert events.ACTIONS["billing.invoice_voided"] == events.E.INVOICE_VOIDED
 
 
 @postgres_only()
