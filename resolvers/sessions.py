@@ -133,7 +133,8 @@ async def sign_up(ctx: Context, *, practice_name: str, name: str, email: str, pa
 async def log_in(ctx: Context, *, practice_slug: str, email: str, password: str) -> SignedIn:
     """Every failure is the same UNAUTHENTICATED "invalid credentials", and costs the same password check.
 
-    Failures are throttled per account and per client address (RATE_LIMITED before any check once too many).
+    Failures are throttled per (account, client address) and per client address (RATE_LIMITED, before any check,
+    once too many): someone failing on purpose elsewhere never locks the right password out of a new address.
     """
     slug = (practice_slug or "").strip().lower()
     normalized = _login_email(email)

@@ -34,7 +34,7 @@ from typing import Any
 
 import orjson
 from cross_web import HTTPException
-from graphql import ExecutionResult
+from graphql import GraphQLError
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
@@ -210,8 +210,8 @@ class GraphQLApp(GraphQL):
             self.check_trusted_only(request_data, context)
         result = await super().execute_operation(request, request_adapter, request_data, context, root_value, sub_response)
         self.apply_session_cookie(context.browser, sub_response)
-        if isinstance(result, ExecutionResult):
-            retry_after(result, sub_response)
+        if not isinstance(result, list):
+            retry_after(getattr(result, "errors", None), sub_response)
         return result
 
     def apply_session_cookie(self, browser: BrowserSession, response: Response) -> None:
@@ -223,7 +223,7 @@ class GraphQLApp(GraphQL):
             response.set_cookie(
                 REFRESH_COOKIE,
                 token,
-                max_age=max(0, int((ends - now).total_seconds())),
+                max_age=max(0, round((ends - now).total_seconds())),
                 path=REFRESH_COOKIE_PATH,
                 secure=self.settings.secure_cookies,
                 httponly=True,
@@ -295,12 +295,12 @@ class GraphQLApp(GraphQL):
             return json.dumps(data, ensure_ascii=False).encode("utf-8", "replace")
 
 
-def retry_after(result: ExecutionResult, response: Response) -> None:
+def retry_after(errors: list[GraphQLError] | None, response: Response) -> None:
     """``Retry-After`` (seconds) on every RATE_LIMITED answer, whichever limit refused (budget, log-in throttle,
     sign-ups): the longest wait any of its errors names."""
     waits = [
         int(error.extensions.get("retryAfter") or 1)
-        for error in result.errors or ()
+        for error in errors or ()
         if error.extensions and error.extensions.get("code") == "RATE_LIMITED"
     ]
     if waits and "retry-after" not in response.headers:
