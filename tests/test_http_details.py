@@ -105,3 +105,37 @@ async def test_an_unreadable_amount_alone_is_still_refused_by_its_own_check(api,
     code, body = await api.error(billing.RECORD_PAYMENT, {"i": {"chartId": g.ann_chart, "clinicianIds": [g.ann.id],
                                                                 "amount": amount, "occurredOn": "2026-03-03"}}, g.owner.token)
     assert code == "BAD_USER_INPUT" and [e["extensions"]["field"] for e in body["errors"]] == ["input.amount"]
+
+
+# ------------------------------------------------------------------ links follow `serve --port`
+
+
+def test_links_follow_the_serving_address_outside_production(tmp_path):
+    """``groups-api serve --port N`` without GROUPS_API_PUBLIC_URL: pdfUrl points at port N, and answers there."""
+    import httpx
+
+    from tests.soak_server import Server
+
+    server = Server(f"sqlite://{tmp_path / 'links.sqlite3'}", log=tmp_path / "server.log")
+    server.start()
+    try:
+        def gql(query: str, variables: dict | None = None, token: str | None = None) -> dict:
+            headers = {"authorization": f"Bearer {token}"} if token else {}
+            body = httpx.post(f"{server.url}/graphql", json={"query": query, "variables": variables or {}}, headers=headers).json()
+            assert not body.get("errors"), body
+            return body["data"]
+
+        signed = gql("""mutation { signUp(input: {practiceName: "Links", name: "Lee", email: "lee@example.com",
+                        password: "correct horse battery", planCode: "erx-lite"}) { accessToken member { id } } }""")["signUp"]
+        token, owner = signed["accessToken"], signed["member"]["id"]
+        chart = gql('mutation { createChart(input: {patientName: "Pat"}) { chart { id } } }', token=token)["createChart"]["chart"]["id"]
+        gql("""mutation($c: ID!, $m: ID!) { recordCharge(input: {chartId: $c, clinicianId: $m, amount: "120.00",
+               occurredOn: "2026-01-05", description: "Intake"}) { entry { id } } }""", {"c": chart, "m": owner}, token)
+        pdf_url = gql("""mutation($c: ID!, $m: ID!) { generateStatement(input: {chartId: $c, clinicianIds: [$m],
+                         periodStart: "2026-01-01", periodEnd: "2026-01-31"}) { statement { pdfUrl } } }""",
+                      {"c": chart, "m": owner}, token)["generateStatement"]["statement"]["pdfUrl"]
+        assert pdf_url.startswith(f"{server.url}/statements/"), pdf_url
+        pdf = httpx.get(pdf_url, headers={"authorization": f"Bearer {token}"})
+        assert pdf.status_code == 200 and pdf.content.startswith(b"%PDF")
+    finally:
+        server.stop()
