@@ -8,7 +8,7 @@ from tortoise import fields
 from tortoise.indexes import Index
 
 class Migration(migrations.Migration):
-    dependencies = [('models', '0005_events_webhooks')]
+    dependencies = [('models', '0006_sessions')]
 
     initial = False
 

@@ -45,22 +45,11 @@ RESET_REQUESTS_PER_ACCOUNT = limits.Policy(limit=5, window=timedelta(hours=1))
 RESET_REQUESTS_PER_ADDRESS = limits.Policy(limit=50, window=timedelta(hours=1))
 
 
-def app_url(ctx: Context) -> str:
-    """The base of links people open (the web app): GROUPS_API_APP_URL once the settings carry it (``app_url``),
-    else GROUPS_API_PUBLIC_URL, the base invitation links use."""
-    return getattr(ctx.settings, "app_url", None) or ctx.settings.public_url
-
-
-def login_key(slug: str, email: str) -> str:
-    """The guessing key of an account's password: the one ``sessions.log_in`` throttles, so wrong passwords given to
-    changePassword and transferOwnership count with wrong log-ins."""
-    return f"login:{slug}:{email}"
-
-
 async def check_password(ctx: Context, member: Member, password: str | None, *, field: str) -> None:
     """The password of ``member`` (asked again of a signed-in member), throttled like log-in: RATE_LIMITED once the
     account or the address has failed too often lately; a wrong one is BAD_USER_INPUT naming ``field``."""
-    key = login_key(ctx.require_viewer().practice.slug, member.email)
+    # The key log-in throttles: wrong passwords given here count with wrong log-ins.
+    key = limits.login_key(ctx.require_viewer().practice.slug, member.email)
     await limits.check_guessing(ctx, key)
     if not await passwords.verify_password_async(member.password_hash, password or ""):
         await limits.record_failure(ctx, key)
@@ -169,7 +158,7 @@ async def _issue_reset(ctx: Context, slug: str, email: str) -> bool:
 
 def _message(ctx: Context, member: Member, token: str, reset: PasswordReset) -> dict:
     # The token travels in the fragment, which browsers never send to a server (so it stays out of access logs).
-    link = f"{app_url(ctx)}/reset-password#token={token}"
+    link = f"{ctx.settings.app_base_url}/reset-password#token={token}"
     return {
         "recipient": member.email,
         "subject": f"Reset your password for {member.practice.name}",

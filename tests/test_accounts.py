@@ -159,19 +159,17 @@ async def test_reset_requests_are_throttled_per_address(api, mailbox):
     assert mailbox == []
 
 
-async def test_a_reset_link_uses_the_app_url_when_the_settings_have_one():
-    """GROUPS_API_APP_URL (``app_url``) once it exists; GROUPS_API_PUBLIC_URL, as invitation links, until then."""
+async def test_a_reset_link_points_at_the_web_app_not_the_api(settings, mailbox):
+    """GROUPS_API_APP_URL is the base of the links people open; GROUPS_API_PUBLIC_URL (pdfUrl) plays no part."""
+    from tests.conftest import Api
+    from tests.test_security_http import http_client
 
-    class Settings:
-        app_url = "https://app.example"
-        public_url = "http://test"
-
-    class Ctx:
-        settings = Settings()
-
-    assert accounts.app_url(Ctx()) == "https://app.example"  # type: ignore[arg-type]
-    Settings.app_url = None  # type: ignore[assignment]
-    assert accounts.app_url(Ctx()) == "http://test"  # type: ignore[arg-type]
+    async with http_client(settings.with_(app_url="https://app.example", public_url="https://api.example")) as client:
+        api = Api(client)
+        await sign_up(api)
+        assert not (await request_reset(api)).get("errors")
+    assert re.search(r"https://app\.example/reset-password#token=[A-Za-z0-9_-]+", mailbox[-1]["body"])
+    assert "api.example" not in mailbox[-1]["body"]
 
 
 # ------------------------------------------------------------------ resetPassword
