@@ -60,7 +60,12 @@ class Session(Model):
 
 
 class RotatedRefreshToken(Model):
-    """A refresh token that was already exchanged: presenting it again means theft, and kills the session."""
+    """A refresh token that is no longer its session's newest (``Session.refresh_token_hash``).
+
+    Normally it was exchanged at ``rotated_at``: presented again within resolvers/sessions.REUSE_GRACE it answers a
+    fresh pair for the same session (two tabs refreshing at once, a retry after a lost answer); later it means theft
+    and kills the session. ``unused``: replaced as the newest by such a grace refresh before its holder exchanged it;
+    it is still good for one exchange (its holder is the other tab)."""
 
     token_hash = fields.CharField(max_length=64, primary_key=True)
     session: fields.ForeignKeyRelation[Session] = fields.ForeignKeyField(
@@ -68,6 +73,7 @@ class RotatedRefreshToken(Model):
     )
     session_id: uuid.UUID
     rotated_at = fields.DatetimeField()
+    unused = fields.BooleanField(default=False)
 
     class Meta:
         table = "rotated_refresh_tokens"

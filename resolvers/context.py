@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable, Hashable, Iterable, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from strawberry.dataloader import DataLoader
@@ -63,6 +64,39 @@ class Loaders:
         return loader
 
 
+@dataclass
+class BrowserSession:
+    """Cookie sessions for one request, without the web framework: the HTTP layer (server/graphql.py) says what
+    the request brought, the rules read the cookie's token and hand over the token to keep, and the HTTP layer then
+    sets or clears the cookie.
+
+    - ``cookie_mode``: the request's ``Origin`` is in GROUPS_API_CORS_ORIGINS. Credential mutations then answer the
+      refresh token in an httpOnly cookie only (``AuthPayload.refreshToken`` null), and refreshSession/logOut
+      without a token read ``cookie_token``.
+    - ``cookie_refused``: the request carries the session cookie or an ``Origin`` outside the list: refreshSession
+      and logOut without a token are FORBIDDEN (the cookie is read for the listed origins only: CSRF).
+    """
+
+    cookie_mode: bool = False
+    cookie_token: str | None = None
+    cookie_refused: bool = False
+    # Set by the rules: the refresh token to keep in the cookie and when its session ends; or clear the cookie.
+    issued: tuple[str, datetime | None] | None = None
+    cleared: bool = False
+
+    def hand_over(self, refresh_token: str, session_expires_at: datetime | None) -> str | None:
+        """The refresh token for the answer's body: None when it travels in the cookie instead."""
+        if not self.cookie_mode:
+            return refresh_token
+        self.issued, self.cleared = (refresh_token, session_expires_at), False
+        return None
+
+    def clear(self) -> None:
+        """End the cookie (log-out, or a cookie whose session is gone). Only browsers on a listed origin get one."""
+        if self.cookie_mode:
+            self.issued, self.cleared = None, True
+
+
 @dataclass(frozen=True)
 class Context:
     """Frozen: the viewer never changes inside a request, whatever a credential mutation does (its payload shows
@@ -77,6 +111,7 @@ class Context:
     request: Any = None
     response: Any = None
     client_address: str | None = None
+    browser: BrowserSession = field(default_factory=BrowserSession)
     loaders: Loaders = field(default_factory=Loaders)
     # Per-request state of cross-cutting concerns (audit buffer, query cost, ...), keyed by area.
     state: dict[str, Any] = field(default_factory=dict)

@@ -88,7 +88,7 @@ def _message(ctx: Context, invitation: Invitation, token: str) -> dict:
     viewer = ctx.require_viewer()
     practice = viewer.practice
     # The token travels in the fragment, which browsers never send to a server (so it stays out of access logs).
-    link = f"{ctx.settings.public_url}/accept-invitation#token={token}"
+    link = f"{ctx.settings.app_base_url}/accept-invitation#token={token}"
     return {
         "recipient": invitation.email,
         "subject": f"You are invited to join {practice.name}",

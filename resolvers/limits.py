@@ -36,7 +36,9 @@ class Policy:
 # Sign-ups per client address: at most ``settings.sign_ups_per_hour`` in a window of this length.
 SIGN_UP_WINDOW = timedelta(hours=1)
 
-# Failed logIn / acceptInvitation attempts: per account (or whatever key the caller names) and per client address.
+# Failed logIn / acceptInvitation attempts: per (account, client address) and per client address. Never per account
+# alone: that would let anyone lock the owner of an account out by failing on purpose from somewhere else, while the
+# right password from the owner's new address must still get through.
 ACCOUNT_GUESSES = Policy(limit=10, window=timedelta(minutes=15))
 ADDRESS_GUESSES = Policy(limit=50, window=timedelta(minutes=15))
 
@@ -258,7 +260,8 @@ async def charge_sign_up(ctx: Context) -> None:
 
 def _guess_keys(ctx: Context, key: str) -> list[tuple[str, Policy]]:
     # Keys are hashed: emails and invitation tokens never reach the store in the clear.
-    keys = [(f"guess:account:{_digest(key)}", ACCOUNT_GUESSES)]
+    address = ctx.client_address or "unknown"
+    keys = [(f"guess:account:{_digest(key + chr(0) + address)}", ACCOUNT_GUESSES)]
     if ctx.client_address:
         keys.append((f"guess:address:{_digest(ctx.client_address)}", ADDRESS_GUESSES))
     return keys
@@ -269,7 +272,8 @@ def _digest(value: str) -> str:
 
 
 async def check_guessing(ctx: Context, key: str) -> None:
-    """Refuse with RATE_LIMITED when ``key`` (e.g. an account) or the client address has failed too often lately.
+    """Refuse with RATE_LIMITED when ``key`` (e.g. an account) from this client address, or the client address
+    itself, has failed too often lately.
 
     Call it before checking a secret (password, invitation token), ``record_failure`` when the check fails, and
     ``record_success`` when it passes if the key's failures should be forgotten. Only failures count, so
@@ -284,12 +288,13 @@ async def check_guessing(ctx: Context, key: str) -> None:
 
 
 async def record_failure(ctx: Context, key: str) -> None:
-    """Count a failed attempt against ``key`` and the client address."""
+    """Count a failed attempt against ``key`` from this address, and against the address."""
     now = ctx.clock.now()
     for name, policy in _guess_keys(ctx, key):
         await store(ctx).charge(name, 1, limit=policy.limit, window=policy.window, now=now)
 
 
 async def record_success(ctx: Context, key: str) -> None:
-    """Forget the failures of ``key`` (not those of the client address, which may be guessing other accounts)."""
+    """Forget the failures of ``key`` from this address (not those of the address, which may be guessing other
+    accounts)."""
     await store(ctx).clear(_guess_keys(ctx, key)[0][0])

@@ -1,4 +1,13 @@
-"""Sign-up, log-in, refresh-token rotation with theft detection, and log-out."""
+"""Sign-up, log-in, refresh-token rotation with theft detection, and log-out.
+
+Sessions end ``settings.refresh_token_ttl`` (30 days) after their last refresh and at the latest
+``settings.session_max_age`` (90 days) after log-in. Each refresh exchanges the refresh token for a new one; a token
+presented again within REUSE_GRACE of its exchange (two tabs refreshing at once, a retry after a lost answer) gets
+a fresh pair for the same session, while later reuse means theft and revokes the session.
+
+In a browser on a listed origin the refresh token travels in an httpOnly cookie: the rules read it from
+``ctx.browser`` and hand the new one back there (``BrowserSession.hand_over``); server/graphql.py sets the cookie.
+"""
 
 from __future__ import annotations
 
@@ -18,12 +27,18 @@ from models import Member, Practice, RotatedRefreshToken, Session
 from models.enums import MemberStatus, PracticeKind, Role
 from resolvers import audit, limits, validation
 from resolvers.context import Context
-from resolvers.errors import BadInput, Unauthenticated
+from resolvers.errors import BadInput, Forbidden, Unauthenticated
 from resolvers.ids import encode as _gid
 from resolvers.plans import require_plan
 
 INVALID_CREDENTIALS = "invalid credentials"
 SLUG_MAX = 60
+# A refresh token presented again this soon after its exchange answers a fresh pair for the same session.
+REUSE_GRACE = timedelta(seconds=30)
+COOKIE_REFUSED = (
+    "the session cookie is read only for requests from the web app's origins (GROUPS_API_CORS_ORIGINS): "
+    "send refreshToken in the input"
+)
 
 
 @dataclass(frozen=True)
@@ -32,6 +47,8 @@ class SignedIn:
     access_token: str
     refresh_token: str
     access_token_expires_at: datetime
+    # When the session ends unless refreshed again (idle limit, capped by the absolute one): the cookie's Max-Age.
+    session_expires_at: datetime | None = None
 
 
 async def start_session(ctx: Context, member: Member, *, connection: BaseDBAsyncClient | None = None) -> SignedIn:
@@ -43,7 +60,7 @@ async def start_session(ctx: Context, member: Member, *, connection: BaseDBAsync
         refresh_token_hash=hash_secret(refresh),
         created_at=now,
         last_refreshed_at=now,
-        expires_at=now + ctx.settings.refresh_token_ttl,
+        expires_at=now + min(ctx.settings.refresh_token_ttl, ctx.settings.session_max_age),
         using_db=connection,
     )
     return _signed_in(ctx, member, session, refresh, now)
@@ -54,7 +71,7 @@ def _signed_in(ctx: Context, member: Member, session: Session, refresh: str, now
     access = ctx.codec.issue(
         member_id=member.id, practice_id=member.practice_id, session_id=session.id, now=now, expires_at=expires
     )
-    return SignedIn(member, access, refresh, expires)
+    return SignedIn(member, access, refresh, expires, session.expires_at)
 
 
 def _slug_base(name: str) -> str:
@@ -116,7 +133,8 @@ async def sign_up(ctx: Context, *, practice_name: str, name: str, email: str, pa
 async def log_in(ctx: Context, *, practice_slug: str, email: str, password: str) -> SignedIn:
     """Every failure is the same UNAUTHENTICATED "invalid credentials", and costs the same password check.
 
-    Failures are throttled per account and per client address (RATE_LIMITED before any check once too many).
+    Failures are throttled per (account, client address) and per client address (RATE_LIMITED, before any check,
+    once too many): someone failing on purpose elsewhere never locks the right password out of a new address.
     """
     slug = (practice_slug or "").strip().lower()
     normalized = _login_email(email)
@@ -166,56 +184,113 @@ async def ctx_failed_login(ctx: Context, member: Member | None, slug: str) -> No
 
 
 async def refresh_session(ctx: Context, refresh_token: str | None) -> SignedIn:
-    """Rotate: the presented token dies, a new one is issued. A token presented twice revokes the whole session."""
-    if not refresh_token:
+    """Exchange a refresh token for a new pair (see the module's docstring). Without a token in the input, a browser
+    on a listed origin sends its cookie's; anything else that would read the cookie is FORBIDDEN."""
+    from_cookie = not refresh_token
+    token = refresh_token or _cookie_token(ctx)
+    try:
+        return await _refresh(ctx, token)
+    except Unauthenticated:
+        if from_cookie:
+            ctx.browser.clear()  # the cookie's session is gone: do not keep sending it
+        raise
+
+
+def _cookie_token(ctx: Context) -> str:
+    browser = ctx.browser
+    if browser.cookie_refused:
+        raise Forbidden(COOKIE_REFUSED)
+    if not browser.cookie_mode:
         raise Unauthenticated("refresh token required")
+    if not browser.cookie_token:
+        raise Unauthenticated("no session cookie: log in again")
+    return browser.cookie_token
+
+
+async def _refresh(ctx: Context, refresh_token: str) -> SignedIn:
     now = ctx.clock.now()
-    old_hash = hash_secret(refresh_token)
-    session = await Session.filter(refresh_token_hash=old_hash).select_related("member__practice").first()
-    if session is None:
-        rotated = await RotatedRefreshToken.filter(token_hash=old_hash).first()
-        if rotated is not None:
-            # Token theft detection: an already-rotated token came back. Kill the session for everyone.
-            await Session.filter(id=rotated.session_id, revoked_at=None).update(revoked_at=now)
-            member_row = await Session.filter(id=rotated.session_id).values("member_id", "member__practice_id")
-            if member_row:
-                await audit.record_many(
-                    ctx, [audit.PendingEvent("auth.refresh_token_reused", _gid("Member", member_row[0]["member_id"]))],
-                    practice_id=member_row[0]["member__practice_id"], actor_id=member_row[0]["member_id"],
-                )
-        raise Unauthenticated("invalid refresh token")
-    member = session.member
-    if session.revoked_at is not None or session.expires_at <= now or member.status != MemberStatus.ACTIVE:
-        raise Unauthenticated("invalid refresh token")
     new_refresh = new_secret()
-    async with in_transaction() as conn:
-        # Compare-and-set: of two concurrent refreshes with the same token, exactly one wins.
-        updated = await Session.filter(id=session.id, refresh_token_hash=old_hash, revoked_at=None).using_db(conn).update(
-            refresh_token_hash=hash_secret(new_refresh), last_refreshed_at=now
+    outcome, session = await _exchange(ctx, hash_secret(refresh_token), hash_secret(new_refresh), now)
+    if outcome == _REUSED:
+        member_id = session.member_id
+        practice_id = cast(uuid.UUID, await Member.filter(id=member_id).first().values_list("practice_id", flat=True))
+        await audit.record_many(
+            ctx, [audit.PendingEvent("auth.refresh_token_reused", _gid("Member", member_id))], practice_id=practice_id, actor_id=member_id
         )
-        if updated:
-            await RotatedRefreshToken.create(token_hash=old_hash, session_id=session.id, rotated_at=now, using_db=conn)
-    if not updated:
-        await Session.filter(id=session.id).update(revoked_at=now)
+    if outcome != _EXCHANGED:
         raise Unauthenticated("invalid refresh token")
-    return _signed_in(ctx, member, session, new_refresh, now)
+    return _signed_in(ctx, session.member, session, new_refresh, now)
+
+
+_EXCHANGED, _REUSED, _INVALID = "exchanged", "reused", "invalid"
+
+
+async def _exchange(ctx: Context, token_hash: str, new_hash: str, now: datetime) -> tuple[str, Session]:
+    """Under the session's row lock: the outcome of presenting ``token_hash``, and the session (updated when
+    exchanged, revoked when reused). Of concurrent refreshes with one token the first exchanges it and the others,
+    once it has committed, find it just rotated: each gets a pair of its own (REUSE_GRACE)."""
+    async with in_transaction() as conn:
+        session = await Session.filter(refresh_token_hash=token_hash).select_for_update().using_db(conn).first()
+        rotated = None
+        if session is None:
+            rotated = await RotatedRefreshToken.filter(token_hash=token_hash).using_db(conn).first()
+            if rotated is not None:
+                session = await Session.filter(id=rotated.session_id).select_for_update().using_db(conn).first()
+        if session is None:
+            return _INVALID, Session()
+        if session.revoked_at is not None or session.expires_at <= now:
+            return _INVALID, session
+        if rotated is not None and not rotated.unused and now - rotated.rotated_at > REUSE_GRACE:
+            # Theft detection: a token exchanged a while ago came back. Kill the session for everyone.
+            await Session.filter(id=session.id).using_db(conn).update(revoked_at=now)
+            return _REUSED, session
+        member = await Member.filter(id=session.member_id).select_related("practice").using_db(conn).first()
+        if member is None or member.status != MemberStatus.ACTIVE:
+            return _INVALID, session
+        # The session's newest token steps back: exchanged now when it is the one presented; otherwise (a grace
+        # refresh with an older one) its holder, e.g. the other tab, has not used it yet and may, once.
+        await RotatedRefreshToken.create(
+            token_hash=session.refresh_token_hash, session_id=session.id, rotated_at=now, unused=rotated is not None, using_db=conn
+        )
+        if rotated is not None and rotated.unused:
+            await RotatedRefreshToken.filter(token_hash=token_hash).using_db(conn).update(unused=False, rotated_at=now)
+        session.refresh_token_hash = new_hash
+        session.last_refreshed_at = now
+        session.expires_at = min(now + ctx.settings.refresh_token_ttl, session.created_at + ctx.settings.session_max_age)
+        await session.save(update_fields=["refresh_token_hash", "last_refreshed_at", "expires_at"], using_db=conn)
+        session.member = member
+    return _EXCHANGED, session
 
 
 async def log_out(ctx: Context, refresh_token: str | None) -> bool:
-    """Revoke the session named by the refresh token, or else the caller's current session."""
+    """Revoke the session named by the refresh token (the input's, or a listed browser's cookie), or else the
+    caller's current session. A browser's cookie is cleared."""
     now = ctx.clock.now()
-    if refresh_token:
-        # Tortoise types a flat values_list as a tuple; it is the id, or None.
-        by_token = Session.filter(refresh_token_hash=hash_secret(refresh_token)).first()
-        session_id = cast(uuid.UUID | None, await by_token.values_list("id", flat=True))
-        if session_id is None:
+    browser = ctx.browser
+    if not refresh_token and browser.cookie_refused:
+        raise Forbidden(COOKIE_REFUSED)
+    browser.clear()
+    session_id: uuid.UUID | None = None
+    token = refresh_token or browser.cookie_token
+    if token:
+        session_id = await _session_of(hash_secret(token))
+        if session_id is None and refresh_token:
             raise Unauthenticated("invalid refresh token")
-    elif ctx.viewer is not None and ctx.viewer.session_id is not None:
+    if session_id is None and ctx.viewer is not None and ctx.viewer.session_id is not None:
         session_id = uuid.UUID(ctx.viewer.session_id)
-    else:
+    if session_id is None:
         raise Unauthenticated("log out needs a session: a refresh token or a session access token")
     await Session.filter(id=session_id, revoked_at=None).update(revoked_at=now)
     return True
+
+
+async def _session_of(token_hash: str) -> uuid.UUID | None:
+    """The session a refresh token belongs to: its newest token, or one it replaced."""
+    # Tortoise types a flat values_list as a tuple; it is the id, or None.
+    current = await Session.filter(refresh_token_hash=token_hash).first().values_list("id", flat=True)
+    if current is None:
+        current = await RotatedRefreshToken.filter(token_hash=token_hash).first().values_list("session_id", flat=True)
+    return cast(uuid.UUID | None, current)
 
 
 async def revoke_member_sessions(member_id: uuid.UUID, now: datetime, *, connection: BaseDBAsyncClient | None = None) -> None:

@@ -150,7 +150,7 @@ class Statement(Node):
 
     @strawberry.field(description="Where the PDF of this statement can be fetched with the same bearer token.")
     def pdf_url(self, info: Info) -> str:
-        return f"{info.context.settings.public_url}/statements/{self.id}.pdf"
+        return f"{info.context.settings.api_base_url}/statements/{self.id}.pdf"
 
     @strawberry.field
     def created_by(self) -> MemberType:

@@ -32,7 +32,9 @@ class AuthPayload:
         member = signed_in.member
         return cls(
             access_token=signed_in.access_token,
-            refresh_token=signed_in.refresh_token,
+            # In a browser on a listed origin the refresh token travels in an httpOnly cookie instead (any mutation
+            # answering an AuthPayload: server/graphql.py sets the cookie from the Context after the operation).
+            refresh_token=info.context.browser.hand_over(signed_in.refresh_token, signed_in.session_expires_at),
             access_token_expires_at=signed_in.access_token_expires_at,
             member=Member.of(member, shown_to=Viewer(member=member, practice=member.practice)),
         )

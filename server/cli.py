@@ -24,6 +24,11 @@ def _export(settings: Settings) -> None:
     os.environ["GROUPS_API_ENV"] = settings.env
     os.environ["GROUPS_API_DATABASE_URL"] = settings.database_url
     os.environ["GROUPS_API_JWT_SECRET"] = settings.jwt_secret or ""
+    # Outside production the link bases follow the serving address (``serve --port 9000`` gives working links).
+    if settings.public_url:
+        os.environ["GROUPS_API_PUBLIC_URL"] = settings.public_url
+    if settings.app_url:
+        os.environ["GROUPS_API_APP_URL"] = settings.app_url
 
 
 async def _migrate(settings: Settings) -> None:
@@ -35,7 +40,7 @@ async def _migrate(settings: Settings) -> None:
 def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
-    settings = _settings(args)
+    settings = _settings(args).with_serving_address(args.host, args.port)
     if settings.trusted_documents:
         from server.trusted_documents import load_for
 

@@ -34,6 +34,7 @@ from typing import Any
 
 import orjson
 from cross_web import HTTPException
+from graphql import GraphQLError
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
@@ -44,11 +45,16 @@ from auth.credentials import authenticate
 from auth.tokens import JwtCodec
 from resolvers import limits
 from resolvers.clock import Clock
-from resolvers.context import Context
+from resolvers.context import BrowserSession, Context
 from server.observability import count_refusal
 from server.trusted_documents import TrustedDocument, TrustedDocuments, document_hash, parse_document_id
 
 log = logging.getLogger(__name__)
+
+# The refresh token of a browser on a listed origin (GROUPS_API_CORS_ORIGINS): httpOnly, SameSite=Strict, sent to
+# /graphql only, Secure outside development, living as long as its session.
+REFRESH_COOKIE = "groups_api_refresh"
+REFRESH_COOKIE_PATH = "/graphql"
 
 PERSISTED_QUERY_NOT_FOUND = "PERSISTED_QUERY_NOT_FOUND"
 # The message Apollo Server sends and Apollo clients look for (older ones by message only, newer ones by code too).
@@ -202,7 +208,31 @@ class GraphQLApp(GraphQL):
     async def execute_operation(self, request, request_adapter, request_data, context, root_value, sub_response):
         if self.trusted_only and isinstance(request_data, GraphQLRequestData):
             self.check_trusted_only(request_data, context)
-        return await super().execute_operation(request, request_adapter, request_data, context, root_value, sub_response)
+        result = await super().execute_operation(request, request_adapter, request_data, context, root_value, sub_response)
+        self.apply_session_cookie(context.browser, sub_response)
+        if not isinstance(result, list):
+            retry_after(getattr(result, "errors", None), sub_response)
+        return result
+
+    def apply_session_cookie(self, browser: BrowserSession, response: Response) -> None:
+        """Set or clear the refresh cookie as the operation's rules asked (resolvers/context.BrowserSession)."""
+        if browser.issued is not None:
+            token, session_expires_at = browser.issued
+            now = self.clock.now()
+            ends = session_expires_at or now + self.settings.refresh_token_ttl
+            response.set_cookie(
+                REFRESH_COOKIE,
+                token,
+                max_age=max(0, round((ends - now).total_seconds())),
+                path=REFRESH_COOKIE_PATH,
+                secure=self.settings.secure_cookies,
+                httponly=True,
+                samesite="strict",
+            )
+        elif browser.cleared:
+            response.delete_cookie(
+                REFRESH_COOKIE, path=REFRESH_COOKIE_PATH, secure=self.settings.secure_cookies, httponly=True, samesite="strict"
+            )
 
     def check_trusted_only(self, data: GraphQLRequestData, context: Context) -> None:
         """GROUPS_API_TRUSTED_DOCUMENTS_ONLY=sessions: FORBIDDEN for an anonymous or session request whose document is
@@ -228,6 +258,17 @@ class GraphQLApp(GraphQL):
             raise HTTPException(400, "the request must be a JSON object")
         return value
 
+    def browser_session(self, request: Request) -> BrowserSession:
+        """Cookie mode when the request's Origin is a listed one; the cookie is read for those only (CSRF)."""
+        origin = request.headers.get("origin")
+        cookie = request.cookies.get(REFRESH_COOKIE) or None
+        listed = origin is not None and origin in self.settings.cors_origins
+        return BrowserSession(
+            cookie_mode=listed,
+            cookie_token=cookie if listed else None,
+            cookie_refused=not listed and (origin is not None or cookie is not None),
+        )
+
     async def get_context(self, request: Request, response: Response) -> Context:
         request_id = getattr(request.state, "request_id", None) or uuid.uuid4().hex
         credentials = await authenticate(request.headers.get("authorization"), codec=self.codec, now=self.clock.now())
@@ -241,6 +282,7 @@ class GraphQLApp(GraphQL):
             request=request,
             response=response,
             client_address=request.client.host if request.client else None,
+            browser=self.browser_session(request),
             state={limits.STORE: self.limit_store},
         )
 
@@ -251,6 +293,18 @@ class GraphQLApp(GraphQL):
             # orjson refuses text that has no UTF-8 form, such as an unpaired surrogate a client sent and an error
             # message repeats (e.g. an unknown operationName): it leaves as "?", so the body stays valid UTF-8 JSON.
             return json.dumps(data, ensure_ascii=False).encode("utf-8", "replace")
+
+
+def retry_after(errors: list[GraphQLError] | None, response: Response) -> None:
+    """``Retry-After`` (seconds) on every RATE_LIMITED answer, whichever limit refused (budget, log-in throttle,
+    sign-ups): the longest wait any of its errors names."""
+    waits = [
+        int(error.extensions.get("retryAfter") or 1)
+        for error in errors or ()
+        if error.extensions and error.extensions.get("code") == "RATE_LIMITED"
+    ]
+    if waits and "retry-after" not in response.headers:
+        response.headers["Retry-After"] = str(max(waits))
 
 
 def _names_a_document(params) -> bool:

@@ -40,6 +40,40 @@ def _integer(name: str, text: str) -> int:
 
 TRUSTED_DOCUMENTS_ONLY_VALUES = ("sessions",)
 
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 8000
+_URL = re.compile(r"^https?://[^/\s?#]+(/[^\s?#]*)?$")
+_ORIGIN = re.compile(r"^https?://[^/\s?#*@]+$")
+
+
+def parse_origins(text: str) -> tuple[str, ...]:
+    """GROUPS_API_CORS_ORIGINS: comma-separated exact origins, e.g. ``https://app.example.com,http://localhost:5173``."""
+    origins = tuple(o.strip().rstrip("/") for o in text.split(",") if o.strip())
+    for origin in origins:
+        _check_origin(origin)
+    return origins
+
+
+def _check_origin(origin: str) -> None:
+    if "*" in origin:
+        raise ConfigurationError(
+            "GROUPS_API_CORS_ORIGINS takes exact origins, never a wildcard: browsers would send the session cookie "
+            f"from any site ({origin!r})"
+        )
+    if not _ORIGIN.match(origin):
+        raise ConfigurationError(
+            f"GROUPS_API_CORS_ORIGINS entries are origins such as https://app.example.com (scheme, host, port; no path), not {origin!r}"
+        )
+
+
+def serving_url(host: str, port: int) -> str:
+    """The base URL of ``serve --host HOST --port PORT`` as a client on this machine reaches it."""
+    if host in ("0.0.0.0", "", "::"):
+        host = "127.0.0.1" if host != "::" else "[::1]"
+    elif ":" in host and not host.startswith("["):
+        host = f"[{host}]"
+    return f"http://{host}:{port}"
+
 
 def _trusted_documents_only(text: str | None) -> str | None:
     if text is None or text in TRUSTED_DOCUMENTS_ONLY_VALUES:
@@ -57,14 +91,21 @@ class Settings:
     jwt_issuer: str = "groups-api"
     jwt_audience: str = "groups-api"
     access_token_ttl: timedelta = timedelta(minutes=15)
+    # A session ends this long after its last refresh (idle), and at the latest session_max_age after log-in.
     refresh_token_ttl: timedelta = timedelta(days=30)
+    session_max_age: timedelta = timedelta(days=90)
     trial_days: int = 30
     invitation_ttl: timedelta = timedelta(days=7)
     clock_offset: timedelta = timedelta(0)
     smtp_url: str | None = None
     mail_from: str = "no-reply@groups-api.local"
     redis_url: str | None = None
-    public_url: str = "http://127.0.0.1:8000"
+    # This API's base (pdfUrl) and the web app's (invitation and password-reset links). Outside production an unset
+    # one follows the serving address (``with_serving_address``); production refuses to start without both.
+    public_url: str | None = None
+    app_url: str | None = None
+    # Browser origins (scheme://host[:port], exact) that get CORS and cookie sessions; no wildcard.
+    cors_origins: tuple[str, ...] = ()
     rate_limit_points: int = 5000
     # Sign-ups per client address per hour (resolvers/limits.charge_sign_up).
     sign_ups_per_hour: int = 10
@@ -115,6 +156,10 @@ class Settings:
             values["redis_url"] = v
         if (v := get("PUBLIC_URL")) is not None:
             values["public_url"] = v.rstrip("/")
+        if (v := get("APP_URL")) is not None:
+            values["app_url"] = v.rstrip("/")
+        if (v := get("CORS_ORIGINS")) is not None:
+            values["cors_origins"] = parse_origins(v)
         if (v := get("RATE_LIMIT_POINTS")) is not None:
             values["rate_limit_points"] = _integer("RATE_LIMIT_POINTS", v)
         if (v := get("SIGN_UPS_PER_HOUR")) is not None:
@@ -131,9 +176,36 @@ class Settings:
     def with_(self, **changes) -> Settings:
         return replace(self, **changes)
 
+    @property
+    def api_base_url(self) -> str:
+        """Base of the links to this API (pdfUrl): GROUPS_API_PUBLIC_URL, else the serving address."""
+        return self.public_url or serving_url(DEFAULT_HOST, DEFAULT_PORT)
+
+    @property
+    def app_base_url(self) -> str:
+        """Base of the links to the web app (invitations, password resets): GROUPS_API_APP_URL, else the serving address."""
+        return self.app_url or serving_url(DEFAULT_HOST, DEFAULT_PORT)
+
+    @property
+    def secure_cookies(self) -> bool:
+        """Cookies carry ``Secure`` everywhere but in development (served over plain http on 127.0.0.1)."""
+        return self.env != "development"
+
+    def with_serving_address(self, host: str, port: int) -> Settings:
+        """Outside production, point the unset link bases at the address ``serve`` listens on."""
+        if self.production:
+            return self
+        base = serving_url(host, port)
+        return replace(self, public_url=self.public_url or base, app_url=self.app_url or base)
+
     def checked(self) -> Settings:
         """Validate for start-up; in development, create and keep a random JWT secret beside the database."""
         _trusted_documents_only(self.trusted_documents_only)
+        for origin in self.cors_origins:
+            _check_origin(origin)
+        for name, url in (("PUBLIC_URL", self.public_url), ("APP_URL", self.app_url)):
+            if url is not None and not _URL.match(url):
+                raise ConfigurationError(f"GROUPS_API_{name} must be an http(s) URL such as https://example.com, not {url!r}")
         if self.trusted_documents_only and not self.trusted_documents:
             raise ConfigurationError(
                 "GROUPS_API_TRUSTED_DOCUMENTS_ONLY=sessions needs GROUPS_API_TRUSTED_DOCUMENTS: without manifests "
@@ -146,6 +218,11 @@ class Settings:
                 raise ConfigurationError("production needs GROUPS_API_JWT_SECRET of at least 32 bytes")
             if self.clock_offset:
                 raise ConfigurationError("GROUPS_API_CLOCK_OFFSET is refused in production")
+            if not self.public_url or not self.app_url:
+                raise ConfigurationError(
+                    "production needs GROUPS_API_PUBLIC_URL (this API, for pdfUrl) and GROUPS_API_APP_URL (the web app, "
+                    "for invitation and password-reset links)"
+                )
             return self
         if self.jwt_secret:
             if len(self.jwt_secret.encode()) < 32:

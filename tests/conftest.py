@@ -64,7 +64,7 @@ def settings(database_url: str) -> Settings:
     # Many tests sign up more practices than the hourly sign-up limit (10) from the one test client address; the
     # throttle's own tests (tests/test_security_inputs.py) set the real default back.
     return Settings(
-        env="test", database_url=database_url, jwt_secret="test-secret-" + "x" * 40, public_url="http://test", sign_ups_per_hour=10_000
+        env="test", database_url=database_url, jwt_secret="test-secret-" + "x" * 40, public_url="http://test", app_url="http://test", sign_ups_per_hour=10_000
     )
 
 

@@ -374,6 +374,46 @@ async def test_failed_log_ins_are_throttled_per_account(api, client, app, clock,
 
 
 @GUESSING_BUDGET
+async def test_failures_elsewhere_never_lock_the_right_password_out_of_a_new_address(api, client, app, practice_name):
+    """Throttled per (account, address): someone failing on purpose cannot lock the owner out of their account."""
+    await api.sign_up(practice=practice_name)
+    slug = await slug_of(practice_name)
+    for _ in range(limits.ACCOUNT_GUESSES.limit):
+        body = await api.log_in(slug, "owner@example.com", password="wrong password!!")
+        assert body["errors"][0]["extensions"]["code"] == "UNAUTHENTICATED"
+    assert (await api.log_in(slug, "owner@example.com"))["errors"][0]["extensions"]["code"] == "RATE_LIMITED"
+
+    elsewhere = httpx.ASGITransport(app=app, client=(random_address(), 40000))
+    async with httpx.AsyncClient(transport=elsewhere, base_url="http://test") as http:
+        body = await Api(http).log_in(slug, "owner@example.com")
+        assert not body.get("errors"), body
+        assert body["data"]["logIn"]["member"]["role"] == "OWNER"
+    # ... while the address that failed stays throttled, for this account.
+    assert (await api.log_in(slug, "owner@example.com"))["errors"][0]["extensions"]["code"] == "RATE_LIMITED"
+
+
+LOG_IN = "mutation($i: LogInInput!) { logIn(input: $i) { accessToken } }"
+
+
+@GUESSING_BUDGET
+@pytest.mark.parametrize("throttle", ["account and address", "address"])
+async def test_a_throttled_log_in_answers_retry_after(api, client, practice_name, throttle):
+    await api.sign_up(practice=practice_name)
+    slug = await slug_of(practice_name)
+    guesses = limits.ACCOUNT_GUESSES.limit if throttle == "account and address" else limits.ADDRESS_GUESSES.limit
+    for i in range(guesses):
+        email = "owner@example.com" if throttle == "account and address" else f"guess{i}@example.com"
+        variables = {"i": {"practiceSlug": slug, "email": email, "password": "wrong password!!"}}
+        assert "Retry-After" not in (await client.post("/graphql", json={"query": LOG_IN, "variables": variables})).headers
+    variables = {"i": {"practiceSlug": slug, "email": "owner@example.com", "password": PASSWORD}}
+    response = await client.post("/graphql", json={"query": LOG_IN, "variables": variables})
+    error = response.json()["errors"][0]
+    assert error["extensions"]["code"] == "RATE_LIMITED"
+    assert response.headers["Retry-After"] == str(error["extensions"]["retryAfter"])
+    assert 0 < int(response.headers["Retry-After"]) <= 15 * 60
+
+
+@GUESSING_BUDGET
 async def test_failed_log_ins_are_throttled_per_address(api, app, practice_name):
     await api.sign_up(practice=practice_name)
     slug = await slug_of(practice_name)

@@ -111,6 +111,8 @@ async def test_item6_sign_up_throttled_per_address(client_at, clock):
     assert 0 < body["errors"][0]["extensions"]["retryAfter"] <= 3600
     assert await everything_sign_up_writes() == before
     assert not await Practice.filter(slug="practice-10").exists()
+    refused = await api.client.post("/graphql", json={"query": SIGN_UP, "variables": sign_up_variables(10)})
+    assert refused.headers["Retry-After"] == str(refused.json()["errors"][0]["extensions"]["retryAfter"])  # issue 13
 
     other = client_at(random_address())
     assert not (await other.post(SIGN_UP, sign_up_variables(11))).get("errors")

@@ -14,6 +14,7 @@ from auth import passwords
 from models import Member, Practice, Session
 from models.enums import MemberStatus, Role
 from resolvers import ids
+from resolvers.sessions import REUSE_GRACE
 from tests.conftest import PASSWORD, postgres_only
 from tests.factories import add_member, insert_member, sign_up
 
@@ -226,13 +227,14 @@ async def test_refresh_rotates_the_refresh_token(api):
     assert await Session.filter(member_id=owner.row.id).count() == 1
 
 
-async def test_a_reused_refresh_token_revokes_the_whole_session(api):
+async def test_a_reused_refresh_token_revokes_the_whole_session(api, clock):
     owner = await sign_up(api)
     other_session = (await api.log_in(owner.slug, owner.email))["data"]["logIn"]
     rotated = (await api.ok(REFRESH, {"t": owner.refresh_token}))["refreshSession"]
     newest = (await api.ok(REFRESH, {"t": rotated["refreshToken"]}))["refreshSession"]
     assert (await api.ok(VIEWER, token=newest["accessToken"]))["viewer"]["id"] == owner.id
 
+    clock.advance(REUSE_GRACE + timedelta(seconds=1))
     code, _ = await api.error(REFRESH, {"t": owner.refresh_token})  # the thief (or the victim) replays it
     assert code == "UNAUTHENTICATED"
 
@@ -315,15 +317,100 @@ async def test_concurrent_sign_ups_with_the_same_name_get_distinct_slugs(api):
     assert sorted(await Practice.all().values_list("slug", flat=True)) == ["calm-minds", "calm-minds-2", "calm-minds-3", "calm-minds-4"]
 
 
-async def test_two_refreshes_with_the_same_token_give_one_new_token_and_end_the_session(api):
-    """Whichever arrives second presents an already-rotated token: the session is revoked either way."""
+async def _one_live_session(api, member_id) -> Session:
+    sessions = await Session.filter(member_id=member_id)
+    assert [s.revoked_at for s in sessions] == [None]
+    return sessions[0]
+
+
+async def _each_tab_keeps_its_session(api, clock, owner, pairs: list[dict]) -> None:
+    """Every pair handed out works: its access token now, and its refresh token once, long after the race."""
+    for pair in pairs:
+        assert (await api.ok(VIEWER, token=pair["accessToken"]))["viewer"]["id"] == owner.id
+    clock.advance(timedelta(minutes=20))
+    for pair in pairs:
+        later = (await api.ok(REFRESH, {"t": pair["refreshToken"]}))["refreshSession"]
+        assert (await api.ok(VIEWER, token=later["accessToken"]))["viewer"]["id"] == owner.id
+    await _one_live_session(api, owner.row.id)
+
+
+@postgres_only()
+@pytest.mark.parametrize("tabs", [2, 5])
+async def test_concurrent_refreshes_with_the_same_token_all_get_a_pair_of_the_same_session(api, clock, tabs):
+    """Tabs refreshing at the same moment: one exchanges the token, the others find it just exchanged (under the
+    session's row lock) and get pairs of their own. Nobody is logged out."""
     owner = await sign_up(api)
-    bodies = await asyncio.gather(*(api.post(REFRESH, {"t": owner.refresh_token}) for _ in range(2)))
-    winners = [b["data"]["refreshSession"] for b in bodies if b["data"]["refreshSession"]]
-    losers = [b["errors"][0]["extensions"]["code"] for b in bodies if b.get("errors")]
-    assert (len(winners), losers) == (1, ["UNAUTHENTICATED"])
-    await assert_unauthenticated(api, winners[0]["accessToken"])
+    session_id = (await _one_live_session(api, owner.row.id)).id
+    bodies = await asyncio.gather(*(api.post(REFRESH, {"t": owner.refresh_token}) for _ in range(tabs)))
+    assert all(not b.get("errors") for b in bodies), bodies
+    pairs = [b["data"]["refreshSession"] for b in bodies]
+    assert len({p["refreshToken"] for p in pairs}) == tabs
+    assert (await _one_live_session(api, owner.row.id)).id == session_id
+    await _each_tab_keeps_its_session(api, clock, owner, pairs)
+
+
+async def test_a_token_presented_again_within_the_grace_gets_a_fresh_pair_of_the_same_session(api, clock):
+    """Two tabs one after the other, or a retry after a lost answer (SQLite and PostgreSQL)."""
+    owner = await sign_up(api)
+    session_id = (await _one_live_session(api, owner.row.id)).id
+    first = (await api.ok(REFRESH, {"t": owner.refresh_token}))["refreshSession"]
+    clock.advance(REUSE_GRACE - timedelta(seconds=1))
+    second = (await api.ok(REFRESH, {"t": owner.refresh_token}))["refreshSession"]
+    assert second["refreshToken"] != first["refreshToken"]
+    assert (await _one_live_session(api, owner.row.id)).id == session_id
+    await _each_tab_keeps_its_session(api, clock, owner, [first, second])
+
+
+async def test_reuse_after_the_grace_revokes_the_session_and_every_pair_of_it(api, clock):
+    owner = await sign_up(api)
+    first = (await api.ok(REFRESH, {"t": owner.refresh_token}))["refreshSession"]
+    second = (await api.ok(REFRESH, {"t": owner.refresh_token}))["refreshSession"]  # within the grace
+    clock.advance(REUSE_GRACE + timedelta(seconds=1))
+    code, body = await api.error(REFRESH, {"t": owner.refresh_token})
+    assert (code, body["data"]) == ("UNAUTHENTICATED", {"refreshSession": None})
     assert await Session.filter(member_id=owner.row.id, revoked_at=None).count() == 0
+    for pair in (first, second):
+        await assert_unauthenticated(api, pair["accessToken"])
+        code, _ = await api.error(REFRESH, {"t": pair["refreshToken"]})
+        assert code == "UNAUTHENTICATED"
+
+
+async def test_a_token_exchanged_in_the_grace_is_still_spent_afterwards(api, clock):
+    """The other tab's token (replaced before it was used) works once; used twice, later, it is theft like any other."""
+    owner = await sign_up(api)
+    first = (await api.ok(REFRESH, {"t": owner.refresh_token}))["refreshSession"]
+    await api.ok(REFRESH, {"t": owner.refresh_token})  # the second tab, within the grace
+    clock.advance(timedelta(minutes=5))
+    await api.ok(REFRESH, {"t": first["refreshToken"]})
+    clock.advance(REUSE_GRACE + timedelta(seconds=1))
+    code, _ = await api.error(REFRESH, {"t": first["refreshToken"]})
+    assert code == "UNAUTHENTICATED"
+    assert await Session.filter(member_id=owner.row.id, revoked_at=None).count() == 0
+
+
+async def test_sessions_end_30_days_after_their_last_refresh(api, clock, settings):
+    owner = await sign_up(api)
+    token = owner.refresh_token
+    for _ in range(2):  # each refresh moves the idle limit
+        clock.advance(settings.refresh_token_ttl - timedelta(minutes=1))
+        token = (await api.ok(REFRESH, {"t": token}))["refreshSession"]["refreshToken"]
+    clock.advance(settings.refresh_token_ttl + timedelta(seconds=1))
+    code, _ = await api.error(REFRESH, {"t": token})
+    assert code == "UNAUTHENTICATED"
+
+
+async def test_sessions_end_90_days_after_log_in_however_often_refreshed(api, clock, settings):
+    assert (settings.refresh_token_ttl, settings.session_max_age) == (timedelta(days=30), timedelta(days=90))
+    owner = await sign_up(api)
+    token = owner.refresh_token
+    for _ in range(3):  # days 29, 58 and 87
+        clock.advance(timedelta(days=29))
+        token = (await api.ok(REFRESH, {"t": token}))["refreshSession"]["refreshToken"]
+    session = await _one_live_session(api, owner.row.id)
+    assert session.expires_at == session.created_at + settings.session_max_age  # not day 117
+    clock.advance(timedelta(days=3, seconds=1))
+    code, _ = await api.error(REFRESH, {"t": token})
+    assert code == "UNAUTHENTICATED"
 
 
 async def test_log_in_compares_emails_in_the_form_sign_up_stored_them(api):

@@ -24,9 +24,54 @@ def test_production_refuses_to_start_without_a_32_byte_secret(secret):
         Settings(env="production", database_url="postgres://db/x", jwt_secret=secret).checked()
 
 
+LINKS = {"public_url": "https://api.example.com", "app_url": "https://app.example.com"}
+
+
 def test_production_starts_with_a_32_byte_secret():
-    settings = Settings(env="production", database_url="postgres://db/x", jwt_secret=SECRET_32).checked()
+    settings = Settings(env="production", database_url="postgres://db/x", jwt_secret=SECRET_32, **LINKS).checked()
     assert settings.jwt_secret == SECRET_32
+
+
+@pytest.mark.parametrize("missing", ["public_url", "app_url"])
+def test_production_refuses_to_start_without_both_link_bases(missing):
+    links = {**LINKS, missing: None}
+    with pytest.raises(ConfigurationError, match="GROUPS_API_PUBLIC_URL .* GROUPS_API_APP_URL"):
+        Settings(env="production", database_url="postgres://db/x", jwt_secret=SECRET_32, **links).checked()
+    with pytest.raises(ConfigurationError):  # serve's address is no substitute in production
+        Settings(env="production", jwt_secret=SECRET_32, **links).with_serving_address("0.0.0.0", 9000).checked()
+
+
+def test_outside_production_unset_link_bases_follow_the_serving_address():
+    settings = Settings(jwt_secret=SECRET_32).checked()
+    assert (settings.api_base_url, settings.app_base_url) == ("http://127.0.0.1:8000", "http://127.0.0.1:8000")
+    served = settings.with_serving_address("127.0.0.1", 9000)
+    assert (served.public_url, served.app_url) == ("http://127.0.0.1:9000", "http://127.0.0.1:9000")
+    assert Settings().with_serving_address("0.0.0.0", 9000).public_url == "http://127.0.0.1:9000"
+    assert Settings().with_serving_address("::1", 9000).public_url == "http://[::1]:9000"
+    given = Settings(app_url="http://localhost:5173").with_serving_address("127.0.0.1", 9000)
+    assert (given.public_url, given.app_url) == ("http://127.0.0.1:9000", "http://localhost:5173")
+
+
+@pytest.mark.parametrize("url", ["api.example.com", "ftp://x", "https://"])
+def test_link_bases_must_be_http_urls(url):
+    with pytest.raises(ConfigurationError, match="GROUPS_API_APP_URL"):
+        Settings(jwt_secret=SECRET_32, app_url=url).checked()
+
+
+def test_cors_origins_are_exact_origins():
+    settings = Settings.from_env({"GROUPS_API_CORS_ORIGINS": "https://app.example.com, http://localhost:5173/,"})
+    assert settings.cors_origins == ("https://app.example.com", "http://localhost:5173")
+
+
+@pytest.mark.parametrize(
+    ("value", "match"),
+    [("*", "wildcard"), ("https://*.example.com", "wildcard"), ("https://app.example.com/path", "no path"), ("app.example.com", "origins")],
+)
+def test_cors_origins_refuse_wildcards_and_anything_but_an_origin(value, match):
+    with pytest.raises(ConfigurationError, match=match):
+        Settings.from_env({"GROUPS_API_CORS_ORIGINS": value})
+    with pytest.raises(ConfigurationError, match=match):
+        Settings(jwt_secret=SECRET_32, cors_origins=(value,)).checked()
 
 
 def test_production_never_generates_a_secret(tmp_path):
@@ -129,6 +174,8 @@ def test_settings_read_the_environment_and_options_override_it():
         "GROUPS_API_JWT_PREVIOUS_SECRETS": "old-one, old-two,",
         "GROUPS_API_TRIAL_DAYS": "14",
         "GROUPS_API_PUBLIC_URL": "https://api.example.com/",
+        "GROUPS_API_APP_URL": "https://app.example.com/",
+        "GROUPS_API_CORS_ORIGINS": "https://app.example.com",
     }
     settings = Settings.from_env(environ, database_url="postgres://db/option")
     assert settings.production
@@ -136,6 +183,8 @@ def test_settings_read_the_environment_and_options_override_it():
     assert settings.jwt_previous_secrets == ("old-one", "old-two")
     assert settings.trial_days == 14
     assert settings.public_url == "https://api.example.com"
+    assert settings.app_url == "https://app.example.com"
+    assert settings.cors_origins == ("https://app.example.com",)
     assert Settings.from_env({}).database_url.startswith("sqlite://")
     assert Settings.from_env({}).access_token_ttl == timedelta(minutes=15)
 
