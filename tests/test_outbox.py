@@ -59,7 +59,7 @@ def settings(database_url: str, inbox: Inbox) -> Settings:
         env="test",
         database_url=database_url,
         jwt_secret="test-secret-" + "x" * 40,
-        public_url="http://test", app_url="http://test",
+        public_url="http://test", app_url="http://app.test",
         smtp_url=f"smtp://127.0.0.1:{inbox.port}",
         mail_from="invites@groups-api.test",
     )
@@ -76,7 +76,7 @@ async def test_an_invitation_is_mailed_by_smtp_after_the_response(api, inbox):
     assert inbox.envelopes == [("invites@groups-api.test", ["clin@example.com"])]
     (message,) = inbox.messages
     assert message["Subject"] == "You are invited to join Calm Minds"
-    assert f"http://test/accept-invitation#token={token}" in message.get_content()
+    assert f"http://app.test/accept-invitation#token={token}" in message.get_content()  # GROUPS_API_APP_URL
     row = await OutboxMessage.get(recipient="clin@example.com")
     assert (row.status, row.attempts, row.body_encrypted) == (OutboxStatus.SENT, 1, "")  # emptied once sent
     assert row.sent_at is not None
