@@ -115,15 +115,19 @@ def read_manifest(path: Path) -> list[tuple[str, str]]:
         entries = _apollo_entries(path, manifest)
     else:
         entries = list(manifest.items())
+    checked = []
     for document_id, text in entries:
         if not isinstance(document_id, str) or not isinstance(text, str):
             raise ConfigurationError(f"{path}: every id and document must be a string (id {document_id!r})")
+        # GraphQL Code Generator's client preset (v5 and later) writes its keys as "sha256:<hex>", older ones bare.
+        document_id = document_id.removeprefix(PREFIX)
         if document_hash(text) != document_id:
             raise ConfigurationError(
                 f"{path}: trusted document {document_id!r} does not match its text (its sha256 is {document_hash(text)}): "
                 "regenerate the manifest"
             )
-    return entries
+        checked.append((document_id, text))
+    return checked
 
 
 def _apollo_entries(path: Path, manifest: Mapping[str, Any]) -> list[tuple[str, str]]:

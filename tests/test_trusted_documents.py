@@ -17,6 +17,7 @@ from models.enums import TokenScope
 from server import cli, observability
 from server.app import create_app
 from server.settings import ConfigurationError, Settings
+from server.trusted_documents import read_manifest
 from tests.conftest import PASSWORD
 from tests.factories import insert_api_token, sign_up
 
@@ -259,6 +260,16 @@ def test_a_document_whose_id_is_not_its_sha256_refuses_to_start(settings, tmp_pa
     entries = [{"id": "0" * 64, "name": "Plans", "type": "query", "body": PLANS}]
     apollo.write_text(json.dumps({"format": "apollo-persisted-query-manifest", "version": 1, "operations": entries}))
     refuses(settings.with_(trusted_documents=(str(apollo),)), rf"{re.escape(str(apollo))}.*{'0' * 64}.*does not match")
+
+
+def test_a_codegen_manifest_may_key_its_documents_sha256_colon_hex_as_the_client_preset_v5_writes(settings, tmp_path):
+    path = tmp_path / "persisted-documents.json"
+    path.write_text(json.dumps({"sha256:" + sha(PLANS): PLANS}))
+    assert read_manifest(path) == [(sha(PLANS), PLANS)]  # held by the bare hex, which requests name with or without the prefix
+    create_app(settings.with_(trusted_documents=(str(path),)).checked())
+    tampered = tmp_path / "tampered.json"
+    tampered.write_text(json.dumps({"sha256:" + sha(VIEWER): PLANS}))
+    refuses(settings.with_(trusted_documents=(str(tampered),)), rf"{re.escape(str(tampered))}.*{sha(VIEWER)}.*does not match")
 
 
 @pytest.mark.parametrize(
