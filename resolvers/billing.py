@@ -573,21 +573,25 @@ async def record_charge(
     ctx: Context, *, chart_id: str, clinician_id: str, amount: Decimal, occurred_on: date, description: str
 ) -> Recorded:
     """A fee for a service, for one clinician (the caller unless MANAGE_BILLING) on a chart both can see."""
-    return await _record(ctx, Kind.CHARGE, chart_id, clinician_id, _amount(amount), occurred_on, description)
+    return await _record(ctx, Kind.CHARGE, chart_id, clinician_id, amount, occurred_on, description)
 
 
 async def record_adjustment(
     ctx: Context, *, chart_id: str, clinician_id: str, amount: Decimal, occurred_on: date, description: str
 ) -> Recorded:
     """A signed correction (e.g. a write-off): as a charge, but the amount may be negative."""
-    return await _record(ctx, Kind.ADJUSTMENT, chart_id, clinician_id, _amount(amount, signed=True), occurred_on, description)
+    return await _record(ctx, Kind.ADJUSTMENT, chart_id, clinician_id, amount, occurred_on, description, signed=True)
 
 
 async def _record(
-    ctx: Context, kind: Kind, chart_id: str, clinician_id: str, amount_cents: int, occurred_on: date, description: str
+    ctx: Context, kind: Kind, chart_id: str, clinician_id: str, amount: Decimal, occurred_on: date, description: str,
+    *, signed: bool = False,
 ) -> Recorded:
-    occurred_on = _not_in_future(ctx, occurred_on, field="input.occurredOn")
-    text = _description(description)
+    form = validation.Form()
+    amount_cents = form.check(_amount, amount, signed=signed)
+    occurred_on = form.check(_not_in_future, ctx, occurred_on, field="input.occurredOn")
+    text = form.check(_description, description)
+    form.done()
     clinician, chart = await require_billable(ctx, clinician_id, chart_id, field="input.clinicianId")
     if kind == Kind.CHARGE:
         _refuse_archived(chart)

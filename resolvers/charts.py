@@ -327,10 +327,12 @@ async def create_chart(
 ) -> Chart:
     """A new chart in the viewer's practice. Everything is checked before anything is written."""
     viewer = ctx.require_viewer()
-    name = validation.text(patient_name, field="input.patientName")
-    born = _date_of_birth(ctx, date_of_birth)
-    email = validation.email(email, field="input.email") if email and email.strip() else None
-    phone = validation.phone(phone, field="input.phone") if phone and phone.strip() else None
+    form = validation.Form()
+    name = form.check(validation.text, patient_name, field="input.patientName")
+    born = form.check(_date_of_birth, ctx, date_of_birth)
+    email = form.check(validation.email, email, field="input.email") if email and email.strip() else None
+    phone = form.check(validation.phone, phone, field="input.phone") if phone and phone.strip() else None
+    form.done()
     clinicians = await _clinicians_for_new_chart(ctx, clinician_ids)
     now = ctx.clock.now()
     chart = Chart(

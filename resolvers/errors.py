@@ -42,6 +42,17 @@ class BadInput(AppError):
         super().__init__(message, **extensions)
 
 
+class BadInputs(BadInput):
+    """Several invalid fields of one input, refused together: the answer carries one BAD_USER_INPUT error for each
+    (schema/errors.ErrorCodes expands it), so a form marks every bad field from one round trip. Being a BadInput,
+    it is caught wherever one is."""
+
+    def __init__(self, refusals: list[BadInput]) -> None:
+        first = refusals[0]
+        super().__init__(first.message, **{k: v for k, v in first.extensions.items() if k != "code"})
+        self.refusals = refusals
+
+
 class Conflict(AppError):
     code = "CONFLICT"
     default_message = "conflict"

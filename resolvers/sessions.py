@@ -79,11 +79,13 @@ def _slug_base(name: str) -> str:
 
 
 async def sign_up(ctx: Context, *, practice_name: str, name: str, email: str, password: str, plan_code: str) -> SignedIn:
-    practice_name = validation.text(practice_name, field="input.practiceName")
-    name = validation.text(name, field="input.name")
-    email = validation.email(email)
-    await validation.new_password(password, about=(name, email, practice_name))
-    plan = require_plan(plan_code)
+    form = validation.Form()
+    practice_name = form.check(validation.text, practice_name, field="input.practiceName")
+    name = form.check(validation.text, name, field="input.name")
+    email = form.check(validation.email, email)
+    await form.check_async(validation.new_password, password, about=(name, email, practice_name))
+    plan = form.check(require_plan, plan_code)
+    form.done()
     # Counted once the input is valid, before the hash: the 11th sign-up of the hour from one address is refused
     # before it costs a hash or creates anything.
     await limits.charge_sign_up(ctx)

@@ -30,7 +30,7 @@ from graphql.utilities import get_operation_ast, type_from_ast
 from strawberry.extensions import MaskErrors
 from strawberry.extensions import ParserCache as StrawberryParserCache
 
-from resolvers.errors import AppError, BadInput
+from resolvers.errors import AppError, BadInput, BadInputs
 from resolvers.money import UnreadableDecimal
 
 log = logging.getLogger("groups_api.errors")
@@ -172,6 +172,18 @@ def is_unexpected(error: GraphQLError) -> bool:
     return original is not None and not isinstance(original, (AppError, GraphQLError))
 
 
+def _each_refusal(error: GraphQLError) -> list[GraphQLError]:
+    """A field's error that refused several inputs at once (errors.BadInputs): one error per input, at the field's
+    path, each with its own message and ``extensions.field``."""
+    original = error.original_error
+    if not isinstance(original, BadInputs):
+        return [error]
+    return [
+        GraphQLError(refusal.message, error.nodes, path=error.path, original_error=refusal, extensions=refusal.extensions)
+        for refusal in original.refusals
+    ]
+
+
 class ErrorCodes(MaskErrors):
     """MaskErrors that also gives every error its code, and logs what it masks (with the request id)."""
 
@@ -191,7 +203,7 @@ class ErrorCodes(MaskErrors):
         return masked
 
     def _process_errors(self, errors: list[GraphQLError]) -> list[GraphQLError]:
-        processed = super()._process_errors(errors)
+        processed = [one for error in super()._process_errors(errors) for one in _each_refusal(error)]
         if any(_is_variable_error(e) for e in processed):
             processed = self._with_input_fields(processed)
         for error in processed:

@@ -139,3 +139,47 @@ def test_links_follow_the_serving_address_outside_production(tmp_path):
         assert pdf.status_code == 200 and pdf.content.startswith(b"%PDF")
     finally:
         server.stop()
+
+
+# ------------------------------------------------------------------ every invalid field in one answer
+
+async def test_every_invalid_field_of_an_input_is_refused_in_one_answer(api):
+    """A form with several bad fields gets one BAD_USER_INPUT error per field, each naming it, and nothing is written."""
+    from models import Chart, Practice
+
+    practices = await Practice.all().count()
+    body = await api.post(
+        "mutation($i: SignUpInput!) { signUp(input: $i) { accessToken } }",
+        {"i": {"practiceName": " ", "name": "Olive", "email": "not-an-email", "password": "short", "planCode": "nope"}},
+    )
+    fields = [e["extensions"]["field"] for e in body["errors"]]
+    assert fields == ["input.practiceName", "input.email", "input.password", "input.planCode"]
+    assert {e["extensions"]["code"] for e in body["errors"]} == {"BAD_USER_INPUT"}
+    assert all(e["path"] == ["signUp"] for e in body["errors"])
+    assert await Practice.all().count() == practices
+
+    owner = (await api.sign_up())["accessToken"]
+    charts = await Chart.all().count()
+    body = await api.post(
+        "mutation($i: CreateChartInput!) { createChart(input: $i) { chart { id } } }",
+        {"i": {"patientName": "Pat", "dateOfBirth": "2999-01-01", "email": "x@", "phone": "call me"}},
+        owner,
+    )
+    assert [e["extensions"]["field"] for e in body["errors"]] == ["input.dateOfBirth", "input.email", "input.phone"]
+    assert await Chart.all().count() == charts
+
+
+async def test_every_invalid_field_of_a_ledger_entry_is_refused_in_one_answer(api):
+    from models import BillingEntry
+    from tests.factories_billing import RECORD_CHARGE, make_group
+
+    group = await make_group(api)
+    entries = await BillingEntry.all().count()
+    body = await api.post(
+        RECORD_CHARGE,
+        {"i": {"chartId": group.ann_chart, "clinicianId": group.ann.id, "amount": "0.001", "occurredOn": "2999-01-01",
+               "description": "  "}},
+        group.owner.token,
+    )
+    assert [e["extensions"]["field"] for e in body["errors"]] == ["input.amount", "input.occurredOn", "input.description"]
+    assert await BillingEntry.all().count() == entries
