@@ -27,6 +27,7 @@ from server import observability
 from server.app import create_app
 from server.observability import configure_logging
 from server.settings import Settings
+from tests.conftest import PG_URL
 from tests.factories import sign_up
 
 METRICS_TOKEN = "m" * 40
@@ -34,11 +35,19 @@ METRICS_TOKEN = "m" * 40
 
 @contextlib.asynccontextmanager
 async def http_client(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
-    """A client on an app built for ``settings`` (e.g. production), on the test database."""
+    """A client on an app built for ``settings`` (e.g. production), on the test database, emptied afterwards on
+    PostgreSQL as the ``app`` fixture does (a later test must not meet this one's practices)."""
     app = create_app(settings, generate_schemas=True)
     transport = httpx.ASGITransport(app=app)
-    async with app.router.lifespan_context(app), httpx.AsyncClient(transport=transport, base_url="http://test") as client:
-        yield client
+    async with app.router.lifespan_context(app):
+        try:
+            async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+                yield client
+        finally:
+            if PG_URL:
+                from tortoise.contrib.test import truncate_all_models
+
+                await truncate_all_models()
 
 
 def operation_labels(metrics_text: str) -> set[str]:
