@@ -135,7 +135,11 @@ async def _issue_reset(ctx: Context, slug: str, email: str) -> bool:
     now = ctx.clock.now()
     async with in_transaction() as conn:
         # The newest link is the one that works.
-        await PasswordReset.filter(member_id=member.id, used_at=None, revoked_at=None).using_db(conn).update(revoked_at=now)
+        await (
+            PasswordReset.filter(member_id=member.id, used_at=None, revoked_at=None)
+            .using_db(conn)
+            .update(revoked_at=now)
+        )
         reset = await PasswordReset.create(
             id=uuid.uuid4(),
             practice_id=member.practice_id,
@@ -163,11 +167,10 @@ def _message(ctx: Context, member: Member, token: str, reset: PasswordReset) -> 
         "recipient": member.email,
         "subject": f"Reset your password for {member.practice.name}",
         "body": (
-            f"Someone asked to reset the password of your account at {member.practice.name}.\n\n"
-            f"Choose a new password here: {link}\n\n"
-            f"Or give this token to resetPassword: {token}\n\n"
-            f"The link expires at {reset.expires_at:%Y-%m-%d %H:%M} UTC and works once. "
-            "If you did not ask for it, ignore this mail: your password stays as it is."
+            f"Someone asked to reset the password of your account at {member.practice.name}.\n\nChoose a new password "
+            f"here: {link}\n\nOr give this token to resetPassword: {token}\n\nThe link expires at "
+            f"{reset.expires_at:%Y-%m-%d %H:%M} UTC and works once. If you did not ask for it, ignore this mail: your "
+            "password stays as it is."
         ),
         "practice_id": member.practice_id,
     }
@@ -191,7 +194,9 @@ async def reset_password(ctx: Context, *, token: str, new_password: str) -> sess
         await limits.record_failure(ctx, key)
         raise BadInput(INVALID_RESET_TOKEN, field="input.token")
     member = reset.member
-    await validation.new_password(new_password, field="input.newPassword", about=(member.name, member.email, member.practice.name))
+    await validation.new_password(
+        new_password, field="input.newPassword", about=(member.name, member.email, member.practice.name)
+    )
     password_hash = await passwords.hash_password_async(new_password)
     async with in_transaction() as conn:
         claimed = (
@@ -204,7 +209,11 @@ async def reset_password(ctx: Context, *, token: str, new_password: str) -> sess
         ).using_db(conn).update(password_hash=password_hash)
         if not updated:
             raise BadInput(INVALID_RESET_TOKEN, field="input.token")
-        await PasswordReset.filter(member_id=member.id, used_at=None, revoked_at=None).using_db(conn).update(revoked_at=now)
+        await (
+            PasswordReset.filter(member_id=member.id, used_at=None, revoked_at=None)
+            .using_db(conn)
+            .update(revoked_at=now)
+        )
         await sessions.revoke_member_sessions(member.id, now, connection=conn)
         member.password_hash = password_hash
         signed_in = await sessions.start_session(ctx, member, connection=conn)
@@ -232,18 +241,28 @@ async def change_password(ctx: Context, *, current_password: str, new_password: 
         raise Forbidden("changePassword is not available to partner API tokens")
     member = viewer.member
     await check_password(ctx, member, current_password, field="input.currentPassword")
-    await validation.new_password(new_password, field="input.newPassword", about=(member.name, member.email, viewer.practice.name))
+    await validation.new_password(
+        new_password, field="input.newPassword", about=(member.name, member.email, viewer.practice.name)
+    )
     password_hash = await passwords.hash_password_async(new_password)
     now = ctx.clock.now()
     async with in_transaction() as conn:
-        await Member.filter(id=member.id, practice_id=viewer.practice.id).using_db(conn).update(password_hash=password_hash)
+        await (
+            Member.filter(id=member.id, practice_id=viewer.practice.id)
+            .using_db(conn)
+            .update(password_hash=password_hash)
+        )
         await (
             Session.filter(member_id=member.id, revoked_at=None)
             .exclude(id=uuid.UUID(viewer.session_id))
             .using_db(conn)
             .update(revoked_at=now)
         )
-        await PasswordReset.filter(member_id=member.id, used_at=None, revoked_at=None).using_db(conn).update(revoked_at=now)
+        await (
+            PasswordReset.filter(member_id=member.id, used_at=None, revoked_at=None)
+            .using_db(conn)
+            .update(revoked_at=now)
+        )
         await audit.record_many(ctx, [audit.PendingEvent("auth.password_changed", encode("Member", member.id))])
     member.password_hash = password_hash
     return member

@@ -127,22 +127,43 @@ async def record_many(
             sequence += 1
             event_id = str(uuid.uuid4())
             protected = chain_fields(
-                id=event_id, practice=practice, sequence=sequence, actor=actor, api_token=api_token,
-                action=pending.action, target=pending.target_id, request=ctx.request_id, details=pending.details, at=at,
+                id=event_id,
+                practice=practice,
+                sequence=sequence,
+                actor=actor,
+                api_token=api_token,
+                action=pending.action,
+                target=pending.target_id,
+                request=ctx.request_id,
+                details=pending.details,
+                at=at,
             )
             digest = event_hash(previous, protected)
-            rows.append({
-                "id": event_id, "practice_id": practice, "sequence": sequence, "actor_id": actor,
-                "api_token_id": api_token, "action": pending.action, "target_id": pending.target_id,
-                "request_id": ctx.request_id, "details": _DETAILS.to_db_value(pending.details, AuditEvent),
-                "created_at": now, "previous_hash": previous, "hash": digest,
-            })
+            rows.append(
+                {
+                    "id": event_id,
+                    "practice_id": practice,
+                    "sequence": sequence,
+                    "actor_id": actor,
+                    "api_token_id": api_token,
+                    "action": pending.action,
+                    "target_id": pending.target_id,
+                    "request_id": ctx.request_id,
+                    "details": _DETAILS.to_db_value(pending.details, AuditEvent),
+                    "created_at": now,
+                    "previous_hash": previous,
+                    "hash": digest,
+                }
+            )
             previous = digest
         await _insert(conn, rows)
-        # The event feed (and its webhook deliveries) is written here, with the head still locked: see resolvers/events.py.
+        # The event feed (and its webhook deliveries) is written here, with the head still locked: see
+        # resolvers/events.py.
         from resolvers import events as feed  # events reads through the areas, which record through this module
 
-        await feed.emit(ctx, conn, practice_id, [(row["sequence"], p) for row, p in zip(rows, events, strict=True)], now)
+        await feed.emit(
+            ctx, conn, practice_id, [(row["sequence"], p) for row, p in zip(rows, events, strict=True)], now
+        )
         await AuditHead.filter(practice_id=head.practice_id).using_db(conn).update(sequence=sequence, hash=previous)
 
 
@@ -223,7 +244,8 @@ def practice_events(viewer: Viewer) -> QuerySet[AuditEvent]:
 
 
 def can_see_api_tokens(viewer: Viewer | None) -> bool:
-    """The tokens named in events are shown where Practice.apiTokens would show them: sessions with MANAGE_API_TOKENS."""
+    """The tokens named in events are shown where Practice.apiTokens would show them: sessions with
+    MANAGE_API_TOKENS."""
     return viewer is not None and not viewer.is_token and viewer.has(Permission.MANAGE_API_TOKENS)
 
 
@@ -251,7 +273,8 @@ async def list_events(
         if not validation.fits_column(value, AuditEvent, column):
             return Page([], [], False, False, None)  # matches no event
         qs = qs.filter(**{column: value})
-    # A time without a zone is read as UTC, as the database reads it (and as comparing it with one that has a zone needs).
+    # A time without a zone is read as UTC, as the database reads it (and as comparing it with one that has a zone
+    # needs).
     since, until = _as_utc(since), _as_utc(until)
     if since is not None and until is not None and since >= until:
         raise BadInput("from must be before to", field="filter.to")
@@ -355,7 +378,9 @@ async def _findings(practice_id: uuid.UUID | None) -> list[str]:
         elif walk.first.sequence == 1 and (
             walk.first.action != SIGNED_UP or walk.first.target_id != encode("Practice", practice_id)
         ):
-            findings.append(f"its chain does not start with its sign-up event ({SIGNED_UP}): it starts with {walk.first.action}")
+            findings.append(
+                f"its chain does not start with its sign-up event ({SIGNED_UP}): it starts with {walk.first.action}"
+            )
     return findings
 
 
@@ -397,20 +422,26 @@ async def _unknown_practices(known: set[uuid.UUID]) -> list[str]:
     for practice_id in sorted({*events, *(h for h in heads if h not in known)}, key=str):
         findings = []
         if practice_id in events:
-            findings.append(f"{events[practice_id]} event(s) of a practice that does not exist (moved there, or its practice deleted)")
+            findings.append(
+                f"{events[practice_id]} event(s) of a practice that does not exist (moved there, or its practice "
+                "deleted)"
+            )
         if practice_id in heads:
             findings.append(f"a chain head (sequence {heads[practice_id]}) of a practice that does not exist")
         problems.append(f"unknown practice {practice_id}: {'; '.join(findings)}")
     return problems
 
 
-async def _check_head(practice_id: uuid.UUID | None, head: AuditHead, walk: _Walk) -> tuple[AuditEvent | None, str] | None:
+async def _check_head(
+    practice_id: uuid.UUID | None, head: AuditHead, walk: _Walk
+) -> tuple[AuditEvent | None, str] | None:
     """The chain must end where its head says: otherwise its newest events were cut off (or the head edited)."""
     if head.sequence == walk.last_sequence and head.hash == walk.last_hash:
         return None
     last = await AuditEvent.filter(practice_id=practice_id, sequence=walk.last_sequence).first()
     if head.sequence != walk.last_sequence:
         return last, (
-            f"the chain ends at sequence {walk.last_sequence} but its head records {head.sequence}: events are missing at the end"
+            f"the chain ends at sequence {walk.last_sequence} but its head records {head.sequence}: events are missing "
+            "at the end"
         )
     return last, "its head does not match its newest event: the head or the newest event was rewritten"

@@ -91,7 +91,11 @@ def _canonical(value: Any) -> Any:
     if isinstance(value, dict):
         return {str(k): _canonical(v) for k, v in value.items()}
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: _canonical(getattr(value, f.name)) for f in dataclasses.fields(value) if _given(getattr(value, f.name))}
+        return {
+            f.name: _canonical(getattr(value, f.name))
+            for f in dataclasses.fields(value)
+            if _given(getattr(value, f.name))
+        }
     return str(value)
 
 
@@ -124,12 +128,20 @@ def _id(value: Any) -> uuid.UUID:
 
 
 async def _entry(ctx: Context, pk: uuid.UUID) -> billing.EntryRecord | None:
-    row = await BillingEntry.filter(practice_id=ctx.require_viewer().practice.id, id=pk).select_related(*billing.RELATED).first()
+    row = (
+        await BillingEntry.filter(practice_id=ctx.require_viewer().practice.id, id=pk)
+        .select_related(*billing.RELATED)
+        .first()
+    )
     return billing.EntryRecord.of_row(row) if row is not None else None
 
 
 async def _invoice(ctx: Context, pk: uuid.UUID) -> Invoice | None:
-    return await Invoice.filter(practice_id=ctx.require_viewer().practice.id, id=pk).select_related(*billing.RELATED).first()
+    return (
+        await Invoice.filter(practice_id=ctx.require_viewer().practice.id, id=pk)
+        .select_related(*billing.RELATED)
+        .first()
+    )
 
 
 def _dump_recorded(ctx: Context, recorded: billing.Recorded) -> dict[str, Any]:
@@ -152,7 +164,11 @@ async def _load_recorded(ctx: Context, stored: dict[str, Any]) -> billing.Record
 
 async def _load_statement(ctx: Context, stored: dict[str, Any]) -> Statement | None:
     practice_id = ctx.require_viewer().practice.id
-    return await Statement.filter(practice_id=practice_id, id=_id(stored["statement"])).select_related(*billing.RELATED).first()
+    return (
+        await Statement.filter(practice_id=practice_id, id=_id(stored["statement"]))
+        .select_related(*billing.RELATED)
+        .first()
+    )
 
 
 async def _load_invoice(ctx: Context, stored: dict[str, Any]) -> Invoice | None:
@@ -175,11 +191,16 @@ def _cipher(settings: Settings) -> MultiFernet:
 
 def _dump_issued(ctx: Context, issued: Issued) -> dict[str, Any]:
     # The token is shown once, and a lost answer must show it again: kept encrypted, and purged with the key.
-    return {"invitation": str(issued.invitation.id), "token": _cipher(ctx.settings).encrypt(issued.token.encode()).decode()}
+    return {
+        "invitation": str(issued.invitation.id),
+        "token": _cipher(ctx.settings).encrypt(issued.token.encode()).decode(),
+    }
 
 
 async def _load_issued(ctx: Context, stored: dict[str, Any]) -> Issued | None:
-    invitation = await Invitation.filter(practice_id=ctx.require_viewer().practice.id, id=_id(stored["invitation"])).first()
+    invitation = await Invitation.filter(
+        practice_id=ctx.require_viewer().practice.id, id=_id(stored["invitation"])
+    ).first()
     if invitation is None:
         return None
     try:
@@ -227,14 +248,21 @@ async def once(ctx: Context, mutation: str, input: Any, codec: Codec[T], run: Ca
             async with in_transaction() as conn:
                 try:
                     row = await IdempotencyKey.create(
-                        id=uuid.uuid4(), **scope, mutation=mutation, input_hash=fingerprint,
-                        status=IdempotencyStatus.RUNNING, created_at=now, using_db=conn,
+                        id=uuid.uuid4(),
+                        **scope,
+                        mutation=mutation,
+                        input_hash=fingerprint,
+                        status=IdempotencyStatus.RUNNING,
+                        created_at=now,
+                        using_db=conn,
                     )
                 except IntegrityError:
                     raise _Taken from None
                 result = await run()
-                await IdempotencyKey.filter(id=row.id, practice_id=viewer.practice.id).using_db(conn).update(
-                    status=IdempotencyStatus.DONE, result=codec.dump(ctx, result)
+                await (
+                    IdempotencyKey.filter(id=row.id, practice_id=viewer.practice.id)
+                    .using_db(conn)
+                    .update(status=IdempotencyStatus.DONE, result=codec.dump(ctx, result))
                 )
             return result
         except _Taken:

@@ -158,7 +158,9 @@ class RedisStore:
 
         window_ms = int(window.total_seconds() * 1000)
         try:
-            allowed, used, start_ms = await self._charge(keys=[self.PREFIX + key], args=[_ms(now), window_ms, limit, amount])
+            allowed, used, start_ms = await self._charge(
+                keys=[self.PREFIX + key], args=[_ms(now), window_ms, limit, amount]
+            )
         except (RedisError, OSError) as exc:
             raise StoreUnavailable(str(exc)) from exc
         start = datetime.fromtimestamp(int(start_ms) / 1000, tz=UTC)
@@ -208,7 +210,11 @@ async def charge_budget(ctx: Context, cost: int) -> Usage | None:
     now = ctx.clock.now()
     try:
         usage = await store(ctx).charge(
-            budget_key(ctx.viewer, ctx.client_address), cost, limit=ctx.settings.rate_limit_points, window=BUDGET_WINDOW, now=now
+            budget_key(ctx.viewer, ctx.client_address),
+            cost,
+            limit=ctx.settings.rate_limit_points,
+            window=BUDGET_WINDOW,
+            now=now,
         )
     except StoreUnavailable:
         log.exception("rate-limit store unavailable: request %s goes through uncharged", ctx.request_id)
@@ -217,7 +223,8 @@ async def charge_budget(ctx: Context, cost: int) -> Usage | None:
     ctx.state[USAGE] = usage
     if not usage.allowed:
         raise RateLimited(
-            f"this request costs {cost} points and {usage.remaining} of {usage.limit} remain until {usage.reset_at.isoformat()}",
+            f"this request costs {cost} points and {usage.remaining} of {usage.limit} remain until "
+            f"{usage.reset_at.isoformat()}",
             retry_after=usage.retry_after(now),
         )
     return usage

@@ -98,11 +98,16 @@ def _not_self_or_owner(viewer: Viewer, member: Member, action: str) -> None:
     if member.id == viewer.member.id:
         raise Forbidden(f"you cannot {action} yourself")
     if member.role == Role.OWNER:
-        passive = action.replace("change", "changed").replace("deactivate", "deactivated").replace("reactivate", "reactivated")
+        passive = (
+            action.replace("change", "changed")
+            .replace("deactivate", "deactivated")
+            .replace("reactivate", "reactivated")
+        )
         raise Forbidden(f"the owner cannot be {passive}")
 
 
-async def change_role(ctx: Context, member: Member, role: Role, *, plan_code: str | None, connection: BaseDBAsyncClient
+async def change_role(
+    ctx: Context, member: Member, role: Role, *, plan_code: str | None, connection: BaseDBAsyncClient
 ) -> list[audit.PendingEvent]:
     """Validate and apply a role change on ``member`` (not yet saved). Returns its audit events."""
     if role == Role.OWNER:
@@ -119,7 +124,11 @@ async def change_role(ctx: Context, member: Member, role: Role, *, plan_code: st
         member.plan_code = None
         # A former clinician's charts stay assigned to them only while they are a clinician.
         await charts.unassign_all(member.id, connection=connection)
-    return [audit.PendingEvent("member.role_changed", encode("Member", member.id), {"from": previous.value, "to": role.value})]
+    return [
+        audit.PendingEvent(
+            "member.role_changed", encode("Member", member.id), {"from": previous.value, "to": role.value}
+        )
+    ]
 
 
 async def set_permissions(ctx: Context, member_id: str, permissions: list[Permission]) -> Member:
@@ -158,8 +167,14 @@ async def deactivate(ctx: Context, member_id: str, reassign_charts_to: str | Non
     successor = None
     if reassign_charts_to is not None:
         successor = await require_member(ctx, reassign_charts_to, field="input.reassignChartsTo")
-        if successor.id == member.id or successor.status != MemberStatus.ACTIVE or successor.role not in (Role.OWNER, Role.CLINICIAN):
-            raise BadInput("reassignChartsTo must be another active clinician or the owner", field="input.reassignChartsTo")
+        if (
+            successor.id == member.id
+            or successor.status != MemberStatus.ACTIVE
+            or successor.role not in (Role.OWNER, Role.CLINICIAN)
+        ):
+            raise BadInput(
+                "reassignChartsTo must be another active clinician or the owner", field="input.reassignChartsTo"
+            )
     now = ctx.clock.now()
     async with in_transaction() as conn:
         # Never the owner, even one who became the owner since it was read (transferOwnership).
@@ -174,17 +189,21 @@ async def deactivate(ctx: Context, member_id: str, reassign_charts_to: str | Non
                 raise Forbidden("the owner cannot be deactivated")
             raise Conflict("this member is already deactivated")
         await sessions.revoke_member_sessions(member.id, now, connection=conn)
-        await ApiToken.filter(created_by_id=member.id, practice_id=viewer.practice.id, revoked_at=None).using_db(conn).update(
-            revoked_at=now
+        await (
+            ApiToken.filter(created_by_id=member.id, practice_id=viewer.practice.id, revoked_at=None)
+            .using_db(conn)
+            .update(revoked_at=now)
         )
         events = [audit.PendingEvent("member.deactivated", encode("Member", member.id))]
         if successor is not None:
             moved = await charts.reassign_all(member.id, successor.id, now=now, connection=conn)
-            events.append(audit.PendingEvent(
-                "chart.reassigned",
-                encode("Member", successor.id),
-                {"from": encode("Member", member.id), "charts": len(moved.chart_ids)},
-            ))
+            events.append(
+                audit.PendingEvent(
+                    "chart.reassigned",
+                    encode("Member", successor.id),
+                    {"from": encode("Member", member.id), "charts": len(moved.chart_ids)},
+                )
+            )
             events += moved.events(via="deactivateMember")
         await audit.record_many(ctx, events)
     member.status, member.deactivated_at = MemberStatus.DEACTIVATED, now
@@ -239,27 +258,39 @@ async def update(
             if member.role == Role.ADMINISTRATOR:
                 raise BadInput("administrators have no plan", field="input.planCode")
             if plan_code != member.plan_code:
-                events.append(audit.PendingEvent("member.plan_changed", encode("Member", member.id), {"from": member.plan_code, "to": plan_code}))
+                events.append(
+                    audit.PendingEvent(
+                        "member.plan_changed", encode("Member", member.id), {"from": member.plan_code, "to": plan_code}
+                    )
+                )
                 member.plan_code = plan_code
         if trainee_status is not None:
             member.trainee_status = trainee_status
         if clear_training_proof:
             if training_proof_valid_until is not None:
-                raise BadInput("give trainingProofValidUntil or clearTrainingProof, not both", field="input.clearTrainingProof")
+                raise BadInput(
+                    "give trainingProofValidUntil or clearTrainingProof, not both", field="input.clearTrainingProof"
+                )
             member.training_proof_valid_until = None
         elif training_proof_valid_until is not None:
             member.training_proof_valid_until = training_proof_valid_until
         if trainee_status is not None or training_proof_valid_until is not None or clear_training_proof:
             events.append(audit.PendingEvent("member.trainee_status_changed", encode("Member", member.id)))
         check_seat(member.role, member.plan_code, member.trainee_status)
-        await Member.filter(**in_practice).using_db(conn).update(
-            role=member.role,
-            plan_code=member.plan_code,
-            trainee_status=member.trainee_status,
-            training_proof_valid_until=member.training_proof_valid_until,
+        await (
+            Member.filter(**in_practice)
+            .using_db(conn)
+            .update(
+                role=member.role,
+                plan_code=member.plan_code,
+                trainee_status=member.trainee_status,
+                training_proof_valid_until=member.training_proof_valid_until,
+            )
         )
         await audit.record_many(ctx, events)
-        charge = await subscriptions.charge_seat(ctx, practice, member, now, conn) if Seat.of(member) != before else None
+        charge = (
+            await subscriptions.charge_seat(ctx, practice, member, now, conn) if Seat.of(member) != before else None
+        )
     return Updated(member, charge)
 
 
@@ -285,15 +316,22 @@ async def reactivate(ctx: Context, member_id: str) -> Updated:
         if member.permissions and viewer.role != Role.OWNER:
             raise Forbidden("only the owner may reactivate a member who holds permissions")
         await subscriptions.open_due_periods(ctx, practice, now, conn)
-        await Member.filter(id=member.id, practice_id=practice.id).using_db(conn).update(
-            status=MemberStatus.ACTIVE, deactivated_at=None
+        await (
+            Member.filter(id=member.id, practice_id=practice.id)
+            .using_db(conn)
+            .update(status=MemberStatus.ACTIVE, deactivated_at=None)
         )
         member.status, member.deactivated_at = MemberStatus.ACTIVE, None
-        await audit.record_many(ctx, [audit.PendingEvent(
-            "member.reactivated",
-            encode("Member", member.id),
-            {"role": member.role.value, "plan": member.plan_code, "permissions": sorted(member.permissions)},
-        )])
+        await audit.record_many(
+            ctx,
+            [
+                audit.PendingEvent(
+                    "member.reactivated",
+                    encode("Member", member.id),
+                    {"role": member.role.value, "plan": member.plan_code, "permissions": sorted(member.permissions)},
+                )
+            ],
+        )
         charge = await subscriptions.charge_seat(ctx, practice, member, now, conn)
     return Updated(member, charge)
 
@@ -302,7 +340,12 @@ async def reactivate(ctx: Context, member_id: str) -> Updated:
 
 
 def _successor_check(successor: Member | None, owner: Member) -> Member:
-    if successor is None or successor.id == owner.id or successor.role != Role.CLINICIAN or successor.status != MemberStatus.ACTIVE:
+    if (
+        successor is None
+        or successor.id == owner.id
+        or successor.role != Role.CLINICIAN
+        or successor.status != MemberStatus.ACTIVE
+    ):
         raise BadInput("the new owner must be an active clinician of the practice", field="input.memberId")
     return successor
 
@@ -332,14 +375,27 @@ async def transfer_ownership(ctx: Context, *, member_id: str, password: str) -> 
         if current is None or current.role != Role.OWNER or current.status != MemberStatus.ACTIVE:
             raise Forbidden("you are no longer the owner of this practice")
         successor = _successor_check(rows.get(successor_id), current)
-        await Member.filter(id=current.id, practice_id=practice.id).using_db(conn).update(role=Role.CLINICIAN, permissions=[])
-        await Member.filter(id=successor.id, practice_id=practice.id).using_db(conn).update(role=Role.OWNER, permissions=[])
+        await (
+            Member.filter(id=current.id, practice_id=practice.id)
+            .using_db(conn)
+            .update(role=Role.CLINICIAN, permissions=[])
+        )
+        await (
+            Member.filter(id=successor.id, practice_id=practice.id)
+            .using_db(conn)
+            .update(role=Role.OWNER, permissions=[])
+        )
         old, new = encode("Member", current.id), encode("Member", successor.id)
-        await audit.record_many(ctx, [
-            audit.PendingEvent("practice.ownership_transferred", encode("Practice", practice.id), {"from": old, "to": new}),
-            audit.PendingEvent("member.role_changed", old, {"from": Role.OWNER.value, "to": Role.CLINICIAN.value}),
-            audit.PendingEvent("member.role_changed", new, {"from": Role.CLINICIAN.value, "to": Role.OWNER.value}),
-        ])
+        await audit.record_many(
+            ctx,
+            [
+                audit.PendingEvent(
+                    "practice.ownership_transferred", encode("Practice", practice.id), {"from": old, "to": new}
+                ),
+                audit.PendingEvent("member.role_changed", old, {"from": Role.OWNER.value, "to": Role.CLINICIAN.value}),
+                audit.PendingEvent("member.role_changed", new, {"from": Role.CLINICIAN.value, "to": Role.OWNER.value}),
+            ],
+        )
     return practice
 
 

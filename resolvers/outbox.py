@@ -67,7 +67,13 @@ def cipher(settings: Settings) -> MultiFernet:
 
 
 async def enqueue(
-    ctx: Context, *, recipient: str, subject: str, body: str, practice_id: uuid.UUID | None, connection: BaseDBAsyncClient
+    ctx: Context,
+    *,
+    recipient: str,
+    subject: str,
+    body: str,
+    practice_id: uuid.UUID | None,
+    connection: BaseDBAsyncClient,
 ) -> OutboxMessage:
     """Add a message in the caller's transaction and have it delivered after the response."""
     message = await OutboxMessage.create(
@@ -151,7 +157,9 @@ async def deliver_pending(settings: Settings, now: Callable[[], datetime]) -> in
 
 
 def _due(moment: datetime) -> QuerySet[OutboxMessage]:
-    return OutboxMessage.filter(Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=moment), status=OutboxStatus.PENDING)
+    return OutboxMessage.filter(
+        Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=moment), status=OutboxStatus.PENDING
+    )
 
 
 async def _claim(message_id: uuid.UUID, moment: datetime) -> bool:

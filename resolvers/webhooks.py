@@ -236,14 +236,24 @@ async def create(
     secret = new_secret()
     async with in_transaction() as conn:
         row = await WebhookEndpoint.create(
-            id=uuid.uuid4(), practice_id=viewer.practice.id, api_token_id=token.id, created_by_id=viewer.member.id,
-            url=text, description=note, event_types=kinds, secret_encrypted=cipher(ctx.settings).encrypt(secret.encode()).decode(),
-            created_at=now, using_db=conn,
+            id=uuid.uuid4(),
+            practice_id=viewer.practice.id,
+            api_token_id=token.id,
+            created_by_id=viewer.member.id,
+            url=text,
+            description=note,
+            event_types=kinds,
+            secret_encrypted=cipher(ctx.settings).encrypt(secret.encode()).decode(),
+            created_at=now,
+            using_db=conn,
         )
         # The URL stays out of the log (its query string may hold a partner's key).
         await audit.record(
-            ctx, "webhook_endpoint.created", ids.encode("WebhookEndpoint", row.id),
-            apiToken=ids.encode("ApiToken", token.id), eventTypes=kinds,
+            ctx,
+            "webhook_endpoint.created",
+            ids.encode("WebhookEndpoint", row.id),
+            apiToken=ids.encode("ApiToken", token.id),
+            eventTypes=kinds,
         )
     return row, secret
 
@@ -280,7 +290,9 @@ def visible_deliveries(viewer: Viewer) -> QuerySet[WebhookDelivery]:
     )
 
 
-async def deliveries(ctx: Context, endpoint_id: uuid.UUID, *, first: int | None, after: str | None) -> Page[WebhookDelivery]:
+async def deliveries(
+    ctx: Context, endpoint_id: uuid.UUID, *, first: int | None, after: str | None
+) -> Page[WebhookDelivery]:
     """WebhookEndpoint.deliveries, newest first; the pages of every endpoint of a list in one batch."""
 
     async def batch(keys: Sequence[tuple[uuid.UUID, int | None, str | None]]) -> list[Page | BaseException]:
@@ -291,8 +303,13 @@ async def deliveries(ctx: Context, endpoint_id: uuid.UUID, *, first: int | None,
         for (size, cursor), endpoints in groups.items():
             try:
                 pages = await paginate_many(
-                    visible_deliveries(ctx.require_viewer()), partition="endpoint_id", keys=endpoints, order=ORDER,
-                    first=size, after=cursor, count=False,
+                    visible_deliveries(ctx.require_viewer()),
+                    partition="endpoint_id",
+                    keys=endpoints,
+                    order=ORDER,
+                    first=size,
+                    after=cursor,
+                    count=False,
                 )
             except AppError as error:
                 results.update({(e, size, cursor): error for e in endpoints})
@@ -331,7 +348,9 @@ def deliver_after_response(ctx: Context, delivery_ids: list[uuid.UUID]) -> None:
     response.background = tasks
 
 
-async def deliver_due_safely(settings: Settings, now: Callable[[], datetime], only: list[uuid.UUID] | None = None) -> None:
+async def deliver_due_safely(
+    settings: Settings, now: Callable[[], datetime], only: list[uuid.UUID] | None = None
+) -> None:
     """The background pass after a response: it must never fail the request it follows."""
     try:
         await deliver_due(settings, now, only=only)
@@ -344,12 +363,16 @@ async def deliver_due(settings: Settings, now: Callable[[], datetime], *, only: 
     were attempted."""
     attempted = 0
     async with httpx.AsyncClient(
-        timeout=httpx.Timeout(TIMEOUT_SECONDS), follow_redirects=False, trust_env=False,
+        timeout=httpx.Timeout(TIMEOUT_SECONDS),
+        follow_redirects=False,
+        trust_env=False,
         headers={"user-agent": USER_AGENT},
     ) as client:
         while True:
             claimed = await _claim(now(), only)
-            results = await asyncio.gather(*(_deliver(settings, client, now, d) for d in claimed), return_exceptions=True)
+            results = await asyncio.gather(
+                *(_deliver(settings, client, now, d) for d in claimed), return_exceptions=True
+            )
             for result in results:
                 if isinstance(result, BaseException):
                     log.error("webhook delivery failed unexpectedly", exc_info=result)  # its lease expires: retried
@@ -368,7 +391,13 @@ async def _claim(moment: datetime, only: list[uuid.UUID] | None) -> list[uuid.UU
         due = due.filter(id__in=only)
     async with in_transaction() as conn:
         # .only(), not .values_list(): Tortoise drops the lock from values queries.
-        rows = await due.select_for_update(skip_locked=True).using_db(conn).order_by("next_attempt_at", "id").limit(BATCH).only("id")
+        rows = (
+            await due.select_for_update(skip_locked=True)
+            .using_db(conn)
+            .order_by("next_attempt_at", "id")
+            .limit(BATCH)
+            .only("id")
+        )
         claimed = [row.id for row in rows]
         if claimed:
             await WebhookDelivery.filter(id__in=claimed).using_db(conn).update(next_attempt_at=moment + CLAIM_FOR)
@@ -399,15 +428,17 @@ async def _receiver(endpoint: WebhookEndpoint, moment: datetime) -> Target | str
 
 def body(event: Event) -> bytes:
     """What is sent: the event's type, time and ids, nothing else (no patient data)."""
-    return orjson.dumps({
-        "type": event.type.value,
-        "timestamp": event.created_at.isoformat().replace("+00:00", "Z"),
-        "data": {
-            "id": ids.encode("Event", event.id),
-            "subjectId": ids.encode(event.subject_type, event.subject_id),
-            "practiceId": ids.encode("Practice", event.practice_id),
-        },
-    })
+    return orjson.dumps(
+        {
+            "type": event.type.value,
+            "timestamp": event.created_at.isoformat().replace("+00:00", "Z"),
+            "data": {
+                "id": ids.encode("Event", event.id),
+                "subjectId": ids.encode(event.subject_type, event.subject_id),
+                "practiceId": ids.encode("Practice", event.practice_id),
+            },
+        }
+    )
 
 
 async def _drop(delivery_id: uuid.UUID) -> None:
@@ -416,7 +447,9 @@ async def _drop(delivery_id: uuid.UUID) -> None:
         await WebhookDelivery.filter(id=delivery_id).using_db(conn).delete()
 
 
-async def _deliver(settings: Settings, client: httpx.AsyncClient, now: Callable[[], datetime], delivery_id: uuid.UUID) -> int:
+async def _deliver(
+    settings: Settings, client: httpx.AsyncClient, now: Callable[[], datetime], delivery_id: uuid.UUID
+) -> int:
     """One attempt of one claimed delivery. Returns 1 when a request was attempted, else 0."""
     delivery = await WebhookDelivery.filter(id=delivery_id).select_related("endpoint", "event").first()
     if delivery is None:
@@ -427,9 +460,14 @@ async def _deliver(settings: Settings, client: httpx.AsyncClient, now: Callable[
         return 0
     target = await _receiver(endpoint, moment)
     if isinstance(target, str):
-        await WebhookDelivery.filter(id=delivery_id).update(status=Status.FAILED, last_error=target, next_attempt_at=None)
+        await WebhookDelivery.filter(id=delivery_id).update(
+            status=Status.FAILED, last_error=target, next_attempt_at=None
+        )
         return 0
-    if event.type.value not in endpoint.event_types or not await events.visible_events(target.viewer).filter(id=event.id).exists():
+    if (
+        event.type.value not in endpoint.event_types
+        or not await events.visible_events(target.viewer).filter(id=event.id).exists()
+    ):
         await _drop(delivery_id)  # not the token's to read now: never sent
         return 0
     started = time.monotonic()
@@ -449,7 +487,9 @@ async def _deliver(settings: Settings, client: httpx.AsyncClient, now: Callable[
             "webhook-signature": Webhook(await signing_secret(settings, endpoint)).sign(msg_id, sent_at, content),
         }
         extensions = {"sni_hostname": url.raw_host.decode("ascii")} if url.scheme == "https" else {}
-        request = client.build_request("POST", url.copy_with(host=address), content=content, headers=headers, extensions=extensions)
+        request = client.build_request(
+            "POST", url.copy_with(host=address), content=content, headers=headers, extensions=extensions
+        )
         response = await client.send(request, stream=True)
         await response.aclose()  # the answer's body is not read: its status is all that counts
         status_code = response.status_code
@@ -470,10 +510,15 @@ def retry_delay(attempts: int) -> timedelta:
     return min(FIRST_RETRY * BACKOFF_FACTOR ** (attempts - 1), MAX_RETRY_DELAY)
 
 
-async def _record(delivery: WebhookDelivery, moment: datetime, status_code: int | None, error: str | None, duration_ms: int) -> None:
+async def _record(
+    delivery: WebhookDelivery, moment: datetime, status_code: int | None, error: str | None, duration_ms: int
+) -> None:
     attempts, error = delivery.attempts + 1, error[:500] if error else None
     changes: dict[str, Any] = {
-        "attempts": attempts, "last_response_status": status_code, "last_attempt_at": moment, "last_error": error,
+        "attempts": attempts,
+        "last_response_status": status_code,
+        "last_attempt_at": moment,
+        "last_error": error,
     }
     if error is None:
         changes.update(status=Status.SUCCEEDED, next_attempt_at=None)
@@ -482,10 +527,21 @@ async def _record(delivery: WebhookDelivery, moment: datetime, status_code: int 
     else:
         changes.update(status=Status.PENDING, next_attempt_at=moment + retry_delay(attempts))
     if error is not None:
-        log.warning("webhook delivery %s to endpoint %s failed (attempt %d): %s", delivery.id, delivery.endpoint_id, attempts, error)
+        log.warning(
+            "webhook delivery %s to endpoint %s failed (attempt %d): %s",
+            delivery.id,
+            delivery.endpoint_id,
+            attempts,
+            error,
+        )
     async with in_transaction() as conn:
         await WebhookAttempt.create(
-            id=uuid.uuid4(), delivery_id=delivery.id, attempted_at=moment, response_status=status_code,
-            error=error, duration_ms=duration_ms, using_db=conn,
+            id=uuid.uuid4(),
+            delivery_id=delivery.id,
+            attempted_at=moment,
+            response_status=status_code,
+            error=error,
+            duration_ms=duration_ms,
+            using_db=conn,
         )
         await WebhookDelivery.filter(id=delivery.id).using_db(conn).update(**changes)

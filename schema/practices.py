@@ -39,7 +39,9 @@ class Practice(
     PracticeWebhooksFields,
 ):
     name: str
-    slug: str = strawberry.field(description="Used with email and password to log in: an account belongs to exactly one practice.")
+    slug: str = strawberry.field(
+        description="Used with email and password to log in: an account belongs to exactly one practice."
+    )
     kind: PracticeKind
     created_at: datetime
     row: strawberry.Private[PracticeRow]
@@ -68,7 +70,9 @@ class Practice(
         role: Role | None = None,
         include_deactivated: bool | None = False,
     ) -> MemberConnection | None:
-        return await list_members(info, first=first, after=after, role=role, include_deactivated=bool(include_deactivated))
+        return await list_members(
+            info, first=first, after=after, role=role, include_deactivated=bool(include_deactivated)
+        )
 
 
 @node_type("Practice")
