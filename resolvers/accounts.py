@@ -25,11 +25,11 @@ from tortoise.transactions import in_transaction
 
 from auth import passwords
 from auth.tokens import hash_secret, new_secret
+from errors import BadInput, Forbidden, RateLimited
 from models import Member, PasswordReset, Practice, Session
 from models.enums import MemberStatus
 from resolvers import audit, limits, outbox, sessions, validation
 from resolvers.context import Context
-from resolvers.errors import BadInput, Forbidden, RateLimited
 from resolvers.ids import encode
 
 log = logging.getLogger("groups_api.accounts")

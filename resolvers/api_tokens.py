@@ -15,11 +15,11 @@ from tortoise.transactions import in_transaction
 
 from auth.tokens import hash_secret, new_api_token
 from auth.viewer import Viewer
+from errors import BadInput, Conflict, NotFound
 from models import ApiToken
 from models.enums import TokenScope
 from resolvers import audit, validation
 from resolvers.context import Context
-from resolvers.errors import BadInput, Conflict, NotFound
 from resolvers.ids import decode, encode
 from resolvers.pagination import Page, paginate
 

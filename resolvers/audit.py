@@ -25,11 +25,11 @@ from tortoise.queryset import QuerySet
 from tortoise.transactions import in_transaction
 
 from auth.viewer import Viewer
+from errors import BadInput
 from models import AuditEvent, AuditHead, Practice
 from models.enums import Permission
 from resolvers import validation
 from resolvers.context import Context
-from resolvers.errors import BadInput
 from resolvers.ids import decode, encode
 from resolvers.pagination import Page, paginate
 

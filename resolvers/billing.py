@@ -30,6 +30,7 @@ from tortoise.queryset import QuerySet
 from tortoise.transactions import in_transaction
 
 from auth.viewer import Viewer
+from errors import BadInput, Conflict, Forbidden, NotFound, SingleClinicianRequired
 from models import (
     BillingBalance,
     BillingCounter,
@@ -48,7 +49,6 @@ from models.charts import ChartStatus
 from models.enums import Permission, Role
 from resolvers import audit, charts, validation
 from resolvers.context import Context
-from resolvers.errors import BadInput, Conflict, Forbidden, NotFound, SingleClinicianRequired
 from resolvers.ids import decode, decode_many, encode
 from resolvers.members import get_member, member_loader
 from resolvers.money import Money

@@ -31,12 +31,12 @@ from tortoise.queryset import QuerySet
 from tortoise.transactions import in_transaction
 
 from auth.viewer import Viewer
+from errors import AppError, BadInput, Forbidden, NotFound
 from models import Chart, ChartAssignment, ChartNote, Member
 from models.charts import ChartStatus
 from models.enums import MemberStatus, Permission, Role, TokenScope
 from resolvers import audit, members, validation
 from resolvers.context import Context
-from resolvers.errors import AppError, BadInput, Forbidden, NotFound
 from resolvers.ids import decode, decode_many, encode
 from resolvers.pagination import Page, paginate, paginate_many
 

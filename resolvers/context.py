@@ -12,8 +12,8 @@ from strawberry.dataloader import DataLoader
 
 from auth.tokens import JwtCodec
 from auth.viewer import Viewer
+from errors import Unauthenticated
 from resolvers.clock import Clock
-from resolvers.errors import Unauthenticated
 
 if TYPE_CHECKING:
     from server.settings import Settings

@@ -34,6 +34,7 @@ from tortoise.queryset import QuerySet
 from tortoise.transactions import in_transaction
 
 from auth.viewer import Viewer
+from errors import Forbidden
 from models import BillingEntry, Event, Invoice, Statement, WebhookAttempt, WebhookDelivery, WebhookEndpoint
 from models.billing import InvoiceStatus
 from models.enums import TokenScope
@@ -41,7 +42,6 @@ from models.events import EventType
 from models.webhooks import WebhookDeliveryStatus
 from resolvers import billing, charts, ids, members
 from resolvers.context import Context
-from resolvers.errors import Forbidden
 from resolvers.pagination import Page, paginate
 
 log = logging.getLogger("groups_api.events")

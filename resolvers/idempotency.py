@@ -41,11 +41,11 @@ from tortoise.exceptions import IntegrityError
 from tortoise.transactions import in_transaction
 
 from auth.viewer import Viewer
+from errors import BadInput, Conflict
 from models import BillingEntry, Chart, IdempotencyKey, Invitation, Invoice, Statement
 from models.idempotency import IdempotencyStatus
 from resolvers import billing
 from resolvers.context import Context
-from resolvers.errors import BadInput, Conflict
 from resolvers.invitations import Issued
 from resolvers.money import Money
 

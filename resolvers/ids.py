@@ -7,7 +7,7 @@ import binascii
 import uuid
 from collections.abc import Sequence
 
-from resolvers.errors import BadInput, NotFound
+from errors import BadInput, NotFound
 
 
 def encode(type_name: str, pk: uuid.UUID | str) -> str:

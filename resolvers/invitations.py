@@ -17,12 +17,12 @@ from tortoise.transactions import in_transaction
 
 from auth import passwords
 from auth.tokens import hash_secret, new_secret
+from errors import BadInput, Conflict, Forbidden, NotFound
 from models import Invitation, Member
 from models.enums import MemberStatus, Permission, Role, TraineeStatus
 from models.invitations import InvitationStatus
 from resolvers import audit, limits, outbox, subscriptions, validation
 from resolvers.context import Context
-from resolvers.errors import BadInput, Conflict, Forbidden, NotFound
 from resolvers.ids import decode, encode
 from resolvers.pagination import Page, paginate
 from resolvers.practices import require_group

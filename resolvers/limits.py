@@ -16,8 +16,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
 from auth.viewer import Viewer
+from errors import RateLimited
 from resolvers.context import Context
-from resolvers.errors import RateLimited
 
 log = logging.getLogger("groups_api.limits")
 

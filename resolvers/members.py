@@ -13,11 +13,11 @@ from tortoise.queryset import QuerySet
 from tortoise.transactions import in_transaction
 
 from auth.viewer import Viewer
+from errors import BadInput, Conflict, Forbidden, NotFound
 from models import ApiToken, Member, Practice, SubscriptionCharge
 from models.enums import MemberStatus, Permission, Role, TraineeStatus
 from resolvers import accounts, audit, charts, sessions, subscriptions
 from resolvers.context import Context
-from resolvers.errors import BadInput, Conflict, Forbidden, NotFound
 from resolvers.ids import decode, encode
 from resolvers.pagination import Page, paginate
 from resolvers.plans import require_plan

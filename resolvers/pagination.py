@@ -19,7 +19,7 @@ from tortoise.functions import Count
 from tortoise.models import Model
 from tortoise.queryset import QuerySet
 
-from resolvers.errors import BadInput
+from errors import BadInput
 
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 100

@@ -14,8 +14,8 @@ from typing import TYPE_CHECKING
 
 from dateutil.relativedelta import relativedelta
 
+from errors import BadInput
 from models.enums import PlanCategory, Role, TraineeStatus
-from resolvers.errors import BadInput
 from resolvers.money import CENT, DEFAULT_CURRENCY, Money, round_cents
 from resolvers.plans import Plan, find_plan, require_plan
 

@@ -23,11 +23,11 @@ from tortoise.transactions import in_transaction
 
 from auth import passwords
 from auth.tokens import hash_secret, new_secret
+from errors import BadInput, Forbidden, Unauthenticated
 from models import Member, Practice, RotatedRefreshToken, Session
 from models.enums import MemberStatus, PracticeKind, Role
 from resolvers import audit, limits, validation
 from resolvers.context import Context
-from resolvers.errors import BadInput, Forbidden, Unauthenticated
 from resolvers.ids import encode as _gid
 from resolvers.plans import require_plan
 

@@ -25,13 +25,13 @@ from tortoise.expressions import Q
 from tortoise.queryset import QuerySet
 from tortoise.transactions import in_transaction
 
+from errors import Conflict
 from models import Member, PeriodSeat, Practice, Subscription, SubscriptionCharge, SubscriptionPeriod
 from models.enums import MemberStatus, Role, TraineeStatus
 from models.subscriptions import SubscriptionChargeKind, SubscriptionStatus
 from resolvers import audit
 from resolvers.clock import FrozenClock
 from resolvers.context import Context
-from resolvers.errors import Conflict
 from resolvers.ids import encode
 from resolvers.money import Money, round_cents
 from resolvers.pagination import Page, paginate

@@ -15,7 +15,7 @@ from tortoise.models import Model
 from auth import passwords
 from auth.passwords import MAX_LENGTH as PASSWORD_MAX
 from auth.passwords import MIN_LENGTH as PASSWORD_MIN
-from resolvers.errors import BadInput, BadInputs
+from errors import BadInput, BadInputs
 from resolvers.money import UnreadableDecimal
 
 log = logging.getLogger("groups_api.validation")

@@ -53,13 +53,13 @@ from tortoise.queryset import QuerySet
 from tortoise.transactions import in_transaction
 
 from auth.viewer import Viewer
+from errors import AppError, BadInput, NotFound
 from models import ApiToken, Event, Member, Practice, WebhookAttempt, WebhookDelivery, WebhookEndpoint
 from models.enums import MemberStatus, TokenScope
 from models.events import EventType
 from models.webhooks import WebhookDeliveryStatus as Status
 from resolvers import api_tokens, audit, events, ids, validation
 from resolvers.context import Context
-from resolvers.errors import AppError, BadInput, NotFound
 from resolvers.pagination import Page, paginate, paginate_many
 
 if TYPE_CHECKING:

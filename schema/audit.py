@@ -13,11 +13,11 @@ from graphql import FieldNode, GraphQLError
 from strawberry.extensions import SchemaExtension
 from strawberry.types import Info
 
+from errors import Forbidden
 from models import AuditEvent as AuditEventRow
 from models.enums import Permission as P
 from models.enums import TokenScope as S
 from resolvers import api_tokens, audit, ids, members
-from resolvers.errors import Forbidden
 from schema.api_tokens import ApiToken
 from schema.base import Node, PageInfo, connection
 from schema.directives import guard

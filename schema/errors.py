@@ -32,7 +32,7 @@ from graphql.utilities import get_operation_ast, type_from_ast
 from strawberry.extensions import MaskErrors
 from strawberry.extensions import ParserCache as StrawberryParserCache
 
-from resolvers.errors import AppError, BadInput, BadInputs
+from errors import AppError, BadInput, BadInputs
 from resolvers.money import UnreadableDecimal
 
 log = logging.getLogger("groups_api.errors")

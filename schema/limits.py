@@ -49,8 +49,8 @@ from graphql.utilities import get_operation_ast
 from strawberry.extensions import SchemaExtension
 from strawberry.types import Info
 
+from errors import AppError, BadInput, QueryTooComplex
 from resolvers import limits
-from resolvers.errors import AppError, BadInput, QueryTooComplex
 from resolvers.pagination import DEFAULT_PAGE_SIZE
 from schema.directives import guard
 

@@ -5,8 +5,8 @@ from decimal import Decimal
 
 import pytest
 
+from errors import BadInput
 from models.enums import Role, TraineeStatus
-from resolvers.errors import BadInput
 from resolvers.money import Money
 from resolvers.pricing import (
     Period,
