@@ -15,12 +15,9 @@ from __future__ import annotations
 import hashlib
 import logging
 import uuid
-from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from datetime import datetime, timedelta
-from typing import Any
 
-from starlette.background import BackgroundTask, BackgroundTasks
 from tortoise.transactions import in_transaction
 
 from auth import passwords
@@ -71,7 +68,7 @@ async def request_reset(ctx: Context, *, practice_slug: str, email: str) -> bool
     slug = (practice_slug or "").strip().lower()
     normalized = _normalized_email(email)
     await _charge_reset_request(ctx, slug, normalized)
-    if not _after_response(ctx, _issue_reset_safely, ctx, slug, normalized):
+    if not ctx.defer(lambda: _issue_reset_safely(ctx, slug, normalized)):
         await _issue_reset_safely(ctx, slug, normalized)
     return True
 
@@ -96,22 +93,6 @@ async def _charge_reset_request(ctx: Context, slug: str, email: str) -> None:
         usage = await limits.store(ctx).charge(key, 1, limit=policy.limit, window=policy.window, now=now)
         if not usage.allowed:
             raise RateLimited("too many password reset requests: try again later", retry_after=usage.retry_after(now))
-
-
-def _after_response(ctx: Context, job: Callable[..., Awaitable[None]], *args: Any) -> bool:
-    """Run ``job(*args)`` after the response is sent (a Starlette background task), or say there is no response."""
-    response = ctx.response
-    if response is None:
-        return False
-    background = response.background
-    tasks = (
-        background
-        if isinstance(background, BackgroundTasks)
-        else BackgroundTasks([background] if isinstance(background, BackgroundTask) else [])
-    )
-    tasks.add_task(job, *args)
-    response.background = tasks
-    return True
 
 
 async def _issue_reset_safely(ctx: Context, slug: str, email: str) -> None:
@@ -150,7 +131,7 @@ async def _issue_reset(ctx: Context, slug: str, email: str) -> bool:
             using_db=conn,
         )
         # The mail goes out right after this commit (the caller's delivery pass), not through the response's.
-        await outbox.enqueue(replace(ctx, response=None), connection=conn, **_message(ctx, member, token, reset))
+        await outbox.enqueue(replace(ctx, after_response=None), connection=conn, **_message(ctx, member, token, reset))
         await audit.record_many(
             ctx,
             [audit.PendingEvent("auth.password_reset_requested", encode("Member", member.id))],

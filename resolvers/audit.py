@@ -197,8 +197,6 @@ async def record(ctx: Context, action: str, target_id: str | None = None, **deta
 
 # ------------------------------------------------------------------ deferred events (reads, denials)
 
-_DEFERRED = "audit.deferred"
-
 
 def defer(ctx: Context, events: list[PendingEvent]) -> None:
     """Queue events of the viewer that must outlive the request's outcome (reads, denials): ``flush`` writes them.
@@ -207,10 +205,7 @@ def defer(ctx: Context, events: list[PendingEvent]) -> None:
     so a failing or rolled-back request keeps them, and a request with many reads appends to the chain once.
     """
     if events:
-        ctx.state.setdefault(_DEFERRED, []).extend(events)
-
-
-_DEFERRED_ONCE = "audit.deferred_once"
+        ctx.state.audit_deferred.extend(events)
 
 
 def defer_once(ctx: Context, events: Iterable[PendingEvent]) -> None:
@@ -218,7 +213,7 @@ def defer_once(ctx: Context, events: Iterable[PendingEvent]) -> None:
 
     For reads: however many aliases, lists or node() calls return a chart, the request read it once.
     """
-    seen: set[tuple[str, str | None]] = ctx.state.setdefault(_DEFERRED_ONCE, set())
+    seen = ctx.state.audit_deferred_once
     fresh = []
     for event in events:
         key = (event.action, event.target_id)
@@ -230,7 +225,7 @@ def defer_once(ctx: Context, events: Iterable[PendingEvent]) -> None:
 
 async def flush(ctx: Context) -> None:
     """Write the events ``defer`` queued (one chained batch). Raises when they cannot be written."""
-    events = ctx.state.pop(_DEFERRED, None)
+    events, ctx.state.audit_deferred = ctx.state.audit_deferred, []
     if events:
         await record_many(ctx, events)
 

@@ -399,7 +399,7 @@ async def _lock_assignable(
 ) -> None:
     """Lock the members about to get charts (in id order) and check, on their rows as they are now, that each is
     still an active owner or clinician. A role change locks the member before it takes their charts away
-    (members.update), so one of the two waits for the other: an administrator never keeps a chart."""
+    (member_flows.update), so one of the two waits for the other: an administrator never keeps a chart."""
     if not member_ids:
         return
     locked = Member.select_for_update(no_key=True).using_db(connection).filter(id__in=list(member_ids))

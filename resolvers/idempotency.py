@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 from enum import Enum
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 import orjson
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
@@ -45,12 +45,9 @@ from errors import BadInput, Conflict
 from models import BillingEntry, Chart, IdempotencyKey, Invitation, Invoice, Statement
 from models.idempotency import IdempotencyStatus
 from resolvers import billing
-from resolvers.context import Context
+from resolvers.context import Context, RuleSettings
 from resolvers.invitations import Issued
 from resolvers.money import Money
-
-if TYPE_CHECKING:
-    from server.settings import Settings
 
 TTL = timedelta(hours=24)
 KEY_MAX_LENGTH = 255
@@ -179,7 +176,7 @@ async def _load_chart(ctx: Context, stored: dict[str, Any]) -> Chart | None:
     return await Chart.filter(practice_id=ctx.require_viewer().practice.id, id=_id(stored["chart"])).first()
 
 
-def _cipher(settings: Settings) -> MultiFernet:
+def _cipher(settings: RuleSettings) -> MultiFernet:
     """Encrypts an invitation token kept for a replay (with a key of its own, derived from the JWT secret)."""
 
     def key(secret: str) -> bytes:

@@ -3,7 +3,7 @@ sign-ups per client address.
 
 Both count in fixed windows that start with the first hit and last ``window``. The counts live in a Store: in
 this process (``MemoryStore``), or in Redis (``RedisStore``, when GROUPS_API_REDIS_URL is set) so that every
-server process shares them. The store of the app is in ``ctx.state[STORE]`` (server/graphql.py puts it there).
+server process shares them. The store of the app is ``ctx.limit_store`` (server/graphql.py puts it there).
 """
 
 from __future__ import annotations
@@ -20,9 +20,6 @@ from errors import RateLimited
 from resolvers.context import Context
 
 log = logging.getLogger("groups_api.limits")
-
-STORE = "limits.store"
-USAGE = "limits.usage"
 
 BUDGET_WINDOW = timedelta(hours=1)
 
@@ -183,7 +180,9 @@ def store_for(redis_url: str | None) -> Store:
 
 
 def store(ctx: Context) -> Store:
-    return ctx.state[STORE]
+    if ctx.limit_store is None:
+        raise LookupError("no rate-limit store: this context serves no request")
+    return ctx.limit_store
 
 
 # ------------------------------------------------------------------ budgets
@@ -220,7 +219,7 @@ async def charge_budget(ctx: Context, cost: int) -> Usage | None:
         log.exception("rate-limit store unavailable: request %s goes through uncharged", ctx.request_id)
         return None
     usage = replace(usage, cost=cost)
-    ctx.state[USAGE] = usage
+    ctx.state.rate_limit_usage = usage
     if not usage.allowed:
         raise RateLimited(
             f"this request costs {cost} points and {usage.remaining} of {usage.limit} remain until "
@@ -232,7 +231,7 @@ async def charge_budget(ctx: Context, cost: int) -> Usage | None:
 
 def current_usage(ctx: Context) -> Usage | None:
     """The budget after this request's charge (what Query.rateLimit reports)."""
-    return ctx.state.get(USAGE)
+    return ctx.state.rate_limit_usage
 
 
 # ------------------------------------------------------------------ sign-ups

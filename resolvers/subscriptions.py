@@ -33,6 +33,7 @@ from resolvers import audit
 from resolvers.clock import FrozenClock
 from resolvers.context import Context
 from resolvers.ids import encode
+from resolvers.members import require_member
 from resolvers.money import Money, round_cents
 from resolvers.pagination import Page, paginate
 from resolvers.pricing import Period, Price, Seat, charge_now, check_seat, period, period_at, price, total, zero
@@ -325,8 +326,6 @@ async def seat_quote(
 ) -> Quote:
     """What a seat would cost a month and what would be charged now, before anything is committed. With
     ``member_id``, a change to that member's seat: only the part above what was paid for this period."""
-    from resolvers.members import require_member
-
     trainee_status = trainee_status or TraineeStatus.NONE
     check_seat(role, plan_code, trainee_status, prefix="")
     now = ctx.clock.now()

@@ -39,7 +39,7 @@ from collections import defaultdict
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any, cast
+from typing import Any, cast
 
 import httpx
 import orjson
@@ -47,7 +47,6 @@ from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from standardwebhooks import Webhook
-from starlette.background import BackgroundTask, BackgroundTasks
 from tortoise.expressions import Subquery
 from tortoise.queryset import QuerySet
 from tortoise.transactions import in_transaction
@@ -59,11 +58,8 @@ from models.enums import MemberStatus, TokenScope
 from models.events import EventType
 from models.webhooks import WebhookDeliveryStatus as Status
 from resolvers import api_tokens, audit, events, ids, validation
-from resolvers.context import Context
+from resolvers.context import Context, RuleSettings
 from resolvers.pagination import Page, paginate, paginate_many
-
-if TYPE_CHECKING:
-    from server.settings import Settings
 
 log = logging.getLogger("groups_api.webhooks")
 
@@ -95,7 +91,7 @@ def _key(secret: str) -> bytes:
     return base64.urlsafe_b64encode(kdf.derive(secret.encode()))
 
 
-def cipher(settings: Settings) -> MultiFernet:
+def cipher(settings: RuleSettings) -> MultiFernet:
     """Encrypts with the current JWT secret's key; decrypts with it or a retired one still listed."""
     return MultiFernet([Fernet(_key(s)) for s in (settings.jwt_secret, *settings.jwt_previous_secrets) if s])
 
@@ -104,7 +100,7 @@ def new_secret() -> str:
     return SECRET_PREFIX + base64.b64encode(secrets.token_bytes(32)).decode()
 
 
-async def signing_secret(settings: Settings, endpoint: WebhookEndpoint) -> str:
+async def signing_secret(settings: RuleSettings, endpoint: WebhookEndpoint) -> str:
     """The endpoint's whsec_ secret. One stored under a retired JWT secret's key is re-encrypted under the current one,
     so that a rotation completes once every endpoint has been through here (``rekey`` does them all)."""
     stored = endpoint.secret_encrypted.encode()
@@ -118,7 +114,7 @@ async def signing_secret(settings: Settings, endpoint: WebhookEndpoint) -> str:
     return plain.decode()
 
 
-async def rekey(settings: Settings) -> int:
+async def rekey(settings: RuleSettings) -> int:
     """Re-encrypt every endpoint secret stored under a retired key (run before dropping it). Returns how many."""
     moved = 0
     for endpoint in await WebhookEndpoint.filter(deleted_at=None):
@@ -333,23 +329,16 @@ async def get_delivery(ctx: Context, pk: uuid.UUID) -> WebhookDelivery | None:
 
 def deliver_after_response(ctx: Context, delivery_ids: list[uuid.UUID]) -> None:
     """Deliver these (once committed) right after the response: one background pass per request."""
-    queued: list[uuid.UUID] = ctx.state.setdefault("webhooks.queued", [])
+    queued: list[uuid.UUID] = ctx.state.webhooks_queued
     queued.extend(delivery_ids)
-    response = getattr(ctx, "response", None)
-    if response is None or ctx.state.get("webhooks.scheduled"):
+    if ctx.after_response is None or ctx.state.webhooks_scheduled:
         return
-    ctx.state["webhooks.scheduled"] = True
-    tasks = (
-        response.background
-        if isinstance(response.background, BackgroundTasks)
-        else BackgroundTasks([response.background] if isinstance(response.background, BackgroundTask) else [])
-    )
-    tasks.add_task(deliver_due_safely, ctx.settings, ctx.clock.now, queued)
-    response.background = tasks
+    settings, now = ctx.settings, ctx.clock.now
+    ctx.state.webhooks_scheduled = ctx.defer(lambda: deliver_due_safely(settings, now, queued))
 
 
 async def deliver_due_safely(
-    settings: Settings, now: Callable[[], datetime], only: list[uuid.UUID] | None = None
+    settings: RuleSettings, now: Callable[[], datetime], only: list[uuid.UUID] | None = None
 ) -> None:
     """The background pass after a response: it must never fail the request it follows."""
     try:
@@ -358,7 +347,9 @@ async def deliver_due_safely(
         log.exception("webhook delivery pass failed")
 
 
-async def deliver_due(settings: Settings, now: Callable[[], datetime], *, only: list[uuid.UUID] | None = None) -> int:
+async def deliver_due(
+    settings: RuleSettings, now: Callable[[], datetime], *, only: list[uuid.UUID] | None = None
+) -> int:
     """Deliver every due delivery (or those of ``only`` that are due), a claimed batch at a time. Returns how many
     were attempted."""
     attempted = 0
@@ -448,7 +439,7 @@ async def _drop(delivery_id: uuid.UUID) -> None:
 
 
 async def _deliver(
-    settings: Settings, client: httpx.AsyncClient, now: Callable[[], datetime], delivery_id: uuid.UUID
+    settings: RuleSettings, client: httpx.AsyncClient, now: Callable[[], datetime], delivery_id: uuid.UUID
 ) -> int:
     """One attempt of one claimed delivery. Returns 1 when a request was attempted, else 0."""
     delivery = await WebhookDelivery.filter(id=delivery_id).select_related("endpoint", "event").first()

@@ -51,6 +51,7 @@ from strawberry.types import Info
 
 from errors import AppError, BadInput, QueryTooComplex
 from resolvers import limits
+from resolvers.context import Context
 from resolvers.pagination import DEFAULT_PAGE_SIZE
 from schema.directives import guard
 
@@ -299,16 +300,16 @@ class QueryLimits(SchemaExtension):
         yield
 
 
-def _report(ctx: Any) -> None:
+def _report(ctx: Context) -> None:
     usage = limits.current_usage(ctx)
-    response = getattr(ctx, "response", None)
-    if usage is None or response is None:
+    if usage is None:
         return
-    response.headers["X-RateLimit-Limit"] = str(usage.limit)
-    response.headers["X-RateLimit-Remaining"] = str(usage.remaining)
-    response.headers["X-RateLimit-Reset"] = str(int(usage.reset_at.timestamp()))
+    headers = ctx.response_headers
+    headers["X-RateLimit-Limit"] = str(usage.limit)
+    headers["X-RateLimit-Remaining"] = str(usage.remaining)
+    headers["X-RateLimit-Reset"] = str(int(usage.reset_at.timestamp()))
     if not usage.allowed:
-        response.headers["Retry-After"] = str(usage.retry_after(ctx.clock.now()))
+        headers["Retry-After"] = str(usage.retry_after(ctx.clock.now()))
 
 
 # ------------------------------------------------------------------ Query.rateLimit

@@ -13,7 +13,7 @@ from models import Member as MemberRow
 from models.enums import Permission as P
 from models.enums import Role as R
 from models.enums import TokenScope as S
-from resolvers import ids, members
+from resolvers import ids, member_flows, members
 from schema.base import MemberStatus, Node, PageInfo, Permission, Role, TraineeStatus, connection
 from schema.charts import MemberChartsFields
 from schema.directives import guard
@@ -185,7 +185,7 @@ class ReactivateMemberPayload:
 class Mutation:
     @strawberry.mutation(extensions=guard(permission=P.MANAGE_MEMBERS, mutation=True))
     async def update_member(self, info: Info, input: UpdateMemberInput) -> UpdateMemberPayload | None:
-        updated = await members.update(
+        updated = await member_flows.update(
             info.context,
             member_id=input.member_id,
             role=input.role,
@@ -205,7 +205,7 @@ class Mutation:
     async def set_member_permissions(
         self, info: Info, input: SetMemberPermissionsInput
     ) -> SetMemberPermissionsPayload | None:
-        row = await members.set_permissions(info.context, input.member_id, input.permissions)
+        row = await member_flows.set_permissions(info.context, input.member_id, input.permissions)
         return SetMemberPermissionsPayload(member=Member.of(row))
 
     @strawberry.mutation(
@@ -216,7 +216,7 @@ class Mutation:
         extensions=guard(permission=P.MANAGE_MEMBERS, mutation=True),
     )
     async def deactivate_member(self, info: Info, input: DeactivateMemberInput) -> DeactivateMemberPayload | None:
-        row = await members.deactivate(info.context, input.member_id, input.reassign_charts_to)
+        row = await member_flows.deactivate(info.context, input.member_id, input.reassign_charts_to)
         return DeactivateMemberPayload(member=Member.of(row))
 
     @strawberry.mutation(
@@ -227,7 +227,7 @@ class Mutation:
         extensions=guard(permission=P.MANAGE_MEMBERS, mutation=True),
     )
     async def reactivate_member(self, info: Info, input: ReactivateMemberInput) -> ReactivateMemberPayload | None:
-        reactivated = await members.reactivate(info.context, input.member_id)
+        reactivated = await member_flows.reactivate(info.context, input.member_id)
         return ReactivateMemberPayload(
             member=Member.of(reactivated.member),
             charge=SubscriptionCharge.of(reactivated.charge) if reactivated.charge else None,

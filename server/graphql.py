@@ -35,6 +35,7 @@ from typing import Any, cast
 import orjson
 from cross_web import HTTPException
 from graphql import GraphQLError
+from starlette.background import BackgroundTask
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
@@ -45,7 +46,7 @@ from auth.credentials import authenticate
 from auth.tokens import JwtCodec
 from resolvers import limits
 from resolvers.clock import Clock
-from resolvers.context import BrowserSession, Context
+from resolvers.context import BrowserSession, Context, Job
 from server.observability import count_refusal
 from server.trusted_documents import TrustedDocument, TrustedDocuments, document_hash, parse_document_id
 
@@ -63,6 +64,13 @@ TRUSTED_ONLY_MESSAGE = (
     "this server runs only trusted documents for sessions and anonymous callers: name one by documentId "
     "(partner API tokens may send any document)"
 )
+
+
+async def run_after_response(jobs: list[Job]) -> None:
+    """What the rules left for after the answer (mail, webhooks, password-reset mail), in order. Each job catches
+    its own failures; a job added while these run runs too."""
+    for job in jobs:
+        await job()
 
 
 class Refused(Exception):
@@ -226,9 +234,14 @@ class GraphQLApp(GraphQL[Context, None]):
     async def execute_operation(self, request, request_adapter, request_data, context, root_value, sub_response):
         if self.trusted_only and isinstance(request_data, GraphQLRequestData):
             self.check_trusted_only(request_data, context)
-        result = await super().execute_operation(
-            request, request_adapter, request_data, context, root_value, sub_response
-        )
+        try:
+            result = await super().execute_operation(
+                request, request_adapter, request_data, context, root_value, sub_response
+            )
+        finally:
+            sub_response.headers.update(context.response_headers)
+            if context.after_response:
+                sub_response.background = BackgroundTask(run_after_response, context.after_response)
         self.apply_session_cookie(context.browser, sub_response)
         if not isinstance(result, list):
             retry_after(getattr(result, "errors", None), sub_response)
@@ -305,11 +318,10 @@ class GraphQLApp(GraphQL[Context, None]):
             request_id=request_id,
             viewer=credentials.viewer,
             credential_error=credentials.error,
-            request=request,
-            response=response,
             client_address=request.client.host if request.client else None,
             browser=self.browser_session(request),
-            state={limits.STORE: self.limit_store},
+            limit_store=self.limit_store,
+            after_response=[],
         )
 
     def encode_json(self, data: object) -> bytes:

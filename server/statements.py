@@ -62,7 +62,6 @@ async def statement_pdf(request: Request) -> Response:
         codec=state.codec,
         request_id=getattr(request.state, "request_id", None) or uuid.uuid4().hex,
         viewer=viewer,
-        request=request,
         client_address=request.client.host if request.client else None,
     )
     parsed = ids.parse(request.path_params["statement_id"])
