@@ -1,6 +1,6 @@
 # make run  - serve the API at http://127.0.0.1:8000/graphql on a local SQLite file
 # make test - run the whole test suite (SQLite; PostgreSQL too when GROUPS_API_TEST_DATABASE_URL is set)
-# make lint - ruff on everything, mypy on auth/, resolvers/ and models/ (configured in pyproject.toml)
+# make lint - ruff (lint and format check) on everything, mypy on every product package (configured in pyproject.toml)
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -23,6 +23,7 @@ test: venv
 
 lint: venv
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
 clean:

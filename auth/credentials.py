@@ -74,13 +74,9 @@ async def _api_token_viewer(token: str, now: datetime) -> Viewer | None:
     if api_token.last_used_at is None or now - api_token.last_used_at >= LAST_USED_WRITE_INTERVAL:
         # Conditional update: of concurrent requests, at most one writes per interval.
         threshold = now - LAST_USED_WRITE_INTERVAL
-        await ApiToken.filter(id=api_token.id).filter(
-            last_used_at__isnull=True
-        ).update(last_used_at=now) or await ApiToken.filter(id=api_token.id, last_used_at__lt=threshold).update(
-            last_used_at=now
-        )
+        await (
+            ApiToken.filter(id=api_token.id).filter(last_used_at__isnull=True).update(last_used_at=now)
+        ) or await ApiToken.filter(id=api_token.id, last_used_at__lt=threshold).update(last_used_at=now)
         api_token.last_used_at = now
     scopes = frozenset(TokenScope(s) for s in api_token.scopes)
     return Viewer(member=member, practice=member.practice, scopes=scopes, api_token=api_token)
-
-

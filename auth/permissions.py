@@ -13,8 +13,8 @@ from strawberry.permission import BasePermission
 from strawberry.types import Info
 
 from auth.viewer import Viewer
+from errors import Forbidden, Unauthenticated
 from models.enums import Permission, Role, TokenScope
-from resolvers.errors import Forbidden, Unauthenticated
 
 
 def require_viewer(info: Info) -> Viewer:

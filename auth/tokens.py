@@ -45,7 +45,15 @@ class JwtCodec:
         self.issuer = issuer
         self.audience = audience
 
-    def issue(self, *, member_id: uuid.UUID, practice_id: uuid.UUID, session_id: uuid.UUID, now: datetime, expires_at: datetime) -> str:
+    def issue(
+        self,
+        *,
+        member_id: uuid.UUID,
+        practice_id: uuid.UUID,
+        session_id: uuid.UUID,
+        now: datetime,
+        expires_at: datetime,
+    ) -> str:
         claims = {
             "iss": self.issuer,
             "aud": self.audience,
@@ -70,7 +78,11 @@ class JwtCodec:
                 algorithms=[ALGORITHM],
                 audience=self.audience,
                 issuer=self.issuer,
-                options={"require": ["exp", "iat", "iss", "aud", "sub", "jti"], "verify_exp": False, "verify_iat": False},
+                options={
+                    "require": ["exp", "iat", "iss", "aud", "sub", "jti"],
+                    "verify_exp": False,
+                    "verify_iat": False,
+                },
             )
             # Expiry and issue time are checked against the service clock (which tests and GROUPS_API_CLOCK_OFFSET
             # move), not PyJWT's wall clock: a token issued on a moved clock would otherwise look "not yet valid".
@@ -96,5 +108,6 @@ def new_api_token() -> str:
 
 
 def hash_secret(secret: str) -> str:
-    """Opaque secrets have 256 bits of entropy: a plain SHA-256 is the right lookup hash (no salt or stretching needed)."""
+    """Opaque secrets have 256 bits of entropy: a plain SHA-256 is the right lookup hash (no salt or stretching
+    needed)."""
     return hashlib.sha256(secret.encode()).hexdigest()

@@ -1,4 +1,4 @@
-"""``python -m bench``: seed a realistic data set, serve it with ``groups-api serve``, replay the screens, print a table.
+"""``python -m bench``: seed a data set, serve it with ``groups-api serve``, replay the screens, print a table.
 
     python -m bench                 # SQLite and PostgreSQL, default scale (see bench/README.md for how to read it)
     python -m bench --quick         # every screen at a small scale on SQLite, in under a minute
@@ -146,10 +146,15 @@ def _mb(peaks: dict[int, int]) -> list[float]:
 
 
 def log_in(server: Server, practice: seed.Practice) -> str:
-    response = server.http.post("/graphql", json={
-        "query": "mutation($i: LogInInput!) { logIn(input: $i) { accessToken } }",
-        "variables": {"i": {"practiceSlug": practice.slug, "email": practice.owner_email, "password": seed.PASSWORD}},
-    })
+    response = server.http.post(
+        "/graphql",
+        json={
+            "query": "mutation($i: LogInInput!) { logIn(input: $i) { accessToken } }",
+            "variables": {
+                "i": {"practiceSlug": practice.slug, "email": practice.owner_email, "password": seed.PASSWORD}
+            },
+        },
+    )
     return response.json()["data"]["logIn"]["accessToken"]
 
 
@@ -169,7 +174,8 @@ def group_screens(world: seed.World) -> list[Screen]:
 def balance_screen(practice: seed.Practice) -> Screen:
     clinicians = practice.clinician_gids(BALANCE_CLINICIANS)
     return Screen(
-        f"{len(clinicians)} clinician balances", screens.clinician_balances(len(clinicians)),
+        f"{len(clinicians)} clinician balances",
+        screens.clinician_balances(len(clinicians)),
         screens.clinician_balance_variables(clinicians),
     )
 
@@ -201,8 +207,13 @@ def statements_per_request(server: Server, request: load.Request) -> float:
 
 async def measure(server: Server, request: load.Request, options: Options, *, seconds: float | None = None) -> Measured:
     before = server.usage().cpu_seconds
-    run = await load.run(server.port, request, connections=options.connections, seconds=seconds or options.seconds,
-                         max_requests=options.max_requests)
+    run = await load.run(
+        server.port,
+        request,
+        connections=options.connections,
+        seconds=seconds or options.seconds,
+        max_requests=options.max_requests,
+    )
     cpu = server.usage().cpu_seconds - before
     if run.failed:
         raise RuntimeError(f"{run.failed} of {run.requests} requests to {request.path} failed")
@@ -215,7 +226,9 @@ def _combined(parts: list[Measured]) -> Measured:
     return Measured(run, cpu)
 
 
-async def measure_screen(server: Server, screen: Screen, request: load.Request, options: Options, *, sql: bool = True) -> Line:
+async def measure_screen(
+    server: Server, screen: Screen, request: load.Request, options: Options, *, sql: bool = True
+) -> Line:
     """A screen over ``rounds`` runs; with a floor, the two alternate run by run (after a warm-up of each)."""
     floor_request = load.Request(screen.floor, b"{}", request.headers) if screen.floor else None
     for warm in filter(None, (request, floor_request)):
@@ -318,37 +331,79 @@ def _f(value: float | None, digits: int = 1) -> str:
 def render(report: Report, options: Options) -> list[str]:
     out = [
         "",
-        (f"## {report.database}: 1 worker, {options.connections} connections ({load.generator_name()}), "
-        f"{options.rounds} x {options.seconds:g} s per screen, alternating with the floor"),
+        (
+            f"## {report.database}: 1 worker, {options.connections} connections ({load.generator_name()}), "
+            f"{options.rounds} x {options.seconds:g} s per screen, alternating with the floor"
+        ),
         f"seeded in {report.seed_seconds:.0f} s: " + ", ".join(f"{n:,} {t}" for t, n in report.counts.items()),
         "",
     ]
     rows = []
     for line in report.lines:
         g, f = line.graphql, line.floor
-        rows.append([
-            line.title, _f(g.run.per_second, 0), _f(g.run.p50_ms), _f(g.run.p99_ms), _f(g.statements), _f(g.cpu_ms, 2),
-            _f(f.run.per_second, 0) if f else "-", _f(f.cpu_ms, 2) if f else "-", _f(line.ratio, 2),
-        ])
-    out += _table(["screen", "req/s", "p50 ms", "p99 ms", "SQL/req", "CPU ms/req", "floor req/s", "floor CPU ms", "ratio"], rows)
+        rows.append(
+            [
+                line.title,
+                _f(g.run.per_second, 0),
+                _f(g.run.p50_ms),
+                _f(g.run.p99_ms),
+                _f(g.statements),
+                _f(g.cpu_ms, 2),
+                _f(f.run.per_second, 0) if f else "-",
+                _f(f.cpu_ms, 2) if f else "-",
+                _f(line.ratio, 2),
+            ]
+        )
+    out += _table(
+        ["screen", "req/s", "p50 ms", "p99 ms", "SQL/req", "CPU ms/req", "floor req/s", "floor CPU ms", "ratio"], rows
+    )
     if report.growth:
-        out += ["", (f"growth: one practice's ledger at {options.scale.growth_from:,} and {options.scale.growth_to:,} entries "
-                    f"(grown in {report.grow_seconds:.0f} s)"), ""]
+        out += [
+            "",
+            (
+                f"growth: one practice's ledger at {options.scale.growth_from:,} and {options.scale.growth_to:,} "
+                f"entries (grown in {report.grow_seconds:.0f} s)"
+            ),
+            "",
+        ]
         small, large = f"{options.scale.growth_from // 1000:,}k", _size(options.scale.growth_to)
         out += _table(
             ["screen", f"{small} req/s", f"{small} p50 ms", f"{large} req/s", f"{large} p50 ms", "p50 ratio"],
-            [[t, _f(a.run.per_second, 0), _f(a.run.p50_ms), _f(b.run.per_second, 0), _f(b.run.p50_ms),
-              _f(b.run.p50_ms / a.run.p50_ms if a.run.p50_ms else None, 2)] for t, a, b in report.growth],
+            [
+                [
+                    t,
+                    _f(a.run.per_second, 0),
+                    _f(a.run.p50_ms),
+                    _f(b.run.per_second, 0),
+                    _f(b.run.p50_ms),
+                    _f(b.run.p50_ms / a.run.p50_ms if a.run.p50_ms else None, 2),
+                ]
+                for t, a, b in report.growth
+            ],
         )
     if report.workers:
         out += ["", "workers: the same screens at 1 and 2 workers, budgets in Redis", ""]
         out += _table(
             ["screen", "1 worker req/s", "p50 ms", "2 workers req/s", "p50 ms", "x"],
-            [[t, _f(a.run.per_second, 0), _f(a.run.p50_ms), _f(b.run.per_second, 0), _f(b.run.p50_ms),
-              _f(b.run.per_second / a.run.per_second if a.run.per_second else None, 2)] for t, a, b in report.workers],
+            [
+                [
+                    t,
+                    _f(a.run.per_second, 0),
+                    _f(a.run.p50_ms),
+                    _f(b.run.per_second, 0),
+                    _f(b.run.p50_ms),
+                    _f(b.run.per_second / a.run.per_second if a.run.per_second else None, 2),
+                ]
+                for t, a, b in report.workers
+            ],
         )
-    out += ["", "peak RSS per server process: " + "; ".join(
-        f"{label}: {', '.join(f'{mb:.0f} MB' for mb in values)}" for label, values in report.peak_rss_mb.items())]
+    out += [
+        "",
+        "peak RSS per server process: "
+        + "; ".join(
+            f"{label}: {', '.join(f'{mb:.0f} MB' for mb in values)}" for label, values in report.peak_rss_mb.items()
+        ),
+    ]
     return out
 
 
@@ -361,10 +416,16 @@ def _size(n: int) -> str:
 
 def parse(argv: list[str] | None) -> Options:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="every screen at a small scale on SQLite, in under a minute")
+    parser.add_argument(
+        "--quick", action="store_true", help="every screen at a small scale on SQLite, in under a minute"
+    )
     parser.add_argument("--database", choices=("sqlite", "postgres", "both"), help="default: both (--quick: sqlite)")
-    parser.add_argument("--postgres-url", default=DEFAULT_POSTGRES, help="server where a throwaway database is created and dropped")
-    parser.add_argument("--redis-url", default=DEFAULT_REDIS, help="Redis database for the budgets of the workers comparison (emptied)")
+    parser.add_argument(
+        "--postgres-url", default=DEFAULT_POSTGRES, help="server where a throwaway database is created and dropped"
+    )
+    parser.add_argument(
+        "--redis-url", default=DEFAULT_REDIS, help="Redis database for the budgets of the workers comparison (emptied)"
+    )
     parser.add_argument("--connections", type=int, default=8, help="concurrent connections (default 8)")
     parser.add_argument("--seconds", type=float, help="length of one run (default 4; --quick 1)")
     parser.add_argument("--rounds", type=int, help="runs per screen, alternating with the floor (default 3; --quick 1)")
@@ -396,9 +457,11 @@ def main(argv: list[str] | None = None, *, write: Callable[[str], None] = print)
     options = parse(argv)
     started = time.perf_counter()
     reports = [asyncio.run(bench_database(kind, options)) for kind in options.databases]
-    write(f"# groups-api bench, {datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC, "
-          f"{platform.python_implementation()} {platform.python_version()}, {platform.machine()}, "
-          f"{_cores()} cores, {time.perf_counter() - started:.0f} s")
+    write(
+        f"# groups-api bench, {datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC, "
+        f"{platform.python_implementation()} {platform.python_version()}, {platform.machine()}, "
+        f"{_cores()} cores, {time.perf_counter() - started:.0f} s"
+    )
     for report in reports:
         for line in render(report, options):
             write(line)

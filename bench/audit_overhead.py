@@ -52,26 +52,54 @@ MEMBER_LIST = "{ practice { members(first: 50) { edges { node { id name role sta
 async def seed(api: httpx.AsyncClient, rows: int) -> str:
     """A practice with ``rows`` members (and charts); returns the owner's access token."""
     passwords.use_cheapest_parameters_for_tests()
-    response = await api.post("/graphql", json={
-        "query": "mutation($i: SignUpInput!) { signUp(input: $i) { accessToken member { id } } }",
-        "variables": {"i": {"practiceName": f"Bench {uuid.uuid4().hex[:6]}", "name": "Owner", "email": "owner@example.com",
-                            "password": PASSWORD, "planCode": "erx-lite"}},
-    })
+    response = await api.post(
+        "/graphql",
+        json={
+            "query": "mutation($i: SignUpInput!) { signUp(input: $i) { accessToken member { id } } }",
+            "variables": {
+                "i": {
+                    "practiceName": f"Bench {uuid.uuid4().hex[:6]}",
+                    "name": "Owner",
+                    "email": "owner@example.com",
+                    "password": PASSWORD,
+                    "planCode": "erx-lite",
+                }
+            },
+        },
+    )
     signed = response.json()["data"]["signUp"]
     practice = await Practice.filter(members__email="owner@example.com").order_by("-created_at").first()
     owner = await Member.get(practice_id=practice.id, role=Role.OWNER)
     now = datetime.now(UTC)
-    await Member.bulk_create([
-        Member(id=uuid.uuid4(), practice_id=practice.id, name=f"Clinician {i}", email=f"c{i}@example.com",
-               password_hash="x", role=Role.CLINICIAN, plan_code="erx-lite", created_at=now)
-        for i in range(rows - 1)
-    ])
+    await Member.bulk_create(
+        [
+            Member(
+                id=uuid.uuid4(),
+                practice_id=practice.id,
+                name=f"Clinician {i}",
+                email=f"c{i}@example.com",
+                password_hash="x",
+                role=Role.CLINICIAN,
+                plan_code="erx-lite",
+                created_at=now,
+            )
+            for i in range(rows - 1)
+        ]
+    )
     if HAS_CHARTS:
-        await Chart.bulk_create([
-            Chart(id=uuid.uuid4(), practice_id=practice.id, patient_name=f"Patient {i}", patient_name_search=f"patient {i}",
-                  created_by_id=owner.id, created_at=now)
-            for i in range(rows)
-        ])
+        await Chart.bulk_create(
+            [
+                Chart(
+                    id=uuid.uuid4(),
+                    practice_id=practice.id,
+                    patient_name=f"Patient {i}",
+                    patient_name_search=f"patient {i}",
+                    created_by_id=owner.id,
+                    created_at=now,
+                )
+                for i in range(rows)
+            ]
+        )
     return signed["accessToken"]
 
 
@@ -133,8 +161,11 @@ async def run(database_url: str, rows: int, n: int) -> None:
             token = await seed(api, rows)
             query = CHART_LIST if HAS_CHARTS else MEMBER_LIST
             what = "chart list (Practice.charts)" if HAS_CHARTS else "member list standing in for the chart list"
-            plain, audited = (audit_writer_off, contextlib.nullcontext) if HAS_CHARTS else (
-                contextlib.nullcontext, member_reads_audited)
+            plain, audited = (
+                (audit_writer_off, contextlib.nullcontext)
+                if HAS_CHARTS
+                else (contextlib.nullcontext, member_reads_audited)
+            )
             print(f"{database_url.split(':', 1)[0]}: {what}, {rows} rows per request, {n} requests per variant")
             results = {"not audited": Timings(), "audited": Timings()}
             # Alternate the variants request by request, so load on the machine and the growing table weigh
@@ -144,12 +175,17 @@ async def run(database_url: str, rows: int, n: int) -> None:
                     with context():
                         await request(api, token, query, results[label] if i >= n // 10 else Timings())
             for label, t in results.items():
-                print(f"  {label:<12} wall median {median(t.wall):6.2f} ms (p90 {statistics.quantiles(t.wall, n=10)[-1]:6.2f})"
-                      f"   process CPU median {median(t.cpu):6.2f} ms")
+                print(
+                    f"  {label:<12} wall median {median(t.wall):6.2f} ms (p90 "
+                    f"{statistics.quantiles(t.wall, n=10)[-1]:6.2f})"
+                    f"   process CPU median {median(t.cpu):6.2f} ms"
+                )
             base, extra = results["not audited"], results["audited"]
-            print(f"  audited / not audited: wall {median(extra.wall) / median(base.wall):.2f}x"
-                  f" (+{median(extra.wall) - median(base.wall):.2f} ms),"
-                  f" CPU {median(extra.cpu) / median(base.cpu):.2f}x (+{median(extra.cpu) - median(base.cpu):.2f} ms)")
+            print(
+                f"  audited / not audited: wall {median(extra.wall) / median(base.wall):.2f}x"
+                f" (+{median(extra.wall) - median(base.wall):.2f} ms),"
+                f" CPU {median(extra.cpu) / median(base.cpu):.2f}x (+{median(extra.cpu) - median(base.cpu):.2f} ms)"
+            )
 
 
 def main() -> None:

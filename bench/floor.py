@@ -47,7 +47,11 @@ def _plan(code: str | None) -> dict | None:
     if plan is None:
         return None
     price = plan.monthly_price
-    return {"code": plan.code, "name": plan.name, "monthlyPrice": {"amount": str(price.amount), "currency": price.currency}}
+    return {
+        "code": plan.code,
+        "name": plan.name,
+        "monthlyPrice": {"amount": str(price.amount), "currency": price.currency},
+    }
 
 
 def _json(data: Any, status: int = 200) -> Response:
@@ -82,8 +86,10 @@ async def dashboard(request: Request, viewer: Viewer) -> Response:
     practice = viewer.practice
     active = members.practice_members(viewer).filter(status=MemberStatus.ACTIVE)
     total = await active.count()
-    rows = await active.order_by("created_at", "id").limit(PAGE + 1).values(
-        "id", "practice_id", "name", "role", "status", "email", "plan_code", "created_at"
+    rows = (
+        await active.order_by("created_at", "id")
+        .limit(PAGE + 1)
+        .values("id", "practice_id", "name", "role", "status", "email", "plan_code", "created_at")
     )
     has_next, rows = len(rows) > PAGE, rows[:PAGE]
     sees_private = viewer.has(Permission.MANAGE_MEMBERS)
@@ -91,28 +97,42 @@ async def dashboard(request: Request, viewer: Viewer) -> Response:
     edges = []
     for row in rows:
         own = row["id"] == viewer.member.id
-        edges.append({"node": {
-            "id": encode("Member", row["id"]),
-            "name": row["name"],
-            "role": row["role"].value,
-            "status": row["status"].value,
-            "email": row["email"] if own or sees_private else None,
-            "plan": _plan(row["plan_code"]) if own or sees_money else None,
-        }})
+        edges.append(
+            {
+                "node": {
+                    "id": encode("Member", row["id"]),
+                    "name": row["name"],
+                    "role": row["role"].value,
+                    "status": row["status"].value,
+                    "email": row["email"] if own or sees_private else None,
+                    "plan": _plan(row["plan_code"]) if own or sees_money else None,
+                }
+            }
+        )
     balance = None
     if viewer.has_scope(TokenScope.READ_BILLING):
         balances = billing.visible(BillingBalance, viewer)
         totals = await balances.annotate(total=Sum("balance_cents")).values_list("total", flat=True)
         balance = {"currentBalance": _money(totals[0] or 0 if totals else 0)}
     end = encode_cursor([rows[-1]["created_at"], rows[-1]["id"]]) if rows else None
-    return _json({"data": {"practice": {
-        "id": encode("Practice", practice.id),
-        "name": practice.name,
-        "slug": practice.slug,
-        "kind": practice.kind.value,
-        "members": {"totalCount": total, "pageInfo": {"hasNextPage": has_next, "endCursor": end}, "edges": edges},
-        "billing": balance,
-    }}})
+    return _json(
+        {
+            "data": {
+                "practice": {
+                    "id": encode("Practice", practice.id),
+                    "name": practice.name,
+                    "slug": practice.slug,
+                    "kind": practice.kind.value,
+                    "members": {
+                        "totalCount": total,
+                        "pageInfo": {"hasNextPage": has_next, "endCursor": end},
+                        "edges": edges,
+                    },
+                    "billing": balance,
+                }
+            }
+        }
+    )
 
 
 async def chart_list(request: Request, viewer: Viewer) -> Response:
@@ -120,13 +140,20 @@ async def chart_list(request: Request, viewer: Viewer) -> Response:
     visible = charts.visible_charts(viewer)
     async with charts.planned_for_its_values() as conn:
         total = await visible.using_db(conn).count()
-        rows = await visible.using_db(conn).order_by("-created_at", "-id").limit(PAGE + 1).values(
-            "id", "patient_name", "date_of_birth", "status", "created_at"
+        rows = (
+            await visible.using_db(conn)
+            .order_by("-created_at", "-id")
+            .limit(PAGE + 1)
+            .values("id", "patient_name", "date_of_birth", "status", "created_at")
         )
     has_next, rows = len(rows) > PAGE, rows[:PAGE]
     chart_ids = [row["id"] for row in rows]
-    ctx = Context(settings=None, clock=request.app.state.clock, codec=None, request_id=request.state.request_id, viewer=viewer)
-    await audit.record_many(ctx, [audit.PendingEvent("chart.read", encode("Chart", c), {"via": "Practice.charts"}) for c in chart_ids])
+    ctx = Context(
+        settings=None, clock=request.app.state.clock, codec=None, request_id=request.state.request_id, viewer=viewer
+    )
+    await audit.record_many(
+        ctx, [audit.PendingEvent("chart.read", encode("Chart", c), {"via": "Practice.charts"}) for c in chart_ids]
+    )
     assigned: dict[uuid.UUID, list[dict]] = defaultdict(list)
     if chart_ids:
         assignments = (
@@ -139,22 +166,32 @@ async def chart_list(request: Request, viewer: Viewer) -> Response:
     edges = []
     for row in rows:
         born = row["date_of_birth"]
-        edges.append({
-            "cursor": encode_cursor([row["created_at"], row["id"]]),
-            "node": {
-                "id": encode("Chart", row["id"]),
-                "patientName": row["patient_name"],
-                "dateOfBirth": born.isoformat() if born else None,
-                "status": row["status"].value,
-                "createdAt": row["created_at"].isoformat(),
-                "assignedClinicians": assigned[row["id"]],
-            },
-        })
-    return _json({"data": {"practice": {"charts": {
-        "totalCount": total,
-        "pageInfo": {"hasNextPage": has_next, "endCursor": edges[-1]["cursor"] if edges else None},
-        "edges": edges,
-    }}}})
+        edges.append(
+            {
+                "cursor": encode_cursor([row["created_at"], row["id"]]),
+                "node": {
+                    "id": encode("Chart", row["id"]),
+                    "patientName": row["patient_name"],
+                    "dateOfBirth": born.isoformat() if born else None,
+                    "status": row["status"].value,
+                    "createdAt": row["created_at"].isoformat(),
+                    "assignedClinicians": assigned[row["id"]],
+                },
+            }
+        )
+    return _json(
+        {
+            "data": {
+                "practice": {
+                    "charts": {
+                        "totalCount": total,
+                        "pageInfo": {"hasNextPage": has_next, "endCursor": edges[-1]["cursor"] if edges else None},
+                        "edges": edges,
+                    }
+                }
+            }
+        }
+    )
 
 
 async def billing_history(request: Request, viewer: Viewer) -> Response:
@@ -163,31 +200,52 @@ async def billing_history(request: Request, viewer: Viewer) -> Response:
         await billing.visible(BillingEntry, viewer)
         .order_by("-occurred_on", "-created_at", "-id")
         .limit(PAGE + 1)
-        .values("id", "kind", "delta_cents", "occurred_on", "description", "created_at", "chart__patient_name",
-                "clinician_id", "clinician__name")
+        .values(
+            "id",
+            "kind",
+            "delta_cents",
+            "occurred_on",
+            "description",
+            "created_at",
+            "chart__patient_name",
+            "clinician_id",
+            "clinician__name",
+        )
     )
     has_next, rows = len(rows) > PAGE, rows[:PAGE]
     edges = []
     for row in rows:
         kind, delta = row["kind"], row["delta_cents"]
-        edges.append({
-            "cursor": encode_cursor([row["occurred_on"], row["created_at"], row["id"]]),
-            "node": {
-                "id": encode("BillingEntry", row["id"]),
-                "kind": kind.value,
-                "occurredOn": row["occurred_on"].isoformat(),
-                "description": row["description"],
-                "amount": _money(delta if kind == BillingEntryKind.ADJUSTMENT else abs(delta)),
-                "patientName": row["chart__patient_name"],
-                "clinician": {"id": encode("Member", row["clinician_id"]), "name": row["clinician__name"]},
-                "createdAt": row["created_at"].isoformat(),
-            },
-        })
+        edges.append(
+            {
+                "cursor": encode_cursor([row["occurred_on"], row["created_at"], row["id"]]),
+                "node": {
+                    "id": encode("BillingEntry", row["id"]),
+                    "kind": kind.value,
+                    "occurredOn": row["occurred_on"].isoformat(),
+                    "description": row["description"],
+                    "amount": _money(delta if kind == BillingEntryKind.ADJUSTMENT else abs(delta)),
+                    "patientName": row["chart__patient_name"],
+                    "clinician": {"id": encode("Member", row["clinician_id"]), "name": row["clinician__name"]},
+                    "createdAt": row["created_at"].isoformat(),
+                },
+            }
+        )
     # As Billing.history: a total only when it costs nothing (not asked for by this screen).
-    return _json({"data": {"practice": {"billing": {"history": {
-        "pageInfo": {"hasNextPage": has_next, "endCursor": edges[-1]["cursor"] if edges else None},
-        "edges": edges,
-    }}}}})
+    return _json(
+        {
+            "data": {
+                "practice": {
+                    "billing": {
+                        "history": {
+                            "pageInfo": {"hasNextPage": has_next, "endCursor": edges[-1]["cursor"] if edges else None},
+                            "edges": edges,
+                        }
+                    }
+                }
+            }
+        }
+    )
 
 
 def routes() -> list[Route]:

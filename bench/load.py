@@ -65,7 +65,9 @@ def generator_name() -> str:
 async def run(port: int, request: Request, *, connections: int, seconds: float, max_requests: int) -> Run:
     """Load ``request`` over ``connections`` connections until ``max_requests`` are answered or ``seconds`` pass."""
     if shutil.which("wrk"):
-        return await asyncio.to_thread(_wrk, port, request, connections=connections, seconds=seconds, max_requests=max_requests)
+        return await asyncio.to_thread(
+            _wrk, port, request, connections=connections, seconds=seconds, max_requests=max_requests
+        )
     return await _httpx(port, request, connections=connections, seconds=seconds, max_requests=max_requests)
 
 
@@ -107,12 +109,27 @@ def _wrk(port: int, request: Request, *, connections: int, seconds: float, max_r
         body.write_bytes(request.body)
         headers = "\n".join(f"{k}: {v}" for k, v in request.headers.items())
         env = {**os.environ, "BENCH_LIMIT": str(max_requests), "BENCH_BODY": str(body), "BENCH_HEADERS": headers}
-        command = ["wrk", "-t1", f"-c{connections}", f"-d{max(1, round(seconds))}s", "--timeout", "10s", "-s", str(script),
-                   f"http://{LOOPBACK}:{port}{request.path}"]
+        command = [
+            "wrk",
+            "-t1",
+            f"-c{connections}",
+            f"-d{max(1, round(seconds))}s",
+            "--timeout",
+            "10s",
+            "-s",
+            str(script),
+            f"http://{LOOPBACK}:{port}{request.path}",
+        ]
         out = subprocess.run(command, env=env, capture_output=True, text=True, timeout=seconds + 60, check=True).stdout
     line = next(line for line in out.splitlines() if line.startswith("BENCH "))
-    figures = json.loads(line[len("BENCH "):])
-    return Run(figures["requests"], figures["duration_us"] / 1e6, figures["p50_us"] / 1000, figures["p99_us"] / 1000, figures["failed"])
+    figures = json.loads(line[len("BENCH ") :])
+    return Run(
+        figures["requests"],
+        figures["duration_us"] / 1e6,
+        figures["p50_us"] / 1000,
+        figures["p99_us"] / 1000,
+        figures["failed"],
+    )
 
 
 # ------------------------------------------------------------------ httpx (when wrk is not installed)

@@ -49,8 +49,19 @@ class Server:
         env.pop("GROUPS_API_REDIS_URL", None)
         if redis_url:
             env["GROUPS_API_REDIS_URL"] = redis_url
-        command = [sys.executable, "-m", "bench.serve", "--database-url", database_url, "--host", LOOPBACK,
-                   "--port", str(self.port), "--workers", str(workers)]
+        command = [
+            sys.executable,
+            "-m",
+            "bench.serve",
+            "--database-url",
+            database_url,
+            "--host",
+            LOOPBACK,
+            "--port",
+            str(self.port),
+            "--workers",
+            str(workers),
+        ]
         self.log = log_path.open("ab")
         self.process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=self.log, stderr=subprocess.STDOUT)
         self.workers = workers

@@ -13,7 +13,8 @@ from pathlib import Path
 # Clinicians in the benchmark's balances screen (one aliased currentBalance each).
 BALANCE_CLINICIANS = 20
 # The screens as a trusted documents manifest (GraphQL Code Generator's format): `python -m bench.screens` writes it,
-# tests/test_trusted_documents.py checks it matches, GROUPS_API_TRUSTED_DOCUMENTS=bench/persisted-documents.json loads it.
+# tests/test_trusted_documents.py checks it matches, GROUPS_API_TRUSTED_DOCUMENTS=bench/persisted-documents.json loads
+# it.
 MANIFEST = Path(__file__).with_name("persisted-documents.json")
 
 DASHBOARD = """

@@ -41,8 +41,51 @@ def _uuid_text(n: int) -> str:
     h = "%032x" % (n & _V4_MASK | _V4_BITS)
     return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
-FIRST = ["Avery", "Blake", "Casey", "Dana", "Eli", "Frankie", "Gray", "Harper", "Indy", "Jamie", "Kai", "Logan", "Morgan", "Noor", "Oakley", "Parker", "Quinn", "Riley", "Sage", "Taylor"]
-LAST = ["Adams", "Baker", "Chen", "Diaz", "Evans", "Fischer", "Garcia", "Haddad", "Ito", "Jensen", "Kowalski", "Lopez", "Moreau", "Nguyen", "Okafor", "Patel", "Rossi", "Silva", "Tanaka", "Weber"]
+
+FIRST = [
+    "Avery",
+    "Blake",
+    "Casey",
+    "Dana",
+    "Eli",
+    "Frankie",
+    "Gray",
+    "Harper",
+    "Indy",
+    "Jamie",
+    "Kai",
+    "Logan",
+    "Morgan",
+    "Noor",
+    "Oakley",
+    "Parker",
+    "Quinn",
+    "Riley",
+    "Sage",
+    "Taylor",
+]
+LAST = [
+    "Adams",
+    "Baker",
+    "Chen",
+    "Diaz",
+    "Evans",
+    "Fischer",
+    "Garcia",
+    "Haddad",
+    "Ito",
+    "Jensen",
+    "Kowalski",
+    "Lopez",
+    "Moreau",
+    "Nguyen",
+    "Okafor",
+    "Patel",
+    "Rossi",
+    "Silva",
+    "Tanaka",
+    "Weber",
+]
 SERVICES = (
     ("Psychotherapy, 53 min (90837)", 18000),
     ("Psychotherapy, 38 min (90834)", 14000),
@@ -50,7 +93,10 @@ SERVICES = (
     ("Family psychotherapy (90847)", 16000),
     ("Medication management (99214)", 12000),
 )
-ADMIN_PERMISSIONS = sorted(p.value for p in (Permission.VIEW_ALL_CHARTS, Permission.VIEW_BILLING, Permission.MANAGE_BILLING, Permission.MANAGE_MEMBERS))
+ADMIN_PERMISSIONS = sorted(
+    p.value
+    for p in (Permission.VIEW_ALL_CHARTS, Permission.VIEW_BILLING, Permission.MANAGE_BILLING, Permission.MANAGE_MEMBERS)
+)
 
 
 @dataclass(frozen=True)
@@ -71,8 +117,14 @@ class Scale:
 
 
 QUICK = Scale(
-    small_practices=5, small_charts=20, small_entries=100, group_charts=500, group_entries=5_000,
-    growth_charts=200, growth_from=1_000, growth_to=10_000,
+    small_practices=5,
+    small_charts=20,
+    small_entries=100,
+    group_charts=500,
+    group_entries=5_000,
+    growth_charts=200,
+    growth_from=1_000,
+    growth_to=10_000,
 )
 
 
@@ -129,11 +181,13 @@ class Inserter:
         if self.postgres:
             self._raw = await asyncpg.connect(self.database_url.replace("postgres://", "postgresql://", 1))
             await self._raw.execute(
-                "SET session_replication_role = replica; SET synchronous_commit = off; SET maintenance_work_mem = '512MB'"
+                "SET session_replication_role = replica; SET synchronous_commit = off; SET maintenance_work_mem = "
+                "'512MB'"
             )
         else:
             await self.connection.execute_script(
-                "PRAGMA foreign_keys = OFF; PRAGMA cache_size = -2000000; PRAGMA synchronous = OFF; PRAGMA temp_store = MEMORY"
+                "PRAGMA foreign_keys = OFF; PRAGMA cache_size = -2000000; PRAGMA synchronous = OFF; PRAGMA temp_store "
+                "= MEMORY"
             )
         return self
 
@@ -159,7 +213,9 @@ class Inserter:
         prefix = day.isoformat()
         return prefix, lambda s, us: f"{prefix} {s // 3600:02d}:{s // 60 % 60:02d}:{s % 60:02d}.{us:06d}+00:00"
 
-    async def insert(self, table: str, columns: Sequence[str], rows: Iterable[Sequence[Any]], *, stored_form: bool = False) -> None:
+    async def insert(
+        self, table: str, columns: Sequence[str], rows: Iterable[Sequence[Any]], *, stored_form: bool = False
+    ) -> None:
         """Insert ``rows`` (tuples in ``columns`` order). ``stored_form``: the values are already as the database
         stores them (see ``key`` and ``day``); otherwise UUIDs are converted here."""
         batch: list[Sequence[Any]] = []
@@ -184,7 +240,8 @@ class Inserter:
         await self.connection.execute_many(f'INSERT INTO "{table}" ({names}) VALUES ({marks})', converted)
 
     async def analyze(self) -> None:
-        """Table statistics after a bulk load, as PostgreSQL's autovacuum would gather them (SQLite gathers none by itself)."""
+        """Table statistics after a bulk load, as PostgreSQL's autovacuum would gather them (SQLite gathers none by
+        itself)."""
         if self.postgres:
             await self.execute("ANALYZE")
 
@@ -206,7 +263,9 @@ class Inserter:
                 table,
             )
         else:
-            rows = await self.execute("SELECT name, sql FROM sqlite_master WHERE type = 'index' AND tbl_name = $1 AND sql IS NOT NULL", table)
+            rows = await self.execute(
+                "SELECT name, sql FROM sqlite_master WHERE type = 'index' AND tbl_name = $1 AND sql IS NOT NULL", table
+            )
         for row in rows:
             await self.execute(f'DROP INDEX "{row["name"]}"')
         try:
@@ -234,7 +293,9 @@ class Generator:
     def moment(self, day: date) -> datetime:
         """A time on ``day`` in office hours, with microseconds (as the product's clock gives them)."""
         seconds = self.random.randrange(8 * 3600, 19 * 3600)
-        return datetime(day.year, day.month, day.day, tzinfo=UTC) + timedelta(seconds=seconds, microseconds=self.random.randrange(1, 999_999))
+        return datetime(day.year, day.month, day.day, tzinfo=UTC) + timedelta(
+            seconds=seconds, microseconds=self.random.randrange(1, 999_999)
+        )
 
     async def practice(self, name: str, *, clinicians: int, administrators: int, charts: int, days: int) -> Practice:
         """A practice with its owner, members, charts (each assigned to one or two clinicians) and no ledger yet."""
@@ -250,15 +311,43 @@ class Generator:
         )
         owner_email = f"owner@{slug}.example.com"
         members = [(uuid.uuid4(), Role.OWNER, owner_email, "erx-lite", [])]
-        members += [(uuid.uuid4(), Role.CLINICIAN, f"clinician{i}@{slug}.example.com", "therapist-essential", []) for i in range(clinicians)]
-        members += [(uuid.uuid4(), Role.ADMINISTRATOR, f"admin{i}@{slug}.example.com", None, ADMIN_PERMISSIONS) for i in range(administrators)]
+        members += [
+            (uuid.uuid4(), Role.CLINICIAN, f"clinician{i}@{slug}.example.com", "therapist-essential", [])
+            for i in range(clinicians)
+        ]
+        members += [
+            (uuid.uuid4(), Role.ADMINISTRATOR, f"admin{i}@{slug}.example.com", None, ADMIN_PERMISSIONS)
+            for i in range(administrators)
+        ]
         await self.db.insert(
             "members",
-            ("id", "practice_id", "name", "email", "password_hash", "role", "status", "permissions", "plan_code",
-             "trainee_status", "created_at"),
+            (
+                "id",
+                "practice_id",
+                "name",
+                "email",
+                "password_hash",
+                "role",
+                "status",
+                "permissions",
+                "plan_code",
+                "trainee_status",
+                "created_at",
+            ),
             [
-                (mid, practice_id, self.name(), email, self.password_hash, role.value, MemberStatus.ACTIVE.value,
-                 orjson.dumps(grants).decode(), plan, TraineeStatus.NONE.value, created + timedelta(minutes=i))
+                (
+                    mid,
+                    practice_id,
+                    self.name(),
+                    email,
+                    self.password_hash,
+                    role.value,
+                    MemberStatus.ACTIVE.value,
+                    orjson.dumps(grants).decode(),
+                    plan,
+                    TraineeStatus.NONE.value,
+                    created + timedelta(minutes=i),
+                )
                 for i, (mid, role, email, plan, grants) in enumerate(members)
             ],
         )
@@ -270,21 +359,37 @@ class Generator:
             patient = self.name()
             opened = self.moment(self.today - timedelta(days=self.random.randrange(1, days + 1)))
             born = date(self.random.randrange(1940, 2015), self.random.randrange(1, 13), self.random.randrange(1, 29))
-            chart_rows.append((chart_id, practice_id, patient, patient.lower(), born, None, None, "ACTIVE", owner_id, opened))
+            chart_rows.append(
+                (chart_id, practice_id, patient, patient.lower(), born, None, None, "ACTIVE", owner_id, opened)
+            )
             assigned = self.random.sample(billers, 2 if len(billers) > 1 and self.random.random() < 0.2 else 1)
             for clinician in assigned:
                 assignment_rows.append((uuid.uuid4(), chart_id, clinician, opened))
                 billable.append((clinician, chart_id))
         await self.db.insert(
             "charts",
-            ("id", "practice_id", "patient_name", "patient_name_search", "date_of_birth", "email", "phone", "status",
-             "created_by_id", "created_at"),
+            (
+                "id",
+                "practice_id",
+                "patient_name",
+                "patient_name_search",
+                "date_of_birth",
+                "email",
+                "phone",
+                "status",
+                "created_by_id",
+                "created_at",
+            ),
             chart_rows,
         )
         await self.db.insert("chart_assignments", ("id", "chart_id", "clinician_id", "created_at"), assignment_rows)
-        return Practice(practice_id, slug, owner_email, [m[0] for m in members if m[1] == Role.CLINICIAN], billable, chart_ids)
+        return Practice(
+            practice_id, slug, owner_email, [m[0] for m in members if m[1] == Role.CLINICIAN], billable, chart_ids
+        )
 
-    async def ledger(self, practice: Practice, count: int, *, newest: date, days: int, recorders: Sequence[uuid.UUID] = ()) -> None:
+    async def ledger(
+        self, practice: Practice, count: int, *, newest: date, days: int, recorders: Sequence[uuid.UUID] = ()
+    ) -> None:
         """``count`` entries spread over the ``days`` up to ``newest``, on the practice's assigned (clinician, chart)
         pairs; the sums per pair are added to ``practice.balances``.
 
@@ -314,15 +419,42 @@ class Generator:
                 else:
                     kind, delta, description = "REFUND", (2500, 4000)[rnd.randrange(2)], "Refund of overpayment"
                 sums[index] += delta
-                recorder = recorder_keys[rnd.randrange(len(recorder_keys))] if recorder_keys and rnd.random() < 0.3 else clinician
+                recorder = (
+                    recorder_keys[rnd.randrange(len(recorder_keys))]
+                    if recorder_keys and rnd.random() < 0.3
+                    else clinician
+                )
                 day, at = day_values[rnd.randrange(days)]
                 created = at(rnd.randrange(8 * 3600, 19 * 3600), rnd.randrange(1, 1_000_000))
-                yield (self.db.new_id(), practice_key, chart, clinician, recorder, kind, delta, day, description, None, created)
+                yield (
+                    self.db.new_id(),
+                    practice_key,
+                    chart,
+                    clinician,
+                    recorder,
+                    kind,
+                    delta,
+                    day,
+                    description,
+                    None,
+                    created,
+                )
 
         await self.db.insert(
             "billing_entries",
-            ("id", "practice_id", "chart_id", "clinician_id", "created_by_id", "kind", "delta_cents", "occurred_on",
-             "description", "invoice_id", "created_at"),
+            (
+                "id",
+                "practice_id",
+                "chart_id",
+                "clinician_id",
+                "created_by_id",
+                "kind",
+                "delta_cents",
+                "occurred_on",
+                "description",
+                "invoice_id",
+                "created_at",
+            ),
             rows(),
             stored_form=True,
         )
@@ -337,7 +469,10 @@ class Generator:
         await self.db.insert(
             "billing_balances",
             ("id", "practice_id", "clinician_id", "chart_id", "balance_cents", "updated_at"),
-            [(uuid.uuid4(), practice.id, clinician, chart, total, self.now) for (clinician, chart), total in practice.balances.items()],
+            [
+                (uuid.uuid4(), practice.id, clinician, chart, total, self.now)
+                for (clinician, chart), total in practice.balances.items()
+            ],
         )
 
     async def api_token(self, practice: Practice, scopes: Sequence[TokenScope]) -> None:
@@ -346,9 +481,32 @@ class Generator:
         owner = await self.db.execute('SELECT "id" FROM "members" WHERE "email" = $1', practice.owner_email)
         await self.db.insert(
             "api_tokens",
-            ("id", "practice_id", "created_by_id", "name", "token_hash", "scopes", "created_at", "expires_at", "last_used_at", "revoked_at"),
-            [(uuid.uuid4(), practice.id, uuid.UUID(str(owner[0]["id"])), "Partner (bench)", hash_secret(secret),
-              orjson.dumps([s.value for s in scopes]).decode(), self.now, self.now + timedelta(days=30), None, None)],
+            (
+                "id",
+                "practice_id",
+                "created_by_id",
+                "name",
+                "token_hash",
+                "scopes",
+                "created_at",
+                "expires_at",
+                "last_used_at",
+                "revoked_at",
+            ),
+            [
+                (
+                    uuid.uuid4(),
+                    practice.id,
+                    uuid.UUID(str(owner[0]["id"])),
+                    "Partner (bench)",
+                    hash_secret(secret),
+                    orjson.dumps([s.value for s in scopes]).decode(),
+                    self.now,
+                    self.now + timedelta(days=30),
+                    None,
+                    None,
+                )
+            ],
         )
         practice.api_token = secret
 
@@ -369,20 +527,38 @@ async def seed(database_url: str, scale: Scale, *, progress=print) -> World:
         generate = Generator(db)
         for i in range(scale.small_practices):
             clinicians = i % 4  # a quarter solo, the rest small groups
-            small = await generate.practice(f"Small Practice {i}", clinicians=clinicians, administrators=1 if clinicians else 0,
-                                            charts=scale.small_charts, days=720)
+            small = await generate.practice(
+                f"Small Practice {i}",
+                clinicians=clinicians,
+                administrators=1 if clinicians else 0,
+                charts=scale.small_charts,
+                days=720,
+            )
             await generate.ledger(small, scale.small_entries, newest=generate.today - timedelta(days=1), days=720)
             await generate.balances(small)
-        group = await generate.practice("Large Group", clinicians=scale.group_clinicians, administrators=scale.group_administrators,
-                                        charts=scale.group_charts, days=1095)
-        admins = await db.execute('SELECT "id" FROM "members" WHERE "practice_id" = $1 AND "role" = $2', group.id, Role.ADMINISTRATOR.value)
+        group = await generate.practice(
+            "Large Group",
+            clinicians=scale.group_clinicians,
+            administrators=scale.group_administrators,
+            charts=scale.group_charts,
+            days=1095,
+        )
+        admins = await db.execute(
+            'SELECT "id" FROM "members" WHERE "practice_id" = $1 AND "role" = $2', group.id, Role.ADMINISTRATOR.value
+        )
         async with db.indexes_rebuilt("billing_entries"):
-            await generate.ledger(group, scale.group_entries, newest=generate.today - timedelta(days=1), days=1095,
-                                  recorders=[uuid.UUID(str(row["id"])) for row in admins])
+            await generate.ledger(
+                group,
+                scale.group_entries,
+                newest=generate.today - timedelta(days=1),
+                days=1095,
+                recorders=[uuid.UUID(str(row["id"])) for row in admins],
+            )
         await generate.balances(group)
         await generate.api_token(group, [TokenScope.READ_BILLING])
-        growth = await generate.practice("Growing Group", clinicians=scale.growth_clinicians, administrators=2,
-                                         charts=scale.growth_charts, days=60)
+        growth = await generate.practice(
+            "Growing Group", clinicians=scale.growth_clinicians, administrators=2, charts=scale.growth_charts, days=60
+        )
         await generate.ledger(growth, scale.growth_from, newest=generate.today - timedelta(days=1), days=60)
         await generate.balances(growth)
         await db.analyze()
@@ -400,7 +576,9 @@ async def grow(database_url: str, world: World, scale: Scale) -> None:
     async with Inserter(database_url) as db:
         generate = Generator(db, seed=11)
         async with db.indexes_rebuilt("billing_entries"):
-            await generate.ledger(growth, scale.growth_to - growth.entries, newest=generate.today - timedelta(days=61), days=5 * 365)
+            await generate.ledger(
+                growth, scale.growth_to - growth.entries, newest=generate.today - timedelta(days=61), days=5 * 365
+            )
         await generate.balances(growth)
         await db.analyze()
 
@@ -409,12 +587,14 @@ async def check_balances(database_url: str, practice: Practice) -> None:
     """Every running balance of the practice equals the sum of its entries (raises otherwise)."""
     async with Inserter(database_url) as db:
         sums = await db.execute(
-            'SELECT "clinician_id", "chart_id", SUM("delta_cents") AS "total" FROM "billing_entries" WHERE "practice_id" = $1 '
-            'GROUP BY "clinician_id", "chart_id"',
+            'SELECT "clinician_id", "chart_id", SUM("delta_cents") AS "total" FROM "billing_entries" WHERE '
+            '"practice_id" = $1 GROUP BY "clinician_id", "chart_id"',
             practice.id,
         )
         kept = await db.execute(
-            'SELECT "clinician_id", "chart_id", "balance_cents" AS "total" FROM "billing_balances" WHERE "practice_id" = $1', practice.id
+            'SELECT "clinician_id", "chart_id", "balance_cents" AS "total" FROM "billing_balances" WHERE "practice_id" '
+            "= $1",
+            practice.id,
         )
 
     def by_pair(rows: list[dict]) -> dict[tuple[str, str], int]:

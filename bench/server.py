@@ -65,7 +65,12 @@ def peak_rss_kb() -> int:
 async def stats(request: Request) -> JSONResponse:
     times = os.times()
     return JSONResponse(
-        {"pid": os.getpid(), "sql": Statements.count, "cpu_seconds": times.user + times.system, "peak_rss_kb": peak_rss_kb()}
+        {
+            "pid": os.getpid(),
+            "sql": Statements.count,
+            "cpu_seconds": times.user + times.system,
+            "peak_rss_kb": peak_rss_kb(),
+        }
     )
 
 

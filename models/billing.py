@@ -109,7 +109,8 @@ class BillingBalance(Model):
 
 
 class BillingCounter(Model):
-    """A per-practice number sequence ("statement", "invoice"), locked while a number is taken: no gaps, no duplicates."""
+    # The docstring is the table's comment in the migrations (Tortoise's description): kept on one line.
+    """A per-practice number sequence ("statement", "invoice"), locked while a number is taken: no gaps, no duplicates."""  # noqa: E501
 
     id = fields.UUIDField(primary_key=True)
     practice: fields.ForeignKeyRelation[Practice] = fields.ForeignKeyField(
@@ -208,7 +209,11 @@ class Invoice(Model):
     class Meta:
         table = "invoices"
         unique_together = (("practice_id", "sequence"),)
-        indexes = (("practice_id", "clinician_id", "sequence"), ("practice_id", "status", "sequence"), ("chart_id", "clinician_id"))
+        indexes = (
+            ("practice_id", "clinician_id", "sequence"),
+            ("practice_id", "status", "sequence"),
+            ("chart_id", "clinician_id"),
+        )
 
 
 class InvoiceLine(Model):

@@ -122,5 +122,8 @@ class ChartNote(Model):
 # pg_trgm is a trusted extension (PostgreSQL 13+): the database owner may create it.
 POSTGRES_SEARCH_INDEX = (
     "CREATE EXTENSION IF NOT EXISTS pg_trgm",
-    'CREATE INDEX IF NOT EXISTS "idx_charts_patient_name_trgm" ON "charts" USING GIN ("patient_name_search" gin_trgm_ops)',
+    (
+        'CREATE INDEX IF NOT EXISTS "idx_charts_patient_name_trgm" ON "charts" '
+        'USING GIN ("patient_name_search" gin_trgm_ops)'
+    ),
 )

@@ -15,21 +15,18 @@ from __future__ import annotations
 import hashlib
 import logging
 import uuid
-from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from datetime import datetime, timedelta
-from typing import Any
 
-from starlette.background import BackgroundTask, BackgroundTasks
 from tortoise.transactions import in_transaction
 
 from auth import passwords
 from auth.tokens import hash_secret, new_secret
+from errors import BadInput, Forbidden, RateLimited
 from models import Member, PasswordReset, Practice, Session
 from models.enums import MemberStatus
 from resolvers import audit, limits, outbox, sessions, validation
 from resolvers.context import Context
-from resolvers.errors import BadInput, Forbidden, RateLimited
 from resolvers.ids import encode
 
 log = logging.getLogger("groups_api.accounts")
@@ -71,7 +68,7 @@ async def request_reset(ctx: Context, *, practice_slug: str, email: str) -> bool
     slug = (practice_slug or "").strip().lower()
     normalized = _normalized_email(email)
     await _charge_reset_request(ctx, slug, normalized)
-    if not _after_response(ctx, _issue_reset_safely, ctx, slug, normalized):
+    if not ctx.defer(lambda: _issue_reset_safely(ctx, slug, normalized)):
         await _issue_reset_safely(ctx, slug, normalized)
     return True
 
@@ -98,22 +95,6 @@ async def _charge_reset_request(ctx: Context, slug: str, email: str) -> None:
             raise RateLimited("too many password reset requests: try again later", retry_after=usage.retry_after(now))
 
 
-def _after_response(ctx: Context, job: Callable[..., Awaitable[None]], *args: Any) -> bool:
-    """Run ``job(*args)`` after the response is sent (a Starlette background task), or say there is no response."""
-    response = ctx.response
-    if response is None:
-        return False
-    background = response.background
-    tasks = (
-        background
-        if isinstance(background, BackgroundTasks)
-        else BackgroundTasks([background] if isinstance(background, BackgroundTask) else [])
-    )
-    tasks.add_task(job, *args)
-    response.background = tasks
-    return True
-
-
 async def _issue_reset_safely(ctx: Context, slug: str, email: str) -> None:
     try:
         if await _issue_reset(ctx, slug, email):
@@ -135,7 +116,11 @@ async def _issue_reset(ctx: Context, slug: str, email: str) -> bool:
     now = ctx.clock.now()
     async with in_transaction() as conn:
         # The newest link is the one that works.
-        await PasswordReset.filter(member_id=member.id, used_at=None, revoked_at=None).using_db(conn).update(revoked_at=now)
+        await (
+            PasswordReset.filter(member_id=member.id, used_at=None, revoked_at=None)
+            .using_db(conn)
+            .update(revoked_at=now)
+        )
         reset = await PasswordReset.create(
             id=uuid.uuid4(),
             practice_id=member.practice_id,
@@ -146,7 +131,7 @@ async def _issue_reset(ctx: Context, slug: str, email: str) -> bool:
             using_db=conn,
         )
         # The mail goes out right after this commit (the caller's delivery pass), not through the response's.
-        await outbox.enqueue(replace(ctx, response=None), connection=conn, **_message(ctx, member, token, reset))
+        await outbox.enqueue(replace(ctx, after_response=None), connection=conn, **_message(ctx, member, token, reset))
         await audit.record_many(
             ctx,
             [audit.PendingEvent("auth.password_reset_requested", encode("Member", member.id))],
@@ -163,11 +148,10 @@ def _message(ctx: Context, member: Member, token: str, reset: PasswordReset) -> 
         "recipient": member.email,
         "subject": f"Reset your password for {member.practice.name}",
         "body": (
-            f"Someone asked to reset the password of your account at {member.practice.name}.\n\n"
-            f"Choose a new password here: {link}\n\n"
-            f"Or give this token to resetPassword: {token}\n\n"
-            f"The link expires at {reset.expires_at:%Y-%m-%d %H:%M} UTC and works once. "
-            "If you did not ask for it, ignore this mail: your password stays as it is."
+            f"Someone asked to reset the password of your account at {member.practice.name}.\n\nChoose a new password "
+            f"here: {link}\n\nOr give this token to resetPassword: {token}\n\nThe link expires at "
+            f"{reset.expires_at:%Y-%m-%d %H:%M} UTC and works once. If you did not ask for it, ignore this mail: your "
+            "password stays as it is."
         ),
         "practice_id": member.practice_id,
     }
@@ -191,7 +175,9 @@ async def reset_password(ctx: Context, *, token: str, new_password: str) -> sess
         await limits.record_failure(ctx, key)
         raise BadInput(INVALID_RESET_TOKEN, field="input.token")
     member = reset.member
-    await validation.new_password(new_password, field="input.newPassword", about=(member.name, member.email, member.practice.name))
+    await validation.new_password(
+        new_password, field="input.newPassword", about=(member.name, member.email, member.practice.name)
+    )
     password_hash = await passwords.hash_password_async(new_password)
     async with in_transaction() as conn:
         claimed = (
@@ -204,7 +190,11 @@ async def reset_password(ctx: Context, *, token: str, new_password: str) -> sess
         ).using_db(conn).update(password_hash=password_hash)
         if not updated:
             raise BadInput(INVALID_RESET_TOKEN, field="input.token")
-        await PasswordReset.filter(member_id=member.id, used_at=None, revoked_at=None).using_db(conn).update(revoked_at=now)
+        await (
+            PasswordReset.filter(member_id=member.id, used_at=None, revoked_at=None)
+            .using_db(conn)
+            .update(revoked_at=now)
+        )
         await sessions.revoke_member_sessions(member.id, now, connection=conn)
         member.password_hash = password_hash
         signed_in = await sessions.start_session(ctx, member, connection=conn)
@@ -232,18 +222,28 @@ async def change_password(ctx: Context, *, current_password: str, new_password: 
         raise Forbidden("changePassword is not available to partner API tokens")
     member = viewer.member
     await check_password(ctx, member, current_password, field="input.currentPassword")
-    await validation.new_password(new_password, field="input.newPassword", about=(member.name, member.email, viewer.practice.name))
+    await validation.new_password(
+        new_password, field="input.newPassword", about=(member.name, member.email, viewer.practice.name)
+    )
     password_hash = await passwords.hash_password_async(new_password)
     now = ctx.clock.now()
     async with in_transaction() as conn:
-        await Member.filter(id=member.id, practice_id=viewer.practice.id).using_db(conn).update(password_hash=password_hash)
+        await (
+            Member.filter(id=member.id, practice_id=viewer.practice.id)
+            .using_db(conn)
+            .update(password_hash=password_hash)
+        )
         await (
             Session.filter(member_id=member.id, revoked_at=None)
             .exclude(id=uuid.UUID(viewer.session_id))
             .using_db(conn)
             .update(revoked_at=now)
         )
-        await PasswordReset.filter(member_id=member.id, used_at=None, revoked_at=None).using_db(conn).update(revoked_at=now)
+        await (
+            PasswordReset.filter(member_id=member.id, used_at=None, revoked_at=None)
+            .using_db(conn)
+            .update(revoked_at=now)
+        )
         await audit.record_many(ctx, [audit.PendingEvent("auth.password_changed", encode("Member", member.id))])
     member.password_hash = password_hash
     return member

@@ -15,11 +15,11 @@ from tortoise.transactions import in_transaction
 
 from auth.tokens import hash_secret, new_api_token
 from auth.viewer import Viewer
+from errors import BadInput, Conflict, NotFound
 from models import ApiToken
 from models.enums import TokenScope
 from resolvers import audit, validation
 from resolvers.context import Context
-from resolvers.errors import BadInput, Conflict, NotFound
 from resolvers.ids import decode, encode
 from resolvers.pagination import Page, paginate
 
@@ -72,7 +72,9 @@ def _scopes(scopes: list[TokenScope]) -> list[str]:
     return [s.value for s in sorted({TokenScope(s) for s in scopes}, key=order.index)]
 
 
-async def create(ctx: Context, *, name: str, scopes: list[TokenScope], expires_at: datetime | None) -> tuple[ApiToken, str]:
+async def create(
+    ctx: Context, *, name: str, scopes: list[TokenScope], expires_at: datetime | None
+) -> tuple[ApiToken, str]:
     """A new token for the viewer's practice, created by the viewer. Returns the row and the secret (shown once)."""
     viewer = ctx.require_viewer()
     name = validation.text(name, field="input.name")
@@ -93,7 +95,12 @@ async def create(ctx: Context, *, name: str, scopes: list[TokenScope], expires_a
             using_db=conn,
         )
         await audit.record(
-            ctx, "api_token.created", encode("ApiToken", row.id), name=name, scopes=granted, expiresAt=expires.isoformat()
+            ctx,
+            "api_token.created",
+            encode("ApiToken", row.id),
+            name=name,
+            scopes=granted,
+            expiresAt=expires.isoformat(),
         )
     return row, secret
 

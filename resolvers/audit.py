@@ -25,11 +25,11 @@ from tortoise.queryset import QuerySet
 from tortoise.transactions import in_transaction
 
 from auth.viewer import Viewer
+from errors import BadInput
 from models import AuditEvent, AuditHead, Practice
 from models.enums import Permission
 from resolvers import validation
 from resolvers.context import Context
-from resolvers.errors import BadInput
 from resolvers.ids import decode, encode
 from resolvers.pagination import Page, paginate
 
@@ -127,22 +127,43 @@ async def record_many(
             sequence += 1
             event_id = str(uuid.uuid4())
             protected = chain_fields(
-                id=event_id, practice=practice, sequence=sequence, actor=actor, api_token=api_token,
-                action=pending.action, target=pending.target_id, request=ctx.request_id, details=pending.details, at=at,
+                id=event_id,
+                practice=practice,
+                sequence=sequence,
+                actor=actor,
+                api_token=api_token,
+                action=pending.action,
+                target=pending.target_id,
+                request=ctx.request_id,
+                details=pending.details,
+                at=at,
             )
             digest = event_hash(previous, protected)
-            rows.append({
-                "id": event_id, "practice_id": practice, "sequence": sequence, "actor_id": actor,
-                "api_token_id": api_token, "action": pending.action, "target_id": pending.target_id,
-                "request_id": ctx.request_id, "details": _DETAILS.to_db_value(pending.details, AuditEvent),
-                "created_at": now, "previous_hash": previous, "hash": digest,
-            })
+            rows.append(
+                {
+                    "id": event_id,
+                    "practice_id": practice,
+                    "sequence": sequence,
+                    "actor_id": actor,
+                    "api_token_id": api_token,
+                    "action": pending.action,
+                    "target_id": pending.target_id,
+                    "request_id": ctx.request_id,
+                    "details": _DETAILS.to_db_value(pending.details, AuditEvent),
+                    "created_at": now,
+                    "previous_hash": previous,
+                    "hash": digest,
+                }
+            )
             previous = digest
         await _insert(conn, rows)
-        # The event feed (and its webhook deliveries) is written here, with the head still locked: see resolvers/events.py.
+        # The event feed (and its webhook deliveries) is written here, with the head still locked: see
+        # resolvers/events.py.
         from resolvers import events as feed  # events reads through the areas, which record through this module
 
-        await feed.emit(ctx, conn, practice_id, [(row["sequence"], p) for row, p in zip(rows, events, strict=True)], now)
+        await feed.emit(
+            ctx, conn, practice_id, [(row["sequence"], p) for row, p in zip(rows, events, strict=True)], now
+        )
         await AuditHead.filter(practice_id=head.practice_id).using_db(conn).update(sequence=sequence, hash=previous)
 
 
@@ -176,8 +197,6 @@ async def record(ctx: Context, action: str, target_id: str | None = None, **deta
 
 # ------------------------------------------------------------------ deferred events (reads, denials)
 
-_DEFERRED = "audit.deferred"
-
 
 def defer(ctx: Context, events: list[PendingEvent]) -> None:
     """Queue events of the viewer that must outlive the request's outcome (reads, denials): ``flush`` writes them.
@@ -186,10 +205,7 @@ def defer(ctx: Context, events: list[PendingEvent]) -> None:
     so a failing or rolled-back request keeps them, and a request with many reads appends to the chain once.
     """
     if events:
-        ctx.state.setdefault(_DEFERRED, []).extend(events)
-
-
-_DEFERRED_ONCE = "audit.deferred_once"
+        ctx.state.audit_deferred.extend(events)
 
 
 def defer_once(ctx: Context, events: Iterable[PendingEvent]) -> None:
@@ -197,7 +213,7 @@ def defer_once(ctx: Context, events: Iterable[PendingEvent]) -> None:
 
     For reads: however many aliases, lists or node() calls return a chart, the request read it once.
     """
-    seen: set[tuple[str, str | None]] = ctx.state.setdefault(_DEFERRED_ONCE, set())
+    seen = ctx.state.audit_deferred_once
     fresh = []
     for event in events:
         key = (event.action, event.target_id)
@@ -209,7 +225,7 @@ def defer_once(ctx: Context, events: Iterable[PendingEvent]) -> None:
 
 async def flush(ctx: Context) -> None:
     """Write the events ``defer`` queued (one chained batch). Raises when they cannot be written."""
-    events = ctx.state.pop(_DEFERRED, None)
+    events, ctx.state.audit_deferred = ctx.state.audit_deferred, []
     if events:
         await record_many(ctx, events)
 
@@ -223,7 +239,8 @@ def practice_events(viewer: Viewer) -> QuerySet[AuditEvent]:
 
 
 def can_see_api_tokens(viewer: Viewer | None) -> bool:
-    """The tokens named in events are shown where Practice.apiTokens would show them: sessions with MANAGE_API_TOKENS."""
+    """The tokens named in events are shown where Practice.apiTokens would show them: sessions with
+    MANAGE_API_TOKENS."""
     return viewer is not None and not viewer.is_token and viewer.has(Permission.MANAGE_API_TOKENS)
 
 
@@ -251,7 +268,8 @@ async def list_events(
         if not validation.fits_column(value, AuditEvent, column):
             return Page([], [], False, False, None)  # matches no event
         qs = qs.filter(**{column: value})
-    # A time without a zone is read as UTC, as the database reads it (and as comparing it with one that has a zone needs).
+    # A time without a zone is read as UTC, as the database reads it (and as comparing it with one that has a zone
+    # needs).
     since, until = _as_utc(since), _as_utc(until)
     if since is not None and until is not None and since >= until:
         raise BadInput("from must be before to", field="filter.to")
@@ -355,7 +373,9 @@ async def _findings(practice_id: uuid.UUID | None) -> list[str]:
         elif walk.first.sequence == 1 and (
             walk.first.action != SIGNED_UP or walk.first.target_id != encode("Practice", practice_id)
         ):
-            findings.append(f"its chain does not start with its sign-up event ({SIGNED_UP}): it starts with {walk.first.action}")
+            findings.append(
+                f"its chain does not start with its sign-up event ({SIGNED_UP}): it starts with {walk.first.action}"
+            )
     return findings
 
 
@@ -397,20 +417,26 @@ async def _unknown_practices(known: set[uuid.UUID]) -> list[str]:
     for practice_id in sorted({*events, *(h for h in heads if h not in known)}, key=str):
         findings = []
         if practice_id in events:
-            findings.append(f"{events[practice_id]} event(s) of a practice that does not exist (moved there, or its practice deleted)")
+            findings.append(
+                f"{events[practice_id]} event(s) of a practice that does not exist (moved there, or its practice "
+                "deleted)"
+            )
         if practice_id in heads:
             findings.append(f"a chain head (sequence {heads[practice_id]}) of a practice that does not exist")
         problems.append(f"unknown practice {practice_id}: {'; '.join(findings)}")
     return problems
 
 
-async def _check_head(practice_id: uuid.UUID | None, head: AuditHead, walk: _Walk) -> tuple[AuditEvent | None, str] | None:
+async def _check_head(
+    practice_id: uuid.UUID | None, head: AuditHead, walk: _Walk
+) -> tuple[AuditEvent | None, str] | None:
     """The chain must end where its head says: otherwise its newest events were cut off (or the head edited)."""
     if head.sequence == walk.last_sequence and head.hash == walk.last_hash:
         return None
     last = await AuditEvent.filter(practice_id=practice_id, sequence=walk.last_sequence).first()
     if head.sequence != walk.last_sequence:
         return last, (
-            f"the chain ends at sequence {walk.last_sequence} but its head records {head.sequence}: events are missing at the end"
+            f"the chain ends at sequence {walk.last_sequence} but its head records {head.sequence}: events are missing "
+            "at the end"
         )
     return last, "its head does not match its newest event: the head or the newest event was rewritten"

@@ -30,6 +30,7 @@ from tortoise.queryset import QuerySet
 from tortoise.transactions import in_transaction
 
 from auth.viewer import Viewer
+from errors import BadInput, Conflict, Forbidden, NotFound, SingleClinicianRequired
 from models import (
     BillingBalance,
     BillingCounter,
@@ -48,7 +49,6 @@ from models.charts import ChartStatus
 from models.enums import Permission, Role
 from resolvers import audit, charts, validation
 from resolvers.context import Context
-from resolvers.errors import BadInput, Conflict, Forbidden, NotFound, SingleClinicianRequired
 from resolvers.ids import decode, decode_many, encode
 from resolvers.members import get_member, member_loader
 from resolvers.money import Money
@@ -80,8 +80,17 @@ RELATED = ("chart", "clinician", "created_by")
 # (Joining the clinician's columns too was measured: Tortoise builds a 24-column values query more slowly than a
 # second statement for the page's clinicians costs.)
 ENTRY_VALUES = (
-    "id", "kind", "delta_cents", "occurred_on", "description", "created_at", "invoice_id", "chart_id", "clinician_id",
-    "created_by_id", "chart__patient_name",
+    "id",
+    "kind",
+    "delta_cents",
+    "occurred_on",
+    "description",
+    "created_at",
+    "invoice_id",
+    "chart_id",
+    "clinician_id",
+    "created_by_id",
+    "chart__patient_name",
 )
 HISTORY_ORDER = ["-occurred_on", "-created_at", "-id"]
 CHRONOLOGICAL = ["occurred_on", "created_at", "id"]
@@ -119,8 +128,17 @@ class EntryRecord:
     def of_row(cls, entry: BillingEntry) -> EntryRecord:
         """From a model row fetched with its chart and clinician (``RELATED``)."""
         return cls(
-            entry.id, entry.kind, entry.delta_cents, entry.occurred_on, entry.description, entry.created_at,
-            entry.invoice_id, entry.chart_id, entry.chart.patient_name, entry.clinician, entry.created_by_id,
+            entry.id,
+            entry.kind,
+            entry.delta_cents,
+            entry.occurred_on,
+            entry.description,
+            entry.created_at,
+            entry.invoice_id,
+            entry.chart_id,
+            entry.chart.patient_name,
+            entry.clinician,
+            entry.created_by_id,
         )
 
 
@@ -141,8 +159,17 @@ async def _records(ctx: Context, page: Page[dict[str, Any]]) -> Page[EntryRecord
     }
     records = [
         EntryRecord(
-            row["id"], row["kind"], row["delta_cents"], row["occurred_on"], row["description"], row["created_at"],
-            row["invoice_id"], row["chart_id"], row["chart__patient_name"], members[row["clinician_id"]], row["created_by_id"],
+            row["id"],
+            row["kind"],
+            row["delta_cents"],
+            row["occurred_on"],
+            row["description"],
+            row["created_at"],
+            row["invoice_id"],
+            row["chart_id"],
+            row["chart__patient_name"],
+            members[row["clinician_id"]],
+            row["created_by_id"],
         )
         for row in page.items
     ]
@@ -253,7 +280,9 @@ async def entry_invoice(ctx: Context, entry: EntryRecord) -> Invoice | None:
 
 def _invoice_loader(ctx: Context) -> DataLoader[uuid.UUID, Invoice | None]:
     async def batch(invoice_ids: Sequence[uuid.UUID]) -> list[Invoice | None]:
-        rows = Invoice.filter(practice_id=ctx.require_viewer().practice.id, id__in=list(invoice_ids)).select_related(*RELATED)
+        rows = Invoice.filter(practice_id=ctx.require_viewer().practice.id, id__in=list(invoice_ids)).select_related(
+            *RELATED
+        )
         found = {row.id: row for row in await rows}
         return [found.get(invoice_id) for invoice_id in invoice_ids]
 
@@ -267,14 +296,16 @@ def _invoice_loader(ctx: Context) -> DataLoader[uuid.UUID, Invoice | None]:
 class Filter:
     """BillingFilter / BalanceFilter as given: clinicians and chart as global IDs, dates, kinds."""
 
-    clinician_ids: list[str] | None = None
+    clinician_ids: Sequence[str] | None = None
     chart_id: str | None = None
     from_date: date | None = None
     to_date: date | None = None
     kinds: list[Kind] | None = None
 
 
-def _selected(model: type[M], viewer: Viewer, selection: Filter | None, dates: tuple[str, str] | None = None) -> QuerySet[M]:
+def _selected(
+    model: type[M], viewer: Viewer, selection: Filter | None, dates: tuple[str, str] | None = None
+) -> QuerySet[M]:
     """The visible rows narrowed by the filter; ``dates`` names the row's (start, end) date columns, if it has any."""
     selection = selection or Filter()
     rows = visible(model, viewer, decode_many(selection.clinician_ids, "Member", field="filter.clinicianIds"))
@@ -329,15 +360,23 @@ async def _balances(viewer: Viewer, keys: Sequence[BalanceKey]) -> list[int]:
         by_chart[key[1]].append(key)
     totals: dict[BalanceKey, int] = {}
     for chart, group in by_chart.items():
-        wanted = None if any(clinicians is None for clinicians, _ in group) else sorted({c for cl, _ in group for c in cl or ()})
+        wanted = (
+            None
+            if any(clinicians is None for clinicians, _ in group)
+            else sorted({c for cl, _ in group for c in cl or ()})
+        )
         grouped = _balance_rows(viewer, wanted, chart).annotate(total=Sum("balance_cents")).group_by("clinician_id")
         sums = {clinician: int(total or 0) for clinician, total in await grouped.values_list("clinician_id", "total")}
         for clinicians, _ in group:
-            totals[(clinicians, chart)] = sum(sums.values()) if clinicians is None else sum(sums.get(c, 0) for c in clinicians)
+            totals[(clinicians, chart)] = (
+                sum(sums.values()) if clinicians is None else sum(sums.get(c, 0) for c in clinicians)
+            )
     return [totals[key] for key in keys]
 
 
-def _balance_rows(viewer: Viewer, clinicians: Sequence[uuid.UUID] | None, chart: uuid.UUID | None) -> QuerySet[BillingBalance]:
+def _balance_rows(
+    viewer: Viewer, clinicians: Sequence[uuid.UUID] | None, chart: uuid.UUID | None
+) -> QuerySet[BillingBalance]:
     rows = visible(BillingBalance, viewer, clinicians or ())
     return rows if chart is None else rows.filter(chart_id=chart)
 
@@ -350,7 +389,9 @@ async def history(ctx: Context, selection: Filter | None, *, first: int | None, 
     return await _records(ctx, await _page(rows, HISTORY_ORDER, first, after, values=ENTRY_VALUES))
 
 
-async def statements(ctx: Context, selection: Filter | None, *, first: int | None, after: str | None) -> Page[Statement]:
+async def statements(
+    ctx: Context, selection: Filter | None, *, first: int | None, after: str | None
+) -> Page[Statement]:
     """Statements newest number first; from/to select the periods that overlap them."""
     rows = _selected(Statement, ctx.require_viewer(), selection, STATEMENT_DATES)
     return await _page(rows.select_related(*RELATED), NEWEST_NUMBER_FIRST, first, after)
@@ -381,8 +422,11 @@ INVOICE_LINES = _Lines(InvoiceLine, "invoice_id", "invoice_line__invoice_id")
 VOIDED_INVOICE_LINES = _Lines(VoidedInvoiceLine, "invoice_id", "voided_invoice_lines__invoice_id")
 
 
-async def statement_entries(ctx: Context, statement: Statement, *, first: int | None, after: str | None) -> Page[EntryRecord]:
-    """The entries frozen on a statement, oldest first (whoever sees the statement sees them: same clinician and chart)."""
+async def statement_entries(
+    ctx: Context, statement: Statement, *, first: int | None, after: str | None
+) -> Page[EntryRecord]:
+    """The entries frozen on a statement, oldest first (whoever sees the statement sees them: same clinician and
+    chart)."""
     return await _line_entries(ctx, STATEMENT_LINES, statement.id, first, after)
 
 
@@ -394,10 +438,16 @@ async def invoice_entries(ctx: Context, invoice: Invoice, *, first: int | None, 
 
 async def all_statement_entries(statement: Statement) -> list[BillingEntry]:
     """Every entry of a statement, oldest first: for its PDF."""
-    return await BillingEntry.filter(statement_lines__statement_id=statement.id).select_related(*RELATED).order_by(*CHRONOLOGICAL)
+    return (
+        await BillingEntry.filter(statement_lines__statement_id=statement.id)
+        .select_related(*RELATED)
+        .order_by(*CHRONOLOGICAL)
+    )
 
 
-async def _line_entries(ctx: Context, lines: _Lines, parent_id: uuid.UUID, first: int | None, after: str | None) -> Page[EntryRecord]:
+async def _line_entries(
+    ctx: Context, lines: _Lines, parent_id: uuid.UUID, first: int | None, after: str | None
+) -> Page[EntryRecord]:
     """Entries on one statement or invoice, oldest first.
 
     The first pages of every statement (invoice) in a response load together, in two queries however many there
@@ -409,7 +459,9 @@ async def _line_entries(ctx: Context, lines: _Lines, parent_id: uuid.UUID, first
     size = page_size(first)
 
     async def batch(parent_ids: Sequence[uuid.UUID]) -> list[Page[EntryRecord]]:
-        links = await lines.model.filter(**{f"{lines.parent}__in": list(parent_ids)}).values_list(lines.parent, "entry_id")
+        links = await lines.model.filter(**{f"{lines.parent}__in": list(parent_ids)}).values_list(
+            lines.parent, "entry_id"
+        )
         rows = BillingEntry.filter(id__in=[entry_id for _, entry_id in links]).select_related(*RELATED)
         entries = {e.id: EntryRecord.of_row(e) for e in await rows}
         grouped: dict[uuid.UUID, list[EntryRecord]] = {parent: [] for parent in parent_ids}
@@ -435,9 +487,11 @@ async def require_billable(ctx: Context, clinician_id: str, chart_id: str, *, fi
     """The clinician and chart an entry, statement or invoice is for.
 
     The clinician: a member of the practice (else NOT_FOUND), the caller themself unless the caller holds
-    MANAGE_BILLING (else FORBIDDEN). The chart: one the caller can read (``charts.require_chart``, else NOT_FOUND). And the clinician
+    MANAGE_BILLING (else FORBIDDEN). The chart: one the caller can read (``charts.require_chart``, else NOT_FOUND). And
+    the clinician
     must treat the chart, the caller included: the owner, a clinician assigned to it or holding VIEW_ALL_CHARTS
-    (``charts.note_charts``; else BAD_USER_INPUT). Finding every chart (ASSIGN_CHARTS, MANAGE_BILLING) is not treating it.
+    (``charts.note_charts``; else BAD_USER_INPUT). Finding every chart (ASSIGN_CHARTS, MANAGE_BILLING) is not treating
+    it.
     """
     viewer = ctx.require_viewer()
     clinician = await get_member(ctx, decode(clinician_id, "Member", field=field))
@@ -450,11 +504,15 @@ async def require_billable(ctx: Context, clinician_id: str, chart_id: str, *, fi
     if clinician.role not in BILLING_ROLES:
         raise BadInput("the clinician must be the owner or a clinician of the practice", field=field)
     if not await charts.note_charts(Viewer(member=clinician, practice=viewer.practice)).filter(id=chart.id).exists():
-        raise BadInput("the clinician does not treat this chart (neither assigned to it nor holding VIEW_ALL_CHARTS)", field=field)
+        raise BadInput(
+            "the clinician does not treat this chart (neither assigned to it nor holding VIEW_ALL_CHARTS)", field=field
+        )
     return clinician, chart
 
 
-async def require_single_clinician(ctx: Context, clinician_ids: list[str] | None, chart_id: str) -> tuple[Member, Chart]:
+async def require_single_clinician(
+    ctx: Context, clinician_ids: Sequence[str] | None, chart_id: str
+) -> tuple[Member, Chart]:
     """The one guard of every money move (payments, refunds, statements, invoices).
 
     ``clinician_ids`` is the billing screen's clinician selection: it must hold exactly one id, whoever the
@@ -501,7 +559,8 @@ async def _locked_row(model: type[M], conn: Any, key: dict[str, Any], **defaults
 
 async def _take_number(ctx: Context, conn: Any, counter: str) -> int:
     """The practice's next ``counter`` number, in the caller's transaction: the counter row stays locked until it
-    commits, so concurrent takers queue (no duplicates), and a rolled-back transaction gives its number back (no gaps)."""
+    commits, so concurrent takers queue (no duplicates), and a rolled-back transaction gives its number back (no
+    gaps)."""
     key = {"practice_id": ctx.require_viewer().practice.id, "name": counter}
     row = await _locked_row(BillingCounter, conn, key, last_value=0)
     row.last_value += 1
@@ -542,8 +601,10 @@ async def _append(
     balance = await _locked_row(BillingBalance, conn, key, balance_cents=0, updated_at=now)
     balance.balance_cents += delta
     balance.updated_at = now
-    await BillingBalance.filter(id=balance.id, **key).using_db(conn).update(
-        balance_cents=balance.balance_cents, updated_at=now
+    await (
+        BillingBalance.filter(id=balance.id, **key)
+        .using_db(conn)
+        .update(balance_cents=balance.balance_cents, updated_at=now)
     )
     return entry, balance.balance_cents
 
@@ -584,8 +645,15 @@ async def record_adjustment(
 
 
 async def _record(
-    ctx: Context, kind: Kind, chart_id: str, clinician_id: str, amount: Decimal, occurred_on: date, description: str,
-    *, signed: bool = False,
+    ctx: Context,
+    kind: Kind,
+    chart_id: str,
+    clinician_id: str,
+    amount: Decimal,
+    occurred_on: date,
+    description: str,
+    *,
+    signed: bool = False,
 ) -> Recorded:
     form = validation.Form()
     amount_cents = form.check(_amount, amount, signed=signed)
@@ -597,7 +665,13 @@ async def _record(
         _refuse_archived(chart)
     async with in_transaction() as conn:
         entry, balance = await _append(
-            ctx, conn, kind=kind, clinician=clinician, chart=chart, amount_cents=amount_cents, occurred_on=occurred_on,
+            ctx,
+            conn,
+            kind=kind,
+            clinician=clinician,
+            chart=chart,
+            amount_cents=amount_cents,
+            occurred_on=occurred_on,
             description=text,
         )
         if kind == Kind.CHARGE:
@@ -618,7 +692,7 @@ def _refuse_archived(chart: Chart) -> None:
 async def record_payment(
     ctx: Context,
     *,
-    clinician_ids: list[str] | None,
+    clinician_ids: Sequence[str] | None,
     chart_id: str,
     amount: Decimal,
     occurred_on: date,
@@ -635,8 +709,15 @@ async def record_payment(
     async with in_transaction() as conn:
         invoice = await _pay_invoice(ctx, conn, invoice_pk, clinician, chart, amount_cents) if invoice_pk else None
         entry, balance = await _append(
-            ctx, conn, kind=Kind.PAYMENT, clinician=clinician, chart=chart, amount_cents=amount_cents,
-            occurred_on=occurred_on, description=text, invoice=invoice,
+            ctx,
+            conn,
+            kind=Kind.PAYMENT,
+            clinician=clinician,
+            chart=chart,
+            amount_cents=amount_cents,
+            occurred_on=occurred_on,
+            description=text,
+            invoice=invoice,
         )
         await _audit_entry(ctx, entry, **({"invoice": encode("Invoice", invoice.id)} if invoice else {}))
     if invoice is not None:
@@ -645,7 +726,13 @@ async def record_payment(
 
 
 async def record_refund(
-    ctx: Context, *, clinician_ids: list[str] | None, chart_id: str, amount: Decimal, occurred_on: date, description: str | None
+    ctx: Context,
+    *,
+    clinician_ids: Sequence[str] | None,
+    chart_id: str,
+    amount: Decimal,
+    occurred_on: date,
+    description: str | None,
 ) -> Recorded:
     """Money returned to the patient for one clinician and chart: raises that balance."""
     clinician, chart = await require_single_clinician(ctx, clinician_ids, chart_id)
@@ -654,17 +741,27 @@ async def record_refund(
     text = _description(description, default="Refund")
     async with in_transaction() as conn:
         entry, balance = await _append(
-            ctx, conn, kind=Kind.REFUND, clinician=clinician, chart=chart, amount_cents=amount_cents,
-            occurred_on=occurred_on, description=text,
+            ctx,
+            conn,
+            kind=Kind.REFUND,
+            clinician=clinician,
+            chart=chart,
+            amount_cents=amount_cents,
+            occurred_on=occurred_on,
+            description=text,
         )
         await _audit_entry(ctx, entry)
     return Recorded(EntryRecord.of_row(entry), money(balance))
 
 
-async def _pay_invoice(ctx: Context, conn: Any, pk: uuid.UUID, clinician: Member, chart: Chart, amount_cents: int) -> Invoice:
+async def _pay_invoice(
+    ctx: Context, conn: Any, pk: uuid.UUID, clinician: Member, chart: Chart, amount_cents: int
+) -> Invoice:
     """Lock the clinician's invoice for the chart and apply the payment to it (in the payment's transaction)."""
     invoice = (
-        await Invoice.filter(practice_id=ctx.require_viewer().practice.id, id=pk, clinician_id=clinician.id, chart_id=chart.id)
+        await Invoice.filter(
+            practice_id=ctx.require_viewer().practice.id, id=pk, clinician_id=clinician.id, chart_id=chart.id
+        )
         .select_for_update()
         .using_db(conn)
         .first()
@@ -678,14 +775,16 @@ async def _pay_invoice(ctx: Context, conn: Any, pk: uuid.UUID, clinician: Member
     invoice.paid_cents += amount_cents
     if invoice.paid_cents >= invoice.total_cents:
         invoice.status = InvoiceStatus.PAID
-    await Invoice.filter(id=invoice.id, practice_id=invoice.practice_id).using_db(conn).update(
-        paid_cents=invoice.paid_cents, status=invoice.status
+    await (
+        Invoice.filter(id=invoice.id, practice_id=invoice.practice_id)
+        .using_db(conn)
+        .update(paid_cents=invoice.paid_cents, status=invoice.status)
     )
     return invoice
 
 
 async def generate_statement(
-    ctx: Context, *, clinician_ids: list[str] | None, chart_id: str, period_start: date, period_end: date
+    ctx: Context, *, clinician_ids: Sequence[str] | None, chart_id: str, period_start: date, period_end: date
 ) -> Statement:
     """Freeze, for one clinician and chart over a period: the opening balance (everything before it), its entries
     and the closing balance. Numbered per practice without gaps or duplicates."""
@@ -698,8 +797,10 @@ async def generate_statement(
     async with in_transaction() as conn:
         sequence = await _take_number(ctx, conn, "statement")
         opening = await _total(ledger.filter(occurred_on__lt=period_start).using_db(conn), "delta_cents")
-        in_period = await ledger.filter(occurred_on__gte=period_start, occurred_on__lte=period_end).using_db(conn).values_list(
-            "id", "delta_cents"
+        in_period = (
+            await ledger.filter(occurred_on__gte=period_start, occurred_on__lte=period_end)
+            .using_db(conn)
+            .values_list("id", "delta_cents")
         )
         statement = await Statement.create(
             id=uuid.uuid4(),
@@ -721,13 +822,19 @@ async def generate_statement(
             using_db=conn,
         )
         await audit.record(
-            ctx, "billing.statement_generated", encode("Statement", statement.id), number=statement.number,
-            clinician=encode("Member", clinician.id), chart=encode("Chart", chart.id),
+            ctx,
+            "billing.statement_generated",
+            encode("Statement", statement.id),
+            number=statement.number,
+            clinician=encode("Member", clinician.id),
+            chart=encode("Chart", chart.id),
         )
     return statement
 
 
-async def create_invoice(ctx: Context, *, clinician_ids: list[str] | None, chart_id: str, entry_ids: list[str] | None) -> Invoice:
+async def create_invoice(
+    ctx: Context, *, clinician_ids: Sequence[str] | None, chart_id: str, entry_ids: Sequence[str] | None
+) -> Invoice:
     """Put one clinician's uninvoiced charges for a chart (all of them, or the given ones) on a numbered invoice.
 
     A charge is on at most one invoice: asking again is CONFLICT, and so is losing a race to another request
@@ -738,9 +845,13 @@ async def create_invoice(ctx: Context, *, clinician_ids: list[str] | None, chart
     if entry_ids is not None:
         wanted = list(dict.fromkeys(decode_many(entry_ids, "BillingEntry", field="input.entryIds")))
         if not wanted or len(wanted) > MAX_INVOICE_ENTRIES:
-            raise BadInput(f"give between 1 and {MAX_INVOICE_ENTRIES} entryIds, or leave them out", field="input.entryIds")
+            raise BadInput(
+                f"give between 1 and {MAX_INVOICE_ENTRIES} entryIds, or leave them out", field="input.entryIds"
+            )
     viewer, now = ctx.require_viewer(), ctx.clock.now()
-    charges = BillingEntry.filter(practice_id=viewer.practice.id, clinician_id=clinician.id, chart_id=chart.id, kind=Kind.CHARGE)
+    charges = BillingEntry.filter(
+        practice_id=viewer.practice.id, clinician_id=clinician.id, chart_id=chart.id, kind=Kind.CHARGE
+    )
     if wanted is not None:
         charges = charges.filter(id__in=wanted)
         if await charges.count() != len(wanted):
@@ -769,13 +880,19 @@ async def create_invoice(ctx: Context, *, clinician_ids: list[str] | None, chart
         )
         try:
             await InvoiceLine.bulk_create(
-                [InvoiceLine(id=uuid.uuid4(), invoice_id=invoice.id, entry_id=entry_id) for entry_id, _ in lines], using_db=conn
+                [InvoiceLine(id=uuid.uuid4(), invoice_id=invoice.id, entry_id=entry_id) for entry_id, _ in lines],
+                using_db=conn,
             )
         except IntegrityError:
             raise Conflict("a charge is on an invoice already") from None
         await audit.record(
-            ctx, "billing.invoice_created", encode("Invoice", invoice.id), number=invoice.number,
-            clinician=encode("Member", clinician.id), chart=encode("Chart", chart.id), charges=len(lines),
+            ctx,
+            "billing.invoice_created",
+            encode("Invoice", invoice.id),
+            number=invoice.number,
+            clinician=encode("Member", clinician.id),
+            chart=encode("Chart", chart.id),
+            charges=len(lines),
             total=str(money(invoice.total_cents).amount),
         )
     return invoice
@@ -803,14 +920,22 @@ async def void_invoice(ctx: Context, *, invoice_id: str, reason: str) -> Invoice
             raise Conflict(f"invoice {invoice.number} is {invoice.status.value}, not OPEN")
         if invoice.paid_cents:
             raise Conflict(f"invoice {invoice.number} has payments applied: it cannot be voided")
-        lines = cast(list[uuid.UUID], await InvoiceLine.filter(invoice_id=pk).using_db(conn).values_list("entry_id", flat=True))
+        lines = cast(
+            list[uuid.UUID], await InvoiceLine.filter(invoice_id=pk).using_db(conn).values_list("entry_id", flat=True)
+        )
         await VoidedInvoiceLine.bulk_create(
             [VoidedInvoiceLine(id=uuid.uuid4(), invoice_id=pk, entry_id=entry_id) for entry_id in lines], using_db=conn
         )
         await InvoiceLine.filter(invoice_id=pk).using_db(conn).delete()
         await Invoice.filter(id=pk, practice_id=viewer.practice.id).using_db(conn).update(status=InvoiceStatus.VOID)
         await audit.record(
-            ctx, "billing.invoice_voided", encode("Invoice", pk), number=invoice.number, reason=text,
-            clinician=encode("Member", invoice.clinician_id), chart=encode("Chart", invoice.chart_id), charges=len(lines),
+            ctx,
+            "billing.invoice_voided",
+            encode("Invoice", pk),
+            number=invoice.number,
+            reason=text,
+            clinician=encode("Member", invoice.clinician_id),
+            chart=encode("Chart", invoice.chart_id),
+            charges=len(lines),
         )
     return await Invoice.filter(id=pk, practice_id=viewer.practice.id).select_related(*RELATED).get()

@@ -31,12 +31,12 @@ from tortoise.queryset import QuerySet
 from tortoise.transactions import in_transaction
 
 from auth.viewer import Viewer
+from errors import AppError, BadInput, Forbidden, NotFound
 from models import Chart, ChartAssignment, ChartNote, Member
 from models.charts import ChartStatus
 from models.enums import MemberStatus, Permission, Role, TokenScope
 from resolvers import audit, members, validation
 from resolvers.context import Context
-from resolvers.errors import AppError, BadInput, Forbidden, NotFound
 from resolvers.ids import decode, decode_many, encode
 from resolvers.pagination import Page, paginate, paginate_many
 
@@ -103,7 +103,9 @@ def record_reads(ctx: Context, action: str, chart_ids: Iterable[uuid.UUID], via:
 
     A chart already recorded with ``action`` in this request is not recorded again (the first route is named).
     """
-    audit.defer_once(ctx, [audit.PendingEvent(action, encode("Chart", chart_id), {"via": via}) for chart_id in chart_ids])
+    audit.defer_once(
+        ctx, [audit.PendingEvent(action, encode("Chart", chart_id), {"via": via}) for chart_id in chart_ids]
+    )
 
 
 # ------------------------------------------------------------------ reads
@@ -128,7 +130,9 @@ async def get_chart(ctx: Context, chart_id: uuid.UUID, *, via: str = "node") -> 
 
 async def require_chart(ctx: Context, global_id: str, *, field: str = "input.chartId") -> Chart:
     """The chart a mutation acts on: NOT_FOUND unless the viewer may read it (not recorded as a read)."""
-    chart = ctx.own(await visible_charts(ctx.require_viewer()).filter(id=decode(global_id, "Chart", field=field)).first())
+    chart = ctx.own(
+        await visible_charts(ctx.require_viewer()).filter(id=decode(global_id, "Chart", field=field)).first()
+    )
     if chart is None:
         raise NotFound("no such chart")
     return chart
@@ -212,7 +216,9 @@ async def assigned_charts(ctx: Context, member_id: uuid.UUID, *, first: int | No
     async def fetch(member_ids: list[uuid.UUID], first: int | None, after: str | None) -> dict[uuid.UUID, Page]:
         visible = visible_charts(ctx.require_viewer())
         assignments = ChartAssignment.filter(chart_id__in=Subquery(visible.values("id")))
-        pages = await paginate_many(assignments, partition="clinician_id", keys=member_ids, order=ORDER, first=first, after=after)
+        pages = await paginate_many(
+            assignments, partition="clinician_id", keys=member_ids, order=ORDER, first=first, after=after
+        )
         chart_ids = {a.chart_id for page in pages.values() for a in page.items}
         charts = {c.id: c for c in await visible.filter(id__in=list(chart_ids))} if chart_ids else {}
         return {member: _charts_of(page, charts) for member, page in pages.items()}
@@ -223,7 +229,9 @@ async def assigned_charts(ctx: Context, member_id: uuid.UUID, *, first: int | No
 
 def _charts_of(page: Page[ChartAssignment], charts: dict[uuid.UUID, Chart]) -> Page[Chart]:
     """A page of assignments as a page of their charts (skipping any that stopped being visible in between)."""
-    kept = [(charts[a.chart_id], cursor) for a, cursor in zip(page.items, page.cursors, strict=True) if a.chart_id in charts]
+    kept = [
+        (charts[a.chart_id], cursor) for a, cursor in zip(page.items, page.cursors, strict=True) if a.chart_id in charts
+    ]
     charts_kept, cursors = [chart for chart, _ in kept], [cursor for _, cursor in kept]
     return Page(charts_kept, cursors, page.has_next_page, page.has_previous_page, page.total_count)
 
@@ -233,7 +241,9 @@ async def assigned_clinicians(ctx: Context, chart_id: uuid.UUID) -> list[Member]
 
     async def batch(chart_ids: Sequence[uuid.UUID]) -> list[list[Member]]:
         rows = (
-            await ChartAssignment.filter(chart_id__in=list(chart_ids), clinician__practice_id=ctx.require_viewer().practice.id)
+            await ChartAssignment.filter(
+                chart_id__in=list(chart_ids), clinician__practice_id=ctx.require_viewer().practice.id
+            )
             .select_related("clinician")
             .order_by("created_at", "clinician__name", "clinician_id")
         )
@@ -249,10 +259,14 @@ async def chart_notes(ctx: Context, chart_id: uuid.UUID, *, first: int | None, a
     """Chart.notes, newest first: FORBIDDEN on a chart whose notes the viewer may not read (``note_charts``: e.g. a
     chart an ASSIGN_CHARTS holder found but is not assigned to, or one in a mutation's payload)."""
 
-    async def fetch(chart_ids: list[uuid.UUID], first: int | None, after: str | None) -> dict[uuid.UUID, Page | AppError]:
+    async def fetch(
+        chart_ids: list[uuid.UUID], first: int | None, after: str | None
+    ) -> dict[uuid.UUID, Page | AppError]:
         viewer = ctx.require_viewer()
         # Tortoise types a flat values_list as tuples; it is a list of chart ids.
-        readable = cast(list[uuid.UUID], await note_charts(viewer).filter(id__in=chart_ids).values_list("id", flat=True))
+        readable = cast(
+            list[uuid.UUID], await note_charts(viewer).filter(id__in=chart_ids).values_list("id", flat=True)
+        )
         pages = await paginate_many(
             visible_notes(viewer), partition="chart_id", keys=readable, order=ORDER, first=first, after=after
         )
@@ -270,7 +284,9 @@ async def get_note(ctx: Context, note_id: uuid.UUID) -> ChartNote | None:
         return None
 
     async def batch(ids: Sequence[uuid.UUID]) -> list[ChartNote | None]:
-        rows = {n.id: n for n in await visible_notes(ctx.require_viewer()).filter(id__in=list(ids)).select_related("chart")}
+        rows = {
+            n.id: n for n in await visible_notes(ctx.require_viewer()).filter(id__in=list(ids)).select_related("chart")
+        }
         events = [
             audit.PendingEvent(
                 "chart.notes_read", encode("Chart", n.chart_id), {"via": "node", "note": encode("ChartNote", n.id)}
@@ -298,18 +314,22 @@ def _require_assignable(member: Member | None, *, field: str) -> Member:
 
 def _date_of_birth(ctx: Context, value: date | None) -> date | None:
     if value is not None and not EARLIEST_DATE_OF_BIRTH <= value <= ctx.clock.today():
-        raise BadInput(f"dateOfBirth must be between {EARLIEST_DATE_OF_BIRTH.isoformat()} and today", field="input.dateOfBirth")
+        raise BadInput(
+            f"dateOfBirth must be between {EARLIEST_DATE_OF_BIRTH.isoformat()} and today", field="input.dateOfBirth"
+        )
     return value
 
 
-async def _clinicians_for_new_chart(ctx: Context, clinician_ids: list[str] | None) -> list[Member]:
-    """A clinician who creates a chart is assigned to it; assigning anyone else needs ASSIGN_CHARTS (the owner has it)."""
+async def _clinicians_for_new_chart(ctx: Context, clinician_ids: Sequence[str] | None) -> list[Member]:
+    """A clinician who creates a chart is assigned to it; assigning anyone else needs ASSIGN_CHARTS (the owner has
+    it)."""
     viewer = ctx.require_viewer()
     requested = list(dict.fromkeys(decode_many(clinician_ids, "Member", field="input.clinicianIds")))
     if any(pk != viewer.member.id for pk in requested) and not viewer.has(Permission.ASSIGN_CHARTS):
         raise Forbidden("assigning clinicians to a chart needs the permission ASSIGN_CHARTS")
     clinicians = [
-        _require_assignable(ctx.own(m), field="input.clinicianIds") for m in await members.member_loader(ctx).load_many(requested)
+        _require_assignable(ctx.own(m), field="input.clinicianIds")
+        for m in await members.member_loader(ctx).load_many(requested)
     ]
     if viewer.role == Role.CLINICIAN and viewer.member.id not in requested:
         clinicians.insert(0, viewer.member)
@@ -323,7 +343,7 @@ async def create_chart(
     date_of_birth: date | None,
     email: str | None,
     phone: str | None,
-    clinician_ids: list[str] | None,
+    clinician_ids: Sequence[str] | None,
 ) -> Chart:
     """A new chart in the viewer's practice. Everything is checked before anything is written."""
     viewer = ctx.require_viewer()
@@ -374,10 +394,12 @@ async def _assignment_target(ctx: Context, chart_id: str, clinician_id: str) -> 
     return chart, _require_assignable(member, field="input.clinicianId")
 
 
-async def _lock_assignable(member_ids: Sequence[uuid.UUID], connection: BaseDBAsyncClient | None, *, field: str) -> None:
+async def _lock_assignable(
+    member_ids: Sequence[uuid.UUID], connection: BaseDBAsyncClient | None, *, field: str
+) -> None:
     """Lock the members about to get charts (in id order) and check, on their rows as they are now, that each is
     still an active owner or clinician. A role change locks the member before it takes their charts away
-    (members.update), so one of the two waits for the other: an administrator never keeps a chart."""
+    (member_flows.update), so one of the two waits for the other: an administrator never keeps a chart."""
     if not member_ids:
         return
     locked = Member.select_for_update(no_key=True).using_db(connection).filter(id__in=list(member_ids))
@@ -387,7 +409,8 @@ async def _lock_assignable(member_ids: Sequence[uuid.UUID], connection: BaseDBAs
 
 async def _lock_chart(chart: Chart, connection: BaseDBAsyncClient) -> None:
     """Serialise assignment changes of one chart (PostgreSQL row lock; SQLite serialises writes anyway)."""
-    # NO KEY: notes may still be added meanwhile. .only(), not .values_list(): Tortoise drops the lock from values queries.
+    # NO KEY: notes may still be added meanwhile. .only(), not .values_list(): Tortoise drops the lock from values
+    # queries.
     await Chart.select_for_update(no_key=True).using_db(connection).filter(id=chart.id).only("id")
 
 
@@ -409,12 +432,15 @@ async def unassign(ctx: Context, chart_id: str, clinician_id: str) -> Chart:
     async with in_transaction() as conn:
         await _lock_chart(chart, conn)
         if await ChartAssignment.filter(chart_id=chart.id, clinician_id=clinician.id).using_db(conn).delete():
-            await audit.record(ctx, "chart.unassigned", encode("Chart", chart.id), clinician=encode("Member", clinician.id))
+            await audit.record(
+                ctx, "chart.unassigned", encode("Chart", chart.id), clinician=encode("Member", clinician.id)
+            )
     return chart
 
 
 async def add_note(ctx: Context, chart_id: str, body: str) -> ChartNote:
-    """Append a clinical note to a chart whose notes the viewer reads (``note_charts``): NOT_FOUND for a chart the viewer
+    """Append a clinical note to a chart whose notes the viewer reads (``note_charts``): NOT_FOUND for a chart the
+    viewer
     cannot find, FORBIDDEN for one they find but whose notes are not theirs to read."""
     viewer = ctx.require_viewer()
     if not may_use_notes(viewer):
@@ -423,7 +449,9 @@ async def add_note(ctx: Context, chart_id: str, body: str) -> ChartNote:
     chart = await require_chart(ctx, chart_id)
     if not await note_charts(viewer).filter(id=chart.id).exists():
         raise Forbidden("you may not read or write the notes of this chart")
-    note = ChartNote(id=uuid.uuid4(), chart_id=chart.id, author_id=viewer.member.id, body=text, created_at=ctx.clock.now())
+    note = ChartNote(
+        id=uuid.uuid4(), chart_id=chart.id, author_id=viewer.member.id, body=text, created_at=ctx.clock.now()
+    )
     async with in_transaction() as conn:
         await note.save(using_db=conn, force_create=True)
         await audit.record(ctx, "chart.note_added", encode("Chart", chart.id), note=encode("ChartNote", note.id))
@@ -431,7 +459,13 @@ async def add_note(ctx: Context, chart_id: str, body: str) -> ChartNote:
 
 
 # updateChart's fields: input name -> column.
-CHART_COLUMNS = {"patientName": "patient_name", "dateOfBirth": "date_of_birth", "email": "email", "phone": "phone", "status": "status"}
+CHART_COLUMNS = {
+    "patientName": "patient_name",
+    "dateOfBirth": "date_of_birth",
+    "email": "email",
+    "phone": "phone",
+    "status": "status",
+}
 
 
 def editable_charts(viewer: Viewer) -> QuerySet[Chart]:
@@ -509,7 +543,8 @@ async def unassign_all(member_id: uuid.UUID, *, connection: BaseDBAsyncClient | 
 
 @dataclass(frozen=True)
 class Reassigned:
-    """What ``reassign_all`` moved: every chart taken off the leaving member, and those the successor did not hold yet."""
+    """What ``reassign_all`` moved: every chart taken off the leaving member, and those the successor did not hold
+    yet."""
 
     from_id: uuid.UUID
     to_id: uuid.UUID
@@ -521,9 +556,13 @@ class Reassigned:
         events = []
         for chart_id in self.chart_ids:
             gid = encode("Chart", chart_id)
-            events.append(audit.PendingEvent("chart.unassigned", gid, {"clinician": encode("Member", self.from_id), "via": via}))
+            events.append(
+                audit.PendingEvent("chart.unassigned", gid, {"clinician": encode("Member", self.from_id), "via": via})
+            )
             if chart_id in self.added:
-                events.append(audit.PendingEvent("chart.assigned", gid, {"clinician": encode("Member", self.to_id), "via": via}))
+                events.append(
+                    audit.PendingEvent("chart.assigned", gid, {"clinician": encode("Member", self.to_id), "via": via})
+                )
         return events
 
 
@@ -540,7 +579,9 @@ async def reassign_all(
     await Chart.select_for_update(no_key=True).using_db(connection).filter(id__in=chart_ids).order_by("id").only("id")
     await _lock_assignable([to_id], connection, field="input.reassignChartsTo")
     # Read again under the locks: a chart unassigned meanwhile is not moved (nor audited as moved).
-    chart_ids = sorted(cast(list[uuid.UUID], await assigned.filter(chart_id__in=chart_ids).values_list("chart_id", flat=True)))
+    chart_ids = sorted(
+        cast(list[uuid.UUID], await assigned.filter(chart_id__in=chart_ids).values_list("chart_id", flat=True))
+    )
     already = set(
         await ChartAssignment.filter(clinician_id=to_id, chart_id__in=chart_ids)
         .using_db(connection)

@@ -1,22 +1,28 @@
-"""The one Context per request: the viewer, DataLoaders, the clock, the request id. Nothing reads globals."""
+"""The one Context per request: the viewer, DataLoaders, the clock, the request id. Nothing reads globals.
+
+The rules know no web framework: what they need of the settings is ``RuleSettings`` (server/settings.Settings
+provides it), what should happen once the answer is sent goes on ``after_response`` and the headers the answer
+should carry on ``response_headers``; server/graphql.py runs the one and sets the other.
+"""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Hashable, Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from strawberry.dataloader import DataLoader
 
 from auth.tokens import JwtCodec
 from auth.viewer import Viewer
+from errors import Unauthenticated
 from resolvers.clock import Clock
-from resolvers.errors import Unauthenticated
 
 if TYPE_CHECKING:
-    from server.settings import Settings
+    from resolvers.audit import PendingEvent
+    from resolvers.limits import Store, Usage
 
 
 K = TypeVar("K", bound=Hashable)
@@ -97,24 +103,84 @@ class BrowserSession:
             self.issued, self.cleared = None, True
 
 
+class RuleSettings(Protocol):
+    """The settings the rules read (server/settings.Settings has them, and more)."""
+
+    @property
+    def production(self) -> bool: ...
+    @property
+    def jwt_secret(self) -> str | None: ...
+    @property
+    def jwt_previous_secrets(self) -> tuple[str, ...]: ...
+    @property
+    def access_token_ttl(self) -> timedelta: ...
+    @property
+    def refresh_token_ttl(self) -> timedelta: ...
+    @property
+    def session_max_age(self) -> timedelta: ...
+    @property
+    def trial_days(self) -> int: ...
+    @property
+    def invitation_ttl(self) -> timedelta: ...
+    @property
+    def smtp_url(self) -> str | None: ...
+    @property
+    def mail_from(self) -> str: ...
+    @property
+    def rate_limit_points(self) -> int: ...
+    @property
+    def sign_ups_per_hour(self) -> int: ...
+    @property
+    def app_base_url(self) -> str: ...
+
+
+Job = Callable[[], Awaitable[None]]
+
+
+@dataclass
+class RequestState:
+    """What the areas keep for the rest of one request (mutable, unlike the Context that holds it)."""
+
+    # resolvers/limits: this request's points budget once charged.
+    rate_limit_usage: Usage | None = None
+    # resolvers/audit: events recorded once the operation's transaction has committed, and those already deferred.
+    audit_deferred: list[PendingEvent] = field(default_factory=list)
+    audit_deferred_once: set[tuple[str, str | None]] = field(default_factory=set)
+    # resolvers/outbox and resolvers/webhooks: one delivery pass per request, after the response.
+    outbox_scheduled: bool = False
+    webhooks_queued: list[Any] = field(default_factory=list)
+    webhooks_scheduled: bool = False
+
+
 @dataclass(frozen=True)
 class Context:
     """Frozen: the viewer never changes inside a request, whatever a credential mutation does (its payload shows
     the member it signed in through ``schema.members.Member.seen_by``)."""
 
-    settings: Settings
+    settings: RuleSettings
     clock: Clock
     codec: JwtCodec
     request_id: str
     viewer: Viewer | None = None
     credential_error: str | None = None
-    request: Any = None
-    response: Any = None
     client_address: str | None = None
     browser: BrowserSession = field(default_factory=BrowserSession)
     loaders: Loaders = field(default_factory=Loaders)
-    # Per-request state of cross-cutting concerns (audit buffer, query cost, ...), keyed by area.
-    state: dict[str, Any] = field(default_factory=dict)
+    # The rate-limit counters of the app (resolvers/limits.Store), None outside a served request.
+    limit_store: Store | None = None
+    state: RequestState = field(default_factory=RequestState)
+    # Run in order once the answer is sent (server/graphql.py); None where no answer follows (jobs, statement PDFs):
+    # then there is nothing to defer to (``defer`` says so).
+    after_response: list[Job] | None = None
+    # Headers for the answer (rate-limit counters), set on it by server/graphql.py.
+    response_headers: dict[str, str] = field(default_factory=dict)
+
+    def defer(self, job: Job) -> bool:
+        """Run ``job`` once the answer is sent; False where no answer follows."""
+        if self.after_response is None:
+            return False
+        self.after_response.append(job)
+        return True
 
     def own(self, row: R | None) -> R | None:
         """``row`` when it belongs to the viewer's practice, else None.

@@ -34,6 +34,7 @@ from tortoise.queryset import QuerySet
 from tortoise.transactions import in_transaction
 
 from auth.viewer import Viewer
+from errors import Forbidden
 from models import BillingEntry, Event, Invoice, Statement, WebhookAttempt, WebhookDelivery, WebhookEndpoint
 from models.billing import InvoiceStatus
 from models.enums import TokenScope
@@ -41,7 +42,6 @@ from models.events import EventType
 from models.webhooks import WebhookDeliveryStatus
 from resolvers import billing, charts, ids, members
 from resolvers.context import Context
-from resolvers.errors import Forbidden
 from resolvers.pagination import Page, paginate
 
 log = logging.getLogger("groups_api.events")
@@ -108,7 +108,8 @@ PURGE_BATCH = 1000
 
 
 def _changes(action: str, target_id: str | None, details: dict[str, Any] | None) -> list[tuple[EventType, str | None]]:
-    """The (type, subject global id) an audit event stands for; INVOICE_PAID only as a candidate (checked by ``emit``)."""
+    """The (type, subject global id) an audit event stands for; INVOICE_PAID only as a candidate (checked by
+    ``emit``)."""
     kind = ACTIONS.get(action)
     if kind is None:
         return []
@@ -133,7 +134,9 @@ async def emit(
     """
     if practice_id is None:
         return
-    mapped = [(sequence, kind, gid) for sequence, p in recorded for kind, gid in _changes(p.action, p.target_id, p.details)]
+    mapped = [
+        (sequence, kind, gid) for sequence, p in recorded for kind, gid in _changes(p.action, p.target_id, p.details)
+    ]
     if not mapped:
         return
     created = {gid for _, kind, gid in mapped if kind == E.CHART_CREATED}
@@ -152,10 +155,18 @@ async def emit(
             continue
         seen.add((kind, gid))
         position = positions[sequence] = positions.get(sequence, -1) + 1
-        rows.append(Event(
-            id=uuid.uuid4(), practice_id=practice_id, sequence=sequence, position=position, type=kind,
-            subject_type=parsed[0], subject_id=parsed[1], created_at=now,
-        ))
+        rows.append(
+            Event(
+                id=uuid.uuid4(),
+                practice_id=practice_id,
+                sequence=sequence,
+                position=position,
+                type=kind,
+                subject_type=parsed[0],
+                subject_id=parsed[1],
+                created_at=now,
+            )
+        )
     if not rows:
         return
     await Event.bulk_create(rows, using_db=connection)
@@ -167,11 +178,15 @@ async def _paid_invoices(connection: BaseDBAsyncClient, gids: list[str | None]) 
     pks = [parsed[1] for gid in gids if gid and (parsed := ids.parse(gid)) is not None and parsed[0] == "Invoice"]
     if not pks:
         return set()
-    found = await Invoice.filter(id__in=pks, status=InvoiceStatus.PAID).using_db(connection).values_list("id", flat=True)
+    found = (
+        await Invoice.filter(id__in=pks, status=InvoiceStatus.PAID).using_db(connection).values_list("id", flat=True)
+    )
     return set(cast(list[uuid.UUID], found))
 
 
-async def _queue_deliveries(ctx: Context, connection: BaseDBAsyncClient, practice_id: uuid.UUID, rows: list[Event], now: datetime) -> None:
+async def _queue_deliveries(
+    ctx: Context, connection: BaseDBAsyncClient, practice_id: uuid.UUID, rows: list[Event], now: datetime
+) -> None:
     """The outbox of webhooks: one delivery per subscribed endpoint and event, in the event's transaction. Whether the
     endpoint's token may read the event is decided when it is delivered (resolvers/webhooks.py)."""
     endpoints = await (
@@ -181,8 +196,13 @@ async def _queue_deliveries(ctx: Context, connection: BaseDBAsyncClient, practic
     )
     deliveries = [
         WebhookDelivery(
-            id=uuid.uuid4(), practice_id=practice_id, endpoint_id=endpoint["id"], event_id=event.id,
-            status=WebhookDeliveryStatus.PENDING, next_attempt_at=now, created_at=now,
+            id=uuid.uuid4(),
+            practice_id=practice_id,
+            endpoint_id=endpoint["id"],
+            event_id=event.id,
+            status=WebhookDeliveryStatus.PENDING,
+            next_attempt_at=now,
+            created_at=now,
         )
         for event in rows
         for endpoint in endpoints
@@ -220,7 +240,9 @@ def _readable_subjects(viewer: Viewer) -> Q:
                 # no subquery over a ledger of millions of rows.
                 clauses.append(Q(subject_type=name))
             else:
-                clauses.append(Q(subject_type=name, subject_id__in=Subquery(billing.visible(model, viewer).values("id"))))
+                clauses.append(
+                    Q(subject_type=name, subject_id__in=Subquery(billing.visible(model, viewer).values("id")))
+                )
     combined = clauses[0]
     for clause in clauses[1:]:
         combined |= clause
@@ -229,10 +251,14 @@ def _readable_subjects(viewer: Viewer) -> Q:
 
 def visible_events(viewer: Viewer) -> QuerySet[Event]:
     """THE access query for events: the viewer's practice, the types their scopes cover, subjects they may read."""
-    return Event.filter(practice_id=viewer.practice.id, type__in=readable_types(viewer)).filter(_readable_subjects(viewer))
+    return Event.filter(practice_id=viewer.practice.id, type__in=readable_types(viewer)).filter(
+        _readable_subjects(viewer)
+    )
 
 
-async def list_events(ctx: Context, *, first: int | None, after: str | None, types: list[EventType] | None) -> Page[Event]:
+async def list_events(
+    ctx: Context, *, first: int | None, after: str | None, types: list[EventType] | None
+) -> Page[Event]:
     """Oldest first, resumable from any cursor handed out (see the module's docstring for why none is ever passed)."""
     qs = visible_events(ctx.require_viewer())
     if types is not None:
@@ -260,7 +286,9 @@ async def purge(now: datetime) -> int:
     cutoff = now - RETENTION
     purged = 0
     while True:
-        batch = cast(list[uuid.UUID], await Event.filter(created_at__lt=cutoff).limit(PURGE_BATCH).values_list("id", flat=True))
+        batch = cast(
+            list[uuid.UUID], await Event.filter(created_at__lt=cutoff).limit(PURGE_BATCH).values_list("id", flat=True)
+        )
         if not batch:
             return purged
         async with in_transaction() as conn:

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 from enum import Enum
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 import orjson
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
@@ -41,16 +41,13 @@ from tortoise.exceptions import IntegrityError
 from tortoise.transactions import in_transaction
 
 from auth.viewer import Viewer
+from errors import BadInput, Conflict
 from models import BillingEntry, Chart, IdempotencyKey, Invitation, Invoice, Statement
 from models.idempotency import IdempotencyStatus
 from resolvers import billing
-from resolvers.context import Context
-from resolvers.errors import BadInput, Conflict
+from resolvers.context import Context, RuleSettings
 from resolvers.invitations import Issued
 from resolvers.money import Money
-
-if TYPE_CHECKING:
-    from server.settings import Settings
 
 TTL = timedelta(hours=24)
 KEY_MAX_LENGTH = 255
@@ -91,7 +88,11 @@ def _canonical(value: Any) -> Any:
     if isinstance(value, dict):
         return {str(k): _canonical(v) for k, v in value.items()}
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: _canonical(getattr(value, f.name)) for f in dataclasses.fields(value) if _given(getattr(value, f.name))}
+        return {
+            f.name: _canonical(getattr(value, f.name))
+            for f in dataclasses.fields(value)
+            if _given(getattr(value, f.name))
+        }
     return str(value)
 
 
@@ -124,12 +125,20 @@ def _id(value: Any) -> uuid.UUID:
 
 
 async def _entry(ctx: Context, pk: uuid.UUID) -> billing.EntryRecord | None:
-    row = await BillingEntry.filter(practice_id=ctx.require_viewer().practice.id, id=pk).select_related(*billing.RELATED).first()
+    row = (
+        await BillingEntry.filter(practice_id=ctx.require_viewer().practice.id, id=pk)
+        .select_related(*billing.RELATED)
+        .first()
+    )
     return billing.EntryRecord.of_row(row) if row is not None else None
 
 
 async def _invoice(ctx: Context, pk: uuid.UUID) -> Invoice | None:
-    return await Invoice.filter(practice_id=ctx.require_viewer().practice.id, id=pk).select_related(*billing.RELATED).first()
+    return (
+        await Invoice.filter(practice_id=ctx.require_viewer().practice.id, id=pk)
+        .select_related(*billing.RELATED)
+        .first()
+    )
 
 
 def _dump_recorded(ctx: Context, recorded: billing.Recorded) -> dict[str, Any]:
@@ -152,7 +161,11 @@ async def _load_recorded(ctx: Context, stored: dict[str, Any]) -> billing.Record
 
 async def _load_statement(ctx: Context, stored: dict[str, Any]) -> Statement | None:
     practice_id = ctx.require_viewer().practice.id
-    return await Statement.filter(practice_id=practice_id, id=_id(stored["statement"])).select_related(*billing.RELATED).first()
+    return (
+        await Statement.filter(practice_id=practice_id, id=_id(stored["statement"]))
+        .select_related(*billing.RELATED)
+        .first()
+    )
 
 
 async def _load_invoice(ctx: Context, stored: dict[str, Any]) -> Invoice | None:
@@ -163,7 +176,7 @@ async def _load_chart(ctx: Context, stored: dict[str, Any]) -> Chart | None:
     return await Chart.filter(practice_id=ctx.require_viewer().practice.id, id=_id(stored["chart"])).first()
 
 
-def _cipher(settings: Settings) -> MultiFernet:
+def _cipher(settings: RuleSettings) -> MultiFernet:
     """Encrypts an invitation token kept for a replay (with a key of its own, derived from the JWT secret)."""
 
     def key(secret: str) -> bytes:
@@ -175,11 +188,16 @@ def _cipher(settings: Settings) -> MultiFernet:
 
 def _dump_issued(ctx: Context, issued: Issued) -> dict[str, Any]:
     # The token is shown once, and a lost answer must show it again: kept encrypted, and purged with the key.
-    return {"invitation": str(issued.invitation.id), "token": _cipher(ctx.settings).encrypt(issued.token.encode()).decode()}
+    return {
+        "invitation": str(issued.invitation.id),
+        "token": _cipher(ctx.settings).encrypt(issued.token.encode()).decode(),
+    }
 
 
 async def _load_issued(ctx: Context, stored: dict[str, Any]) -> Issued | None:
-    invitation = await Invitation.filter(practice_id=ctx.require_viewer().practice.id, id=_id(stored["invitation"])).first()
+    invitation = await Invitation.filter(
+        practice_id=ctx.require_viewer().practice.id, id=_id(stored["invitation"])
+    ).first()
     if invitation is None:
         return None
     try:
@@ -227,14 +245,21 @@ async def once(ctx: Context, mutation: str, input: Any, codec: Codec[T], run: Ca
             async with in_transaction() as conn:
                 try:
                     row = await IdempotencyKey.create(
-                        id=uuid.uuid4(), **scope, mutation=mutation, input_hash=fingerprint,
-                        status=IdempotencyStatus.RUNNING, created_at=now, using_db=conn,
+                        id=uuid.uuid4(),
+                        **scope,
+                        mutation=mutation,
+                        input_hash=fingerprint,
+                        status=IdempotencyStatus.RUNNING,
+                        created_at=now,
+                        using_db=conn,
                     )
                 except IntegrityError:
                     raise _Taken from None
                 result = await run()
-                await IdempotencyKey.filter(id=row.id, practice_id=viewer.practice.id).using_db(conn).update(
-                    status=IdempotencyStatus.DONE, result=codec.dump(ctx, result)
+                await (
+                    IdempotencyKey.filter(id=row.id, practice_id=viewer.practice.id)
+                    .using_db(conn)
+                    .update(status=IdempotencyStatus.DONE, result=codec.dump(ctx, result))
                 )
             return result
         except _Taken:

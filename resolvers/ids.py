@@ -5,8 +5,9 @@ from __future__ import annotations
 import base64
 import binascii
 import uuid
+from collections.abc import Sequence
 
-from resolvers.errors import BadInput, NotFound
+from errors import BadInput, NotFound
 
 
 def encode(type_name: str, pk: uuid.UUID | str) -> str:
@@ -35,5 +36,5 @@ def decode(global_id: str, type_name: str, *, field: str = "id") -> uuid.UUID:
     return parsed[1]
 
 
-def decode_many(global_ids: list[str] | None, type_name: str, *, field: str) -> list[uuid.UUID]:
+def decode_many(global_ids: Sequence[str] | None, type_name: str, *, field: str) -> list[uuid.UUID]:
     return [decode(g, type_name, field=field) for g in (global_ids or [])]

@@ -17,12 +17,12 @@ from tortoise.transactions import in_transaction
 
 from auth import passwords
 from auth.tokens import hash_secret, new_secret
+from errors import BadInput, Conflict, Forbidden, NotFound
 from models import Invitation, Member
 from models.enums import MemberStatus, Permission, Role, TraineeStatus
 from models.invitations import InvitationStatus
 from resolvers import audit, limits, outbox, subscriptions, validation
 from resolvers.context import Context
-from resolvers.errors import BadInput, Conflict, Forbidden, NotFound
 from resolvers.ids import decode, encode
 from resolvers.pagination import Page, paginate
 from resolvers.practices import require_group
@@ -93,10 +93,9 @@ def _message(ctx: Context, invitation: Invitation, token: str) -> dict:
         "recipient": invitation.email,
         "subject": f"You are invited to join {practice.name}",
         "body": (
-            f"{viewer.member.name} invites you to join {practice.name} as {invitation.role.value.lower()}.\n\n"
-            f"Accept the invitation here: {link}\n\n"
-            f"Or give this token to acceptInvitation: {token}\n\n"
-            f"The invitation expires at {invitation.expires_at:%Y-%m-%d %H:%M} UTC and works once."
+            f"{viewer.member.name} invites you to join {practice.name} as {invitation.role.value.lower()}.\n\nAccept "
+            f"the invitation here: {link}\n\nOr give this token to acceptInvitation: {token}\n\nThe invitation expires "
+            f"at {invitation.expires_at:%Y-%m-%d %H:%M} UTC and works once."
         ),
         "practice_id": practice.id,
     }
@@ -128,7 +127,9 @@ async def invite(
     token = new_secret()
     async with in_transaction() as conn:
         await subscriptions.lock_practice(viewer.practice.id, conn)
-        _refuse_existing_account(await Member.filter(practice_id=viewer.practice.id, email=email).using_db(conn).first())
+        _refuse_existing_account(
+            await Member.filter(practice_id=viewer.practice.id, email=email).using_db(conn).first()
+        )
         replaced = await practice_invitations(ctx).filter(email=email, status=InvitationStatus.PENDING).using_db(conn)
         if replaced:
             await (
@@ -153,7 +154,9 @@ async def invite(
         )
         await outbox.enqueue(ctx, connection=conn, **_message(ctx, invitation, token))
         gid = encode("Invitation", invitation.id)
-        events = [audit.PendingEvent("invitation.revoked", encode("Invitation", r.id), {"replacedBy": gid}) for r in replaced]
+        events = [
+            audit.PendingEvent("invitation.revoked", encode("Invitation", r.id), {"replacedBy": gid}) for r in replaced
+        ]
         events.append(
             audit.PendingEvent(
                 "invitation.created", gid, {"role": role.value, "plan": invitation.plan_code, "permissions": grants}
@@ -175,7 +178,9 @@ async def resend(ctx: Context, invitation_id: str) -> Issued:
     token = new_secret()
     async with in_transaction() as conn:
         updated = (
-            await Invitation.filter(id=invitation.id, practice_id=invitation.practice_id, status=InvitationStatus.PENDING)
+            await Invitation.filter(
+                id=invitation.id, practice_id=invitation.practice_id, status=InvitationStatus.PENDING
+            )
             .using_db(conn)
             .update(token_hash=hash_secret(token), expires_at=now + ctx.settings.invitation_ttl)
         )
@@ -193,7 +198,9 @@ async def revoke(ctx: Context, invitation_id: str) -> Invitation:
     now = ctx.clock.now()
     async with in_transaction() as conn:
         updated = (
-            await Invitation.filter(id=invitation.id, practice_id=invitation.practice_id, status=InvitationStatus.PENDING)
+            await Invitation.filter(
+                id=invitation.id, practice_id=invitation.practice_id, status=InvitationStatus.PENDING
+            )
             .using_db(conn)
             .update(status=InvitationStatus.REVOKED, revoked_at=now)
         )
@@ -225,7 +232,9 @@ async def accept(ctx: Context, *, token: str, name: str, password: str) -> Signe
     async with in_transaction() as conn:
         practice = await subscriptions.lock_practice(invitation.practice_id, conn)
         claimed = (
-            await Invitation.filter(id=invitation.id, token_hash=token_hash, status=InvitationStatus.PENDING, expires_at__gt=now)
+            await Invitation.filter(
+                id=invitation.id, token_hash=token_hash, status=InvitationStatus.PENDING, expires_at__gt=now
+            )
             .using_db(conn)
             .update(status=InvitationStatus.ACCEPTED, accepted_at=now)
         )
@@ -234,7 +243,11 @@ async def accept(ctx: Context, *, token: str, name: str, password: str) -> Signe
         # Periods that began before this member joined are renewed without them.
         await subscriptions.open_due_periods(ctx, practice, now, conn)
         member, events = await _account(invitation, name, password_hash, now, conn)
-        await Invitation.filter(id=invitation.id, practice_id=invitation.practice_id).using_db(conn).update(member_id=member.id)
+        await (
+            Invitation.filter(id=invitation.id, practice_id=invitation.practice_id)
+            .using_db(conn)
+            .update(member_id=member.id)
+        )
         member.practice = practice
         events.append(
             audit.PendingEvent(

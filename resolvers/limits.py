@@ -3,7 +3,7 @@ sign-ups per client address.
 
 Both count in fixed windows that start with the first hit and last ``window``. The counts live in a Store: in
 this process (``MemoryStore``), or in Redis (``RedisStore``, when GROUPS_API_REDIS_URL is set) so that every
-server process shares them. The store of the app is in ``ctx.state[STORE]`` (server/graphql.py puts it there).
+server process shares them. The store of the app is ``ctx.limit_store`` (server/graphql.py puts it there).
 """
 
 from __future__ import annotations
@@ -16,13 +16,10 @@ from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
 from auth.viewer import Viewer
+from errors import RateLimited
 from resolvers.context import Context
-from resolvers.errors import RateLimited
 
 log = logging.getLogger("groups_api.limits")
-
-STORE = "limits.store"
-USAGE = "limits.usage"
 
 BUDGET_WINDOW = timedelta(hours=1)
 
@@ -158,7 +155,9 @@ class RedisStore:
 
         window_ms = int(window.total_seconds() * 1000)
         try:
-            allowed, used, start_ms = await self._charge(keys=[self.PREFIX + key], args=[_ms(now), window_ms, limit, amount])
+            allowed, used, start_ms = await self._charge(
+                keys=[self.PREFIX + key], args=[_ms(now), window_ms, limit, amount]
+            )
         except (RedisError, OSError) as exc:
             raise StoreUnavailable(str(exc)) from exc
         start = datetime.fromtimestamp(int(start_ms) / 1000, tz=UTC)
@@ -181,7 +180,9 @@ def store_for(redis_url: str | None) -> Store:
 
 
 def store(ctx: Context) -> Store:
-    return ctx.state[STORE]
+    if ctx.limit_store is None:
+        raise LookupError("no rate-limit store: this context serves no request")
+    return ctx.limit_store
 
 
 # ------------------------------------------------------------------ budgets
@@ -208,16 +209,21 @@ async def charge_budget(ctx: Context, cost: int) -> Usage | None:
     now = ctx.clock.now()
     try:
         usage = await store(ctx).charge(
-            budget_key(ctx.viewer, ctx.client_address), cost, limit=ctx.settings.rate_limit_points, window=BUDGET_WINDOW, now=now
+            budget_key(ctx.viewer, ctx.client_address),
+            cost,
+            limit=ctx.settings.rate_limit_points,
+            window=BUDGET_WINDOW,
+            now=now,
         )
     except StoreUnavailable:
         log.exception("rate-limit store unavailable: request %s goes through uncharged", ctx.request_id)
         return None
     usage = replace(usage, cost=cost)
-    ctx.state[USAGE] = usage
+    ctx.state.rate_limit_usage = usage
     if not usage.allowed:
         raise RateLimited(
-            f"this request costs {cost} points and {usage.remaining} of {usage.limit} remain until {usage.reset_at.isoformat()}",
+            f"this request costs {cost} points and {usage.remaining} of {usage.limit} remain until "
+            f"{usage.reset_at.isoformat()}",
             retry_after=usage.retry_after(now),
         )
     return usage
@@ -225,7 +231,7 @@ async def charge_budget(ctx: Context, cost: int) -> Usage | None:
 
 def current_usage(ctx: Context) -> Usage | None:
     """The budget after this request's charge (what Query.rateLimit reports)."""
-    return ctx.state.get(USAGE)
+    return ctx.state.rate_limit_usage
 
 
 # ------------------------------------------------------------------ sign-ups

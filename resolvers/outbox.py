@@ -17,24 +17,20 @@ import uuid
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from email.message import EmailMessage
-from typing import TYPE_CHECKING, cast
+from typing import cast
 from urllib.parse import unquote, urlsplit
 
 import aiosmtplib
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
-from starlette.background import BackgroundTask, BackgroundTasks
 from tortoise.backends.base.client import BaseDBAsyncClient
 from tortoise.expressions import Q
 from tortoise.queryset import QuerySet
 
 from models import OutboxMessage
 from models.outbox import OutboxStatus
-from resolvers.context import Context
-
-if TYPE_CHECKING:
-    from server.settings import Settings
+from resolvers.context import Context, RuleSettings
 
 log = logging.getLogger("groups_api.outbox")
 
@@ -57,7 +53,7 @@ def _key(secret: str) -> bytes:
     return base64.urlsafe_b64encode(kdf.derive(secret.encode()))
 
 
-def cipher(settings: Settings) -> MultiFernet:
+def cipher(settings: RuleSettings) -> MultiFernet:
     """Encrypts with the current JWT secret's key; decrypts with it or a retired one still listed."""
     secrets = [settings.jwt_secret, *settings.jwt_previous_secrets]
     return MultiFernet([Fernet(_key(s)) for s in secrets if s])
@@ -67,7 +63,13 @@ def cipher(settings: Settings) -> MultiFernet:
 
 
 async def enqueue(
-    ctx: Context, *, recipient: str, subject: str, body: str, practice_id: uuid.UUID | None, connection: BaseDBAsyncClient
+    ctx: Context,
+    *,
+    recipient: str,
+    subject: str,
+    body: str,
+    practice_id: uuid.UUID | None,
+    connection: BaseDBAsyncClient,
 ) -> OutboxMessage:
     """Add a message in the caller's transaction and have it delivered after the response."""
     message = await OutboxMessage.create(
@@ -84,18 +86,11 @@ async def enqueue(
 
 
 def _deliver_after_response(ctx: Context) -> None:
-    """Once per request: a delivery pass after the response is sent (Starlette background task)."""
-    response = getattr(ctx, "response", None)
-    if response is None or ctx.state.get("outbox.scheduled"):
+    """Once per request: a delivery pass after the response is sent (``ctx.after_response``)."""
+    if ctx.after_response is None or ctx.state.outbox_scheduled:
         return
-    ctx.state["outbox.scheduled"] = True
-    tasks = (
-        response.background
-        if isinstance(response.background, BackgroundTasks)
-        else BackgroundTasks([response.background] if isinstance(response.background, BackgroundTask) else [])
-    )
-    tasks.add_task(deliver_pending_safely, ctx.settings, ctx.clock.now)
-    response.background = tasks
+    settings, now = ctx.settings, ctx.clock.now
+    ctx.state.outbox_scheduled = ctx.defer(lambda: deliver_pending_safely(settings, now))
 
 
 # ------------------------------------------------------------------ delivering
@@ -117,7 +112,7 @@ def _smtp_options(url: str) -> dict:
     }
 
 
-async def send(settings: Settings, recipient: str, subject: str, body: str) -> None:
+async def send(settings: RuleSettings, recipient: str, subject: str, body: str) -> None:
     """Deliver one message: SMTP when configured, else the log (never in production)."""
     if not settings.smtp_url:
         if settings.production:
@@ -132,7 +127,7 @@ async def send(settings: Settings, recipient: str, subject: str, body: str) -> N
     await aiosmtplib.send(email, **_smtp_options(settings.smtp_url))
 
 
-async def deliver_pending(settings: Settings, now: Callable[[], datetime]) -> int:
+async def deliver_pending(settings: RuleSettings, now: Callable[[], datetime]) -> int:
     """Send every message that is due (a batch at a time). Returns how many were sent.
 
     Each message is claimed with a conditional update first (a lease), so concurrent passes never send one twice;
@@ -151,14 +146,16 @@ async def deliver_pending(settings: Settings, now: Callable[[], datetime]) -> in
 
 
 def _due(moment: datetime) -> QuerySet[OutboxMessage]:
-    return OutboxMessage.filter(Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=moment), status=OutboxStatus.PENDING)
+    return OutboxMessage.filter(
+        Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=moment), status=OutboxStatus.PENDING
+    )
 
 
 async def _claim(message_id: uuid.UUID, moment: datetime) -> bool:
     return bool(await _due(moment).filter(id=message_id).update(next_attempt_at=moment + CLAIM_FOR))
 
 
-async def _deliver(settings: Settings, message_id: uuid.UUID, now: Callable[[], datetime]) -> int:
+async def _deliver(settings: RuleSettings, message_id: uuid.UUID, now: Callable[[], datetime]) -> int:
     message = await OutboxMessage.get(id=message_id)
     try:
         body = cipher(settings).decrypt(message.body_encrypted.encode()).decode()
@@ -186,7 +183,7 @@ async def _deliver(settings: Settings, message_id: uuid.UUID, now: Callable[[], 
     return 1
 
 
-async def deliver_pending_safely(settings: Settings, now: Callable[[], datetime]) -> None:
+async def deliver_pending_safely(settings: RuleSettings, now: Callable[[], datetime]) -> None:
     """The background pass after a response: it must never fail the request it follows."""
     try:
         await deliver_pending(settings, now)

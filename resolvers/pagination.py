@@ -19,7 +19,7 @@ from tortoise.functions import Count
 from tortoise.models import Model
 from tortoise.queryset import QuerySet
 
-from resolvers.errors import BadInput
+from errors import BadInput
 
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 100
@@ -124,6 +124,13 @@ class Page(Generic[T]):
     total_count: int | None
 
     @property
+    def counted(self) -> int:
+        """``total_count`` of a page asked for with ``count=True``."""
+        if self.total_count is None:
+            raise ValueError("this page was not counted")
+        return self.total_count
+
+    @property
     def start_cursor(self) -> str | None:
         return self.cursors[0] if self.cursors else None
 
@@ -155,7 +162,8 @@ async def paginate(
     count: bool = True,
     values: Sequence[str] | None = None,
 ) -> Page:
-    """One page of ``queryset`` in ``order`` (the last key must be unique, e.g. id), plus one row to know if more follow.
+    """One page of ``queryset`` in ``order`` (the last key must be unique, e.g. id), plus one row to know if more
+    follow.
 
     ``count=False`` leaves ``total_count`` None (for lists whose full count could be slow). ``values`` reads those
     columns (and ``a__b`` paths through joins) as plain dicts instead of model objects: several times cheaper
@@ -226,7 +234,9 @@ async def _first_rows_per_partition(queryset: QuerySet, partition: str, order: l
         return f'"{table}"."{columns[name]}"'
 
     order_sql = ", ".join(f"{column(o.lstrip('-'))} {'DESC' if o.startswith('-') else 'ASC'}" for o in order)
-    ranked = queryset.annotate(_rank=RawSQL(f"ROW_NUMBER() OVER (PARTITION BY {column(partition)} ORDER BY {order_sql})"))
+    ranked = queryset.annotate(
+        _rank=RawSQL(f"ROW_NUMBER() OVER (PARTITION BY {column(partition)} ORDER BY {order_sql})")
+    )
     ranked._choose_db_if_not_chosen()
     ranked._make_query()
     sql, values = ranked.query.get_parameterized_sql()

@@ -9,8 +9,8 @@ from decimal import Decimal
 from functools import cache
 from importlib import resources
 
+from errors import BadInput
 from models.enums import PlanCategory
-from resolvers.errors import BadInput
 from resolvers.money import Money
 
 _PLAN_NAMESPACE = uuid.UUID("7d7f2a38-8f0e-4ad4-9a45-5b8c8a6a0f11")

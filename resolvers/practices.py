@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from tortoise.transactions import in_transaction
 
+from errors import Conflict, GroupPracticeRequired
 from models import Practice
 from models.enums import PracticeKind
 from resolvers import audit, validation
 from resolvers.context import Context
-from resolvers.errors import Conflict, GroupPracticeRequired
 from resolvers.ids import encode
 
 

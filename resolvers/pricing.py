@@ -14,8 +14,8 @@ from typing import TYPE_CHECKING
 
 from dateutil.relativedelta import relativedelta
 
+from errors import BadInput
 from models.enums import PlanCategory, Role, TraineeStatus
-from resolvers.errors import BadInput
 from resolvers.money import CENT, DEFAULT_CURRENCY, Money, round_cents
 from resolvers.plans import Plan, find_plan, require_plan
 
@@ -79,9 +79,12 @@ def zero() -> Money:
     return Money.zero(DEFAULT_CURRENCY)
 
 
-def check_seat(role: Role, plan_code: str | None, trainee_status: TraineeStatus, *, prefix: str = "input.") -> Plan | None:
+def check_seat(
+    role: Role, plan_code: str | None, trainee_status: TraineeStatus, *, prefix: str = "input."
+) -> Plan | None:
     """The one validation of a seat being given: OWNER is never given; clinicians need a known plan; administrators
-    have none; a non-prescriber trainee cannot be put on a prescriber plan. Returns the plan. BAD_USER_INPUT otherwise."""
+    have none; a non-prescriber trainee cannot be put on a prescriber plan. Returns the plan. BAD_USER_INPUT
+    otherwise."""
     if role == Role.OWNER:
         raise BadInput("the OWNER role cannot be given", field=f"{prefix}role")
     if role == Role.ADMINISTRATOR:

@@ -23,11 +23,11 @@ from tortoise.transactions import in_transaction
 
 from auth import passwords
 from auth.tokens import hash_secret, new_secret
+from errors import BadInput, Forbidden, Unauthenticated
 from models import Member, Practice, RotatedRefreshToken, Session
 from models.enums import MemberStatus, PracticeKind, Role
 from resolvers import audit, limits, validation
 from resolvers.context import Context
-from resolvers.errors import BadInput, Forbidden, Unauthenticated
 from resolvers.ids import encode as _gid
 from resolvers.plans import require_plan
 
@@ -78,7 +78,9 @@ def _slug_base(name: str) -> str:
     return slugify(name, max_length=SLUG_MAX, word_boundary=True) or "practice"
 
 
-async def sign_up(ctx: Context, *, practice_name: str, name: str, email: str, password: str, plan_code: str) -> SignedIn:
+async def sign_up(
+    ctx: Context, *, practice_name: str, name: str, email: str, password: str, plan_code: str
+) -> SignedIn:
     form = validation.Form()
     practice_name = form.check(validation.text, practice_name, field="input.practiceName")
     name = form.check(validation.text, name, field="input.name")
@@ -155,8 +157,12 @@ async def log_in(ctx: Context, *, practice_slug: str, email: str, password: str)
         member.password_hash = await passwords.hash_password_async(password)
         await member.save(update_fields=["password_hash"])
     signed_in = await start_session(ctx, member)
-    await audit.record_many(ctx, [audit.PendingEvent("auth.logged_in", _gid("Member", member.id))],
-                            practice_id=member.practice_id, actor_id=member.id)
+    await audit.record_many(
+        ctx,
+        [audit.PendingEvent("auth.logged_in", _gid("Member", member.id))],
+        practice_id=member.practice_id,
+        actor_id=member.id,
+    )
     return signed_in
 
 
@@ -217,7 +223,10 @@ async def _refresh(ctx: Context, refresh_token: str) -> SignedIn:
         member_id = session.member_id
         practice_id = cast(uuid.UUID, await Member.filter(id=member_id).first().values_list("practice_id", flat=True))
         await audit.record_many(
-            ctx, [audit.PendingEvent("auth.refresh_token_reused", _gid("Member", member_id))], practice_id=practice_id, actor_id=member_id
+            ctx,
+            [audit.PendingEvent("auth.refresh_token_reused", _gid("Member", member_id))],
+            practice_id=practice_id,
+            actor_id=member_id,
         )
     if outcome != _EXCHANGED:
         raise Unauthenticated("invalid refresh token")
@@ -252,13 +261,19 @@ async def _exchange(ctx: Context, token_hash: str, new_hash: str, now: datetime)
         # The session's newest token steps back: exchanged now when it is the one presented; otherwise (a grace
         # refresh with an older one) its holder, e.g. the other tab, has not used it yet and may, once.
         await RotatedRefreshToken.create(
-            token_hash=session.refresh_token_hash, session_id=session.id, rotated_at=now, unused=rotated is not None, using_db=conn
+            token_hash=session.refresh_token_hash,
+            session_id=session.id,
+            rotated_at=now,
+            unused=rotated is not None,
+            using_db=conn,
         )
         if rotated is not None and rotated.unused:
             await RotatedRefreshToken.filter(token_hash=token_hash).using_db(conn).update(unused=False, rotated_at=now)
         session.refresh_token_hash = new_hash
         session.last_refreshed_at = now
-        session.expires_at = min(now + ctx.settings.refresh_token_ttl, session.created_at + ctx.settings.session_max_age)
+        session.expires_at = min(
+            now + ctx.settings.refresh_token_ttl, session.created_at + ctx.settings.session_max_age
+        )
         await session.save(update_fields=["refresh_token_hash", "last_refreshed_at", "expires_at"], using_db=conn)
         session.member = member
     return _EXCHANGED, session
@@ -295,5 +310,7 @@ async def _session_of(token_hash: str) -> uuid.UUID | None:
     return cast(uuid.UUID | None, current)
 
 
-async def revoke_member_sessions(member_id: uuid.UUID, now: datetime, *, connection: BaseDBAsyncClient | None = None) -> None:
+async def revoke_member_sessions(
+    member_id: uuid.UUID, now: datetime, *, connection: BaseDBAsyncClient | None = None
+) -> None:
     await Session.filter(member_id=member_id, revoked_at=None).using_db(connection).update(revoked_at=now)

@@ -25,14 +25,15 @@ from tortoise.expressions import Q
 from tortoise.queryset import QuerySet
 from tortoise.transactions import in_transaction
 
+from errors import Conflict
 from models import Member, PeriodSeat, Practice, Subscription, SubscriptionCharge, SubscriptionPeriod
 from models.enums import MemberStatus, Role, TraineeStatus
 from models.subscriptions import SubscriptionChargeKind, SubscriptionStatus
 from resolvers import audit
 from resolvers.clock import FrozenClock
 from resolvers.context import Context
-from resolvers.errors import Conflict
 from resolvers.ids import encode
+from resolvers.members import require_member
 from resolvers.money import Money, round_cents
 from resolvers.pagination import Page, paginate
 from resolvers.pricing import Period, Price, Seat, charge_now, check_seat, period, period_at, price, total, zero
@@ -71,7 +72,9 @@ def licensed_at(member: Member, moment: datetime) -> bool:
     deactivated (a deactivated member holds none from the next period on)."""
     if member.created_at > moment:
         return False
-    return member.status == MemberStatus.ACTIVE or (member.deactivated_at is not None and member.deactivated_at > moment)
+    return member.status == MemberStatus.ACTIVE or (
+        member.deactivated_at is not None and member.deactivated_at > moment
+    )
 
 
 def renewal_price(member: Member, start: datetime) -> Money | None:
@@ -181,7 +184,9 @@ async def charge_seat(
     subscription = await Subscription.filter(practice_id=practice.id).using_db(connection).first()
     if subscription is None or member.status != MemberStatus.ACTIVE:
         return None
-    row = await SubscriptionPeriod.get(practice_id=practice.id, index=subscription.current_period_index, using_db=connection)
+    row = await SubscriptionPeriod.get(
+        practice_id=practice.id, index=subscription.current_period_index, using_db=connection
+    )
     current = Period(row.index, row.starts_at, row.ends_at)
     seat = await PeriodSeat.filter(period_id=row.id, member_id=member.id).using_db(connection).first()
     quoted = price(Seat.of(member), now.date())
@@ -190,7 +195,11 @@ async def charge_seat(
         return None
     if seat is None:
         await PeriodSeat.create(
-            id=uuid.uuid4(), period_id=row.id, member_id=member.id, monthly_price=quoted.monthly_price.amount, using_db=connection
+            id=uuid.uuid4(),
+            period_id=row.id,
+            member_id=member.id,
+            monthly_price=quoted.monthly_price.amount,
+            using_db=connection,
         )
     else:
         await PeriodSeat.filter(id=seat.id).using_db(connection).update(monthly_price=quoted.monthly_price.amount)
@@ -206,7 +215,9 @@ async def charge_seat(
         kind=SubscriptionChargeKind.PRORATED_SEAT,
         amount=amount.amount,
         currency=amount.currency,
-        description=f"{plan} for {member.name}, pro-rated from {now:%Y-%m-%d %H:%M} to {row.ends_at:%Y-%m-%d %H:%M} UTC",
+        description=(
+            f"{plan} for {member.name}, pro-rated from {now:%Y-%m-%d %H:%M} to {row.ends_at:%Y-%m-%d %H:%M} UTC"
+        ),
         created_at=now,
         using_db=connection,
     )
@@ -315,8 +326,6 @@ async def seat_quote(
 ) -> Quote:
     """What a seat would cost a month and what would be charged now, before anything is committed. With
     ``member_id``, a change to that member's seat: only the part above what was paid for this period."""
-    from resolvers.members import require_member
-
     trainee_status = trainee_status or TraineeStatus.NONE
     check_seat(role, plan_code, trainee_status, prefix="")
     now = ctx.clock.now()
@@ -331,11 +340,15 @@ async def seat_quote(
     return Quote(quoted, charge_now(quoted.monthly_price, paid, current, now))
 
 
-async def _paid_for(practice: Practice, subscription: Subscription | None, member: Member, current: Period) -> Money | None:
+async def _paid_for(
+    practice: Practice, subscription: Subscription | None, member: Member, current: Period
+) -> Money | None:
     """What ``member``'s seat is paid at for ``current``; for a period the billing run has not opened yet, what its
     renewal will charge."""
     if subscription is not None and subscription.current_period_index >= current.index:
-        seat = await PeriodSeat.filter(period__practice_id=practice.id, period__index=current.index, member_id=member.id).first()
+        seat = await PeriodSeat.filter(
+            period__practice_id=practice.id, period__index=current.index, member_id=member.id
+        ).first()
         return Money(seat.monthly_price) if seat else None
     return renewal_price(member, current.start)
 
@@ -350,7 +363,9 @@ async def start_subscription(ctx: Context) -> tuple[Overview, SubscriptionCharge
     now = ctx.clock.now()
     async with in_transaction() as conn:
         practice = await lock_practice(practice_id, conn)
-        if await Subscription.filter(practice_id=practice_id).using_db(conn).exists() or not trial_active(practice, now):
+        if await Subscription.filter(practice_id=practice_id).using_db(conn).exists() or not trial_active(
+            practice, now
+        ):
             raise Conflict("the subscription has already started")
         await Practice.filter(id=practice_id).using_db(conn).update(trial_ends_at=now)
         practice.trial_ends_at = now
@@ -372,10 +387,15 @@ async def run_billing(now: datetime) -> int:
     run = f"billing-run-{uuid.uuid4().hex[:12]}"
     ctx = Context(settings=None, clock=FrozenClock(now), codec=None, request_id=run)  # type: ignore[arg-type]
     # Tortoise types a flat values_list as tuples; these are lists of ids.
-    ended = cast(list[uuid.UUID], await Subscription.filter(current_period_end__lte=now).values_list("practice_id", flat=True))
-    trial_over = cast(list[uuid.UUID], await Practice.filter(
-        Q(trial_ends_at__lte=now) | Q(trial_ends_at__isnull=True), subscription__id__isnull=True
-    ).values_list("id", flat=True))
+    ended = cast(
+        list[uuid.UUID], await Subscription.filter(current_period_end__lte=now).values_list("practice_id", flat=True)
+    )
+    trial_over = cast(
+        list[uuid.UUID],
+        await Practice.filter(
+            Q(trial_ends_at__lte=now) | Q(trial_ends_at__isnull=True), subscription__id__isnull=True
+        ).values_list("id", flat=True),
+    )
     created, failed = 0, []
     for practice_id in sorted(set(ended) | set(trial_over)):
         try:

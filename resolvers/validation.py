@@ -15,7 +15,7 @@ from tortoise.models import Model
 from auth import passwords
 from auth.passwords import MAX_LENGTH as PASSWORD_MAX
 from auth.passwords import MIN_LENGTH as PASSWORD_MIN
-from resolvers.errors import BadInput, BadInputs
+from errors import BadInput, BadInputs
 from resolvers.money import UnreadableDecimal
 
 log = logging.getLogger("groups_api.validation")
@@ -94,7 +94,9 @@ def phone(value: str, *, field: str = "input.phone") -> str:
     cleaned = " ".join(value.split())
     digits = sum(c.isdigit() for c in cleaned)
     if len(cleaned) > PHONE_MAX_LENGTH or not _PHONE.fullmatch(cleaned) or not 7 <= digits <= 15:
-        raise BadInput("invalid phone number: use digits, an optional leading +, spaces, dots, dashes or parentheses", field=field)
+        raise BadInput(
+            "invalid phone number: use digits, an optional leading +, spaces, dots, dashes or parentheses", field=field
+        )
     return cleaned
 
 
@@ -124,8 +126,10 @@ async def new_password(value: str, *, field: str = "input.password", about: Iter
         raise BadInput("this password could not be checked: choose another one", field=field) from None
     if strength.score < PASSWORD_MIN_SCORE:
         feedback = " ".join(part for part in (strength.warning, *strength.suggestions) if part)
-        raise BadInput(f"this password is too easy to guess. {feedback or 'Add another word or two: uncommon words are better.'}",
-                       field=field)
+        raise BadInput(
+            f"this password is too easy to guess. {feedback or 'Add another word or two: uncommon words are better.'}",
+            field=field,
+        )
     return value
 
 

@@ -39,7 +39,7 @@ from collections import defaultdict
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any, cast
+from typing import Any, cast
 
 import httpx
 import orjson
@@ -47,23 +47,19 @@ from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from standardwebhooks import Webhook
-from starlette.background import BackgroundTask, BackgroundTasks
 from tortoise.expressions import Subquery
 from tortoise.queryset import QuerySet
 from tortoise.transactions import in_transaction
 
 from auth.viewer import Viewer
+from errors import AppError, BadInput, NotFound
 from models import ApiToken, Event, Member, Practice, WebhookAttempt, WebhookDelivery, WebhookEndpoint
 from models.enums import MemberStatus, TokenScope
 from models.events import EventType
 from models.webhooks import WebhookDeliveryStatus as Status
 from resolvers import api_tokens, audit, events, ids, validation
-from resolvers.context import Context
-from resolvers.errors import AppError, BadInput, NotFound
+from resolvers.context import Context, RuleSettings
 from resolvers.pagination import Page, paginate, paginate_many
-
-if TYPE_CHECKING:
-    from server.settings import Settings
 
 log = logging.getLogger("groups_api.webhooks")
 
@@ -95,7 +91,7 @@ def _key(secret: str) -> bytes:
     return base64.urlsafe_b64encode(kdf.derive(secret.encode()))
 
 
-def cipher(settings: Settings) -> MultiFernet:
+def cipher(settings: RuleSettings) -> MultiFernet:
     """Encrypts with the current JWT secret's key; decrypts with it or a retired one still listed."""
     return MultiFernet([Fernet(_key(s)) for s in (settings.jwt_secret, *settings.jwt_previous_secrets) if s])
 
@@ -104,7 +100,7 @@ def new_secret() -> str:
     return SECRET_PREFIX + base64.b64encode(secrets.token_bytes(32)).decode()
 
 
-async def signing_secret(settings: Settings, endpoint: WebhookEndpoint) -> str:
+async def signing_secret(settings: RuleSettings, endpoint: WebhookEndpoint) -> str:
     """The endpoint's whsec_ secret. One stored under a retired JWT secret's key is re-encrypted under the current one,
     so that a rotation completes once every endpoint has been through here (``rekey`` does them all)."""
     stored = endpoint.secret_encrypted.encode()
@@ -118,7 +114,7 @@ async def signing_secret(settings: Settings, endpoint: WebhookEndpoint) -> str:
     return plain.decode()
 
 
-async def rekey(settings: Settings) -> int:
+async def rekey(settings: RuleSettings) -> int:
     """Re-encrypt every endpoint secret stored under a retired key (run before dropping it). Returns how many."""
     moved = 0
     for endpoint in await WebhookEndpoint.filter(deleted_at=None):
@@ -236,14 +232,24 @@ async def create(
     secret = new_secret()
     async with in_transaction() as conn:
         row = await WebhookEndpoint.create(
-            id=uuid.uuid4(), practice_id=viewer.practice.id, api_token_id=token.id, created_by_id=viewer.member.id,
-            url=text, description=note, event_types=kinds, secret_encrypted=cipher(ctx.settings).encrypt(secret.encode()).decode(),
-            created_at=now, using_db=conn,
+            id=uuid.uuid4(),
+            practice_id=viewer.practice.id,
+            api_token_id=token.id,
+            created_by_id=viewer.member.id,
+            url=text,
+            description=note,
+            event_types=kinds,
+            secret_encrypted=cipher(ctx.settings).encrypt(secret.encode()).decode(),
+            created_at=now,
+            using_db=conn,
         )
         # The URL stays out of the log (its query string may hold a partner's key).
         await audit.record(
-            ctx, "webhook_endpoint.created", ids.encode("WebhookEndpoint", row.id),
-            apiToken=ids.encode("ApiToken", token.id), eventTypes=kinds,
+            ctx,
+            "webhook_endpoint.created",
+            ids.encode("WebhookEndpoint", row.id),
+            apiToken=ids.encode("ApiToken", token.id),
+            eventTypes=kinds,
         )
     return row, secret
 
@@ -280,7 +286,9 @@ def visible_deliveries(viewer: Viewer) -> QuerySet[WebhookDelivery]:
     )
 
 
-async def deliveries(ctx: Context, endpoint_id: uuid.UUID, *, first: int | None, after: str | None) -> Page[WebhookDelivery]:
+async def deliveries(
+    ctx: Context, endpoint_id: uuid.UUID, *, first: int | None, after: str | None
+) -> Page[WebhookDelivery]:
     """WebhookEndpoint.deliveries, newest first; the pages of every endpoint of a list in one batch."""
 
     async def batch(keys: Sequence[tuple[uuid.UUID, int | None, str | None]]) -> list[Page | BaseException]:
@@ -291,8 +299,13 @@ async def deliveries(ctx: Context, endpoint_id: uuid.UUID, *, first: int | None,
         for (size, cursor), endpoints in groups.items():
             try:
                 pages = await paginate_many(
-                    visible_deliveries(ctx.require_viewer()), partition="endpoint_id", keys=endpoints, order=ORDER,
-                    first=size, after=cursor, count=False,
+                    visible_deliveries(ctx.require_viewer()),
+                    partition="endpoint_id",
+                    keys=endpoints,
+                    order=ORDER,
+                    first=size,
+                    after=cursor,
+                    count=False,
                 )
             except AppError as error:
                 results.update({(e, size, cursor): error for e in endpoints})
@@ -316,22 +329,17 @@ async def get_delivery(ctx: Context, pk: uuid.UUID) -> WebhookDelivery | None:
 
 def deliver_after_response(ctx: Context, delivery_ids: list[uuid.UUID]) -> None:
     """Deliver these (once committed) right after the response: one background pass per request."""
-    queued: list[uuid.UUID] = ctx.state.setdefault("webhooks.queued", [])
+    queued: list[uuid.UUID] = ctx.state.webhooks_queued
     queued.extend(delivery_ids)
-    response = getattr(ctx, "response", None)
-    if response is None or ctx.state.get("webhooks.scheduled"):
+    if ctx.after_response is None or ctx.state.webhooks_scheduled:
         return
-    ctx.state["webhooks.scheduled"] = True
-    tasks = (
-        response.background
-        if isinstance(response.background, BackgroundTasks)
-        else BackgroundTasks([response.background] if isinstance(response.background, BackgroundTask) else [])
-    )
-    tasks.add_task(deliver_due_safely, ctx.settings, ctx.clock.now, queued)
-    response.background = tasks
+    settings, now = ctx.settings, ctx.clock.now
+    ctx.state.webhooks_scheduled = ctx.defer(lambda: deliver_due_safely(settings, now, queued))
 
 
-async def deliver_due_safely(settings: Settings, now: Callable[[], datetime], only: list[uuid.UUID] | None = None) -> None:
+async def deliver_due_safely(
+    settings: RuleSettings, now: Callable[[], datetime], only: list[uuid.UUID] | None = None
+) -> None:
     """The background pass after a response: it must never fail the request it follows."""
     try:
         await deliver_due(settings, now, only=only)
@@ -339,17 +347,23 @@ async def deliver_due_safely(settings: Settings, now: Callable[[], datetime], on
         log.exception("webhook delivery pass failed")
 
 
-async def deliver_due(settings: Settings, now: Callable[[], datetime], *, only: list[uuid.UUID] | None = None) -> int:
+async def deliver_due(
+    settings: RuleSettings, now: Callable[[], datetime], *, only: list[uuid.UUID] | None = None
+) -> int:
     """Deliver every due delivery (or those of ``only`` that are due), a claimed batch at a time. Returns how many
     were attempted."""
     attempted = 0
     async with httpx.AsyncClient(
-        timeout=httpx.Timeout(TIMEOUT_SECONDS), follow_redirects=False, trust_env=False,
+        timeout=httpx.Timeout(TIMEOUT_SECONDS),
+        follow_redirects=False,
+        trust_env=False,
         headers={"user-agent": USER_AGENT},
     ) as client:
         while True:
             claimed = await _claim(now(), only)
-            results = await asyncio.gather(*(_deliver(settings, client, now, d) for d in claimed), return_exceptions=True)
+            results = await asyncio.gather(
+                *(_deliver(settings, client, now, d) for d in claimed), return_exceptions=True
+            )
             for result in results:
                 if isinstance(result, BaseException):
                     log.error("webhook delivery failed unexpectedly", exc_info=result)  # its lease expires: retried
@@ -368,7 +382,13 @@ async def _claim(moment: datetime, only: list[uuid.UUID] | None) -> list[uuid.UU
         due = due.filter(id__in=only)
     async with in_transaction() as conn:
         # .only(), not .values_list(): Tortoise drops the lock from values queries.
-        rows = await due.select_for_update(skip_locked=True).using_db(conn).order_by("next_attempt_at", "id").limit(BATCH).only("id")
+        rows = (
+            await due.select_for_update(skip_locked=True)
+            .using_db(conn)
+            .order_by("next_attempt_at", "id")
+            .limit(BATCH)
+            .only("id")
+        )
         claimed = [row.id for row in rows]
         if claimed:
             await WebhookDelivery.filter(id__in=claimed).using_db(conn).update(next_attempt_at=moment + CLAIM_FOR)
@@ -399,15 +419,17 @@ async def _receiver(endpoint: WebhookEndpoint, moment: datetime) -> Target | str
 
 def body(event: Event) -> bytes:
     """What is sent: the event's type, time and ids, nothing else (no patient data)."""
-    return orjson.dumps({
-        "type": event.type.value,
-        "timestamp": event.created_at.isoformat().replace("+00:00", "Z"),
-        "data": {
-            "id": ids.encode("Event", event.id),
-            "subjectId": ids.encode(event.subject_type, event.subject_id),
-            "practiceId": ids.encode("Practice", event.practice_id),
-        },
-    })
+    return orjson.dumps(
+        {
+            "type": event.type.value,
+            "timestamp": event.created_at.isoformat().replace("+00:00", "Z"),
+            "data": {
+                "id": ids.encode("Event", event.id),
+                "subjectId": ids.encode(event.subject_type, event.subject_id),
+                "practiceId": ids.encode("Practice", event.practice_id),
+            },
+        }
+    )
 
 
 async def _drop(delivery_id: uuid.UUID) -> None:
@@ -416,7 +438,9 @@ async def _drop(delivery_id: uuid.UUID) -> None:
         await WebhookDelivery.filter(id=delivery_id).using_db(conn).delete()
 
 
-async def _deliver(settings: Settings, client: httpx.AsyncClient, now: Callable[[], datetime], delivery_id: uuid.UUID) -> int:
+async def _deliver(
+    settings: RuleSettings, client: httpx.AsyncClient, now: Callable[[], datetime], delivery_id: uuid.UUID
+) -> int:
     """One attempt of one claimed delivery. Returns 1 when a request was attempted, else 0."""
     delivery = await WebhookDelivery.filter(id=delivery_id).select_related("endpoint", "event").first()
     if delivery is None:
@@ -427,9 +451,14 @@ async def _deliver(settings: Settings, client: httpx.AsyncClient, now: Callable[
         return 0
     target = await _receiver(endpoint, moment)
     if isinstance(target, str):
-        await WebhookDelivery.filter(id=delivery_id).update(status=Status.FAILED, last_error=target, next_attempt_at=None)
+        await WebhookDelivery.filter(id=delivery_id).update(
+            status=Status.FAILED, last_error=target, next_attempt_at=None
+        )
         return 0
-    if event.type.value not in endpoint.event_types or not await events.visible_events(target.viewer).filter(id=event.id).exists():
+    if (
+        event.type.value not in endpoint.event_types
+        or not await events.visible_events(target.viewer).filter(id=event.id).exists()
+    ):
         await _drop(delivery_id)  # not the token's to read now: never sent
         return 0
     started = time.monotonic()
@@ -449,7 +478,9 @@ async def _deliver(settings: Settings, client: httpx.AsyncClient, now: Callable[
             "webhook-signature": Webhook(await signing_secret(settings, endpoint)).sign(msg_id, sent_at, content),
         }
         extensions = {"sni_hostname": url.raw_host.decode("ascii")} if url.scheme == "https" else {}
-        request = client.build_request("POST", url.copy_with(host=address), content=content, headers=headers, extensions=extensions)
+        request = client.build_request(
+            "POST", url.copy_with(host=address), content=content, headers=headers, extensions=extensions
+        )
         response = await client.send(request, stream=True)
         await response.aclose()  # the answer's body is not read: its status is all that counts
         status_code = response.status_code
@@ -470,10 +501,15 @@ def retry_delay(attempts: int) -> timedelta:
     return min(FIRST_RETRY * BACKOFF_FACTOR ** (attempts - 1), MAX_RETRY_DELAY)
 
 
-async def _record(delivery: WebhookDelivery, moment: datetime, status_code: int | None, error: str | None, duration_ms: int) -> None:
+async def _record(
+    delivery: WebhookDelivery, moment: datetime, status_code: int | None, error: str | None, duration_ms: int
+) -> None:
     attempts, error = delivery.attempts + 1, error[:500] if error else None
     changes: dict[str, Any] = {
-        "attempts": attempts, "last_response_status": status_code, "last_attempt_at": moment, "last_error": error,
+        "attempts": attempts,
+        "last_response_status": status_code,
+        "last_attempt_at": moment,
+        "last_error": error,
     }
     if error is None:
         changes.update(status=Status.SUCCEEDED, next_attempt_at=None)
@@ -482,10 +518,21 @@ async def _record(delivery: WebhookDelivery, moment: datetime, status_code: int 
     else:
         changes.update(status=Status.PENDING, next_attempt_at=moment + retry_delay(attempts))
     if error is not None:
-        log.warning("webhook delivery %s to endpoint %s failed (attempt %d): %s", delivery.id, delivery.endpoint_id, attempts, error)
+        log.warning(
+            "webhook delivery %s to endpoint %s failed (attempt %d): %s",
+            delivery.id,
+            delivery.endpoint_id,
+            attempts,
+            error,
+        )
     async with in_transaction() as conn:
         await WebhookAttempt.create(
-            id=uuid.uuid4(), delivery_id=delivery.id, attempted_at=moment, response_status=status_code,
-            error=error, duration_ms=duration_ms, using_db=conn,
+            id=uuid.uuid4(),
+            delivery_id=delivery.id,
+            attempted_at=moment,
+            response_status=status_code,
+            error=error,
+            duration_ms=duration_ms,
+            using_db=conn,
         )
         await WebhookDelivery.filter(id=delivery.id).using_db(conn).update(**changes)

@@ -6,6 +6,7 @@ Each area module contributes its ``Query`` and ``Mutation`` fields; they are mer
 from __future__ import annotations
 
 import strawberry
+from graphql import ASTValidationRule
 from strawberry.extensions import AddValidationRules, MaxTokensLimiter, ValidationCache
 from strawberry.schema.config import StrawberryConfig
 from strawberry.tools import merge_types
@@ -35,8 +36,20 @@ from schema.limits import MAX_ALIASES, MAX_DEPTH, MAX_QUERY_COST, CredentialMuta
 from schema.text import StorableText
 
 AREAS = (
-    sessions, accounts, practices, members, plans, invitations, subscriptions, charts, billing, api_tokens, audit, limits,
-    events, webhooks,
+    sessions,
+    accounts,
+    practices,
+    members,
+    plans,
+    invitations,
+    subscriptions,
+    charts,
+    billing,
+    api_tokens,
+    audit,
+    limits,
+    events,
+    webhooks,
 )
 
 MAX_TOKENS = 5000
@@ -44,7 +57,7 @@ __all__ = ["MAX_ALIASES", "MAX_DEPTH", "MAX_QUERY_COST", "MAX_TOKENS", "Mutation
 
 # Built once at import: Strawberry's limiter extensions would build new rule classes per request, which
 # defeats the ValidationCache (strawberry#4635). The rules are the same objects for every request.
-VALIDATION_RULES = [QueryShapeRule, CredentialMutationAlone]
+VALIDATION_RULES: list[type[ASTValidationRule]] = [QueryShapeRule, CredentialMutationAlone]
 
 
 def _merged(kind: str) -> type:
@@ -62,7 +75,9 @@ class Schema(strawberry.Schema):
         traceback for each). Exceptions behind errors are logged by ErrorCodes as it masks them, with the request id."""
 
 
-def build_schema(*, introspection: bool = True, fast_execution: bool = True, extra_extensions: tuple = ()) -> strawberry.Schema:
+def build_schema(
+    *, introspection: bool = True, fast_execution: bool = True, extra_extensions: tuple = ()
+) -> strawberry.Schema:
     from strawberry.extensions import DisableIntrospection
 
     # AuditTrail first: it leaves last, after ErrorCodes has given every error its code.

@@ -43,7 +43,9 @@ class ChangePasswordPayload:
 @strawberry.type
 class Mutation:
     @strawberry.mutation(extensions=guard(mutation=True))
-    async def request_password_reset(self, info: Info, input: RequestPasswordResetInput) -> RequestPasswordResetPayload | None:
+    async def request_password_reset(
+        self, info: Info, input: RequestPasswordResetInput
+    ) -> RequestPasswordResetPayload | None:
         requested = await accounts.request_reset(info.context, practice_slug=input.practice_slug, email=input.email)
         return RequestPasswordResetPayload(requested=requested)
 
@@ -52,7 +54,9 @@ class Mutation:
         extensions=guard(mutation=True),
     )
     async def reset_password(self, info: Info, input: ResetPasswordInput) -> AuthPayload | None:
-        return AuthPayload.of(info, await accounts.reset_password(info.context, token=input.token, new_password=input.new_password))
+        return AuthPayload.of(
+            info, await accounts.reset_password(info.context, token=input.token, new_password=input.new_password)
+        )
 
     @strawberry.mutation(extensions=guard(authenticated=True, mutation=True))
     async def change_password(self, info: Info, input: ChangePasswordInput) -> ChangePasswordPayload | None:

@@ -12,7 +12,7 @@ from strawberry.types import Info
 from models import ApiToken as ApiTokenRow
 from models import enums
 from models.enums import Permission as P
-from resolvers import api_tokens, ids, members
+from resolvers import api_tokens, ids
 from schema.base import Node, PageInfo, TokenScope, connection
 from schema.directives import guard
 from schema.node import node_type
@@ -21,7 +21,9 @@ if TYPE_CHECKING:
     from schema.members import Member
 
 
-@strawberry.type(description="A partner integration's credential. It acts as the member who created it, narrowed to its scopes.")
+@strawberry.type(
+    description="A partner integration's credential. It acts as the member who created it, narrowed to its scopes."
+)
 class ApiToken(Node):
     name: str
     scopes: list[TokenScope]
@@ -35,7 +37,7 @@ class ApiToken(Node):
     async def created_by(self, info: Info) -> Annotated["Member", strawberry.lazy("schema.members")]:  # noqa: UP037
         from schema.members import Member
 
-        return Member.of(await members.get_member(info.context, self.row.created_by_id))
+        return await Member.named(info, self.row.created_by_id)
 
     @classmethod
     def of(cls, row: ApiTokenRow) -> ApiToken:
@@ -72,7 +74,9 @@ class PracticeApiTokensFields:
     async def api_tokens(
         self, info: Info, include_revoked: bool | None = False, first: int | None = None, after: str | None = None
     ) -> ApiTokenConnection | None:
-        page = await api_tokens.list_tokens(info.context, include_revoked=bool(include_revoked), first=first, after=after)
+        page = await api_tokens.list_tokens(
+            info.context, include_revoked=bool(include_revoked), first=first, after=after
+        )
         return connection(ApiTokenConnection, ApiTokenEdge, page, ApiToken.of)
 
 
@@ -89,7 +93,9 @@ async def _api_token_node(info: Info, pk: uuid.UUID) -> ApiToken | None:
 class CreateApiTokenInput:
     name: str
     scopes: list[TokenScope]
-    expires_at: datetime | None = strawberry.field(default=None, description="At most a year ahead; a year when left out.")
+    expires_at: datetime | None = strawberry.field(
+        default=None, description="At most a year ahead; a year when left out."
+    )
 
 
 @strawberry.type
@@ -112,7 +118,9 @@ class RevokeApiTokenPayload:
 class Mutation:
     @strawberry.mutation(extensions=guard(permission=P.MANAGE_API_TOKENS, mutation=True))
     async def create_api_token(self, info: Info, input: CreateApiTokenInput) -> CreateApiTokenPayload | None:
-        row, secret = await api_tokens.create(info.context, name=input.name, scopes=input.scopes, expires_at=input.expires_at)
+        row, secret = await api_tokens.create(
+            info.context, name=input.name, scopes=input.scopes, expires_at=input.expires_at
+        )
         return CreateApiTokenPayload(api_token=ApiToken.of(row), token=secret)
 
     @strawberry.mutation(extensions=guard(permission=P.MANAGE_API_TOKENS, mutation=True))

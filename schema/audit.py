@@ -13,11 +13,11 @@ from graphql import FieldNode, GraphQLError
 from strawberry.extensions import SchemaExtension
 from strawberry.types import Info
 
+from errors import Forbidden
 from models import AuditEvent as AuditEventRow
 from models.enums import Permission as P
 from models.enums import TokenScope as S
 from resolvers import api_tokens, audit, ids, members
-from resolvers.errors import Forbidden
 from schema.api_tokens import ApiToken
 from schema.base import Node, PageInfo, connection
 from schema.directives import guard
@@ -31,8 +31,12 @@ log = logging.getLogger("groups_api.audit")
 
 @strawberry.type
 class AuditEvent(Node):
-    action: str = strawberry.field(description="What happened, e.g. chart.read, billing.payment_recorded, member.permissions_changed.")
-    target_id: strawberry.ID | None = strawberry.field(description="The global ID of what it happened to, where there is one.")
+    action: str = strawberry.field(
+        description="What happened, e.g. chart.read, billing.payment_recorded, member.permissions_changed."
+    )
+    target_id: strawberry.ID | None = strawberry.field(
+        description="The global ID of what it happened to, where there is one."
+    )
     created_at: datetime
     row: strawberry.Private[AuditEventRow]
 
@@ -133,7 +137,12 @@ def denials(errors: list[GraphQLError] | None) -> list[audit.PendingEvent]:
         if name in by_field:
             by_field[name]["count"] += 1
         else:
-            by_field[name] = {"field": name, "path": ".".join(str(p) for p in error.path or ()), "reason": error.message, "count": 1}
+            by_field[name] = {
+                "field": name,
+                "path": ".".join(str(p) for p in error.path or ()),
+                "reason": error.message,
+                "count": 1,
+            }
     return [audit.PendingEvent("auth.denied", None, details) for details in by_field.values()]
 
 

@@ -12,27 +12,39 @@ from models import enums
 from resolvers.money import Money as MoneyValue
 from resolvers.pagination import Page
 
-PracticeKind = strawberry.enum(enums.PracticeKind)
-Role = strawberry.enum(enums.Role)
-MemberStatus = strawberry.enum(enums.MemberStatus)
-TraineeStatus = strawberry.enum(enums.TraineeStatus)
-TokenScope = strawberry.enum(enums.TokenScope)
-PlanCategory = strawberry.enum(enums.PlanCategory)
-Permission = strawberry.enum(
-    enums.Permission,
+# strawberry.enum registers an enum class in place and returns it: each GraphQL enum is the models' class itself, named
+# here as a plain alias so that type checkers see a type.
+PracticeKind = enums.PracticeKind
+strawberry.enum(PracticeKind)
+Role = enums.Role
+strawberry.enum(Role)
+MemberStatus = enums.MemberStatus
+strawberry.enum(MemberStatus)
+TraineeStatus = enums.TraineeStatus
+strawberry.enum(TraineeStatus)
+TokenScope = enums.TokenScope
+strawberry.enum(TokenScope)
+PlanCategory = enums.PlanCategory
+strawberry.enum(PlanCategory)
+Permission = enums.Permission
+strawberry.enum(
+    Permission,
     description="What a member may do beyond their role's baseline. The owner always holds all of them.",
 )
 PERMISSION_DESCRIPTIONS = {
     enums.Permission.VIEW_ALL_CHARTS: "Read every chart of the practice, not only the charts assigned to you.",
     enums.Permission.ASSIGN_CHARTS: (
-        "Find every chart of the practice (not its notes), edit and archive charts, assign them to clinicians and take them off."
+        "Find every chart of the practice (not its notes), edit and archive charts, assign them to clinicians and take "
+        "them off."
     ),
     enums.Permission.VIEW_BILLING: "See the balance and billing history of every clinician of the practice.",
     enums.Permission.MANAGE_BILLING: (
-        "Find every chart of the practice (not its notes); record payments, generate statements, create and void invoices "
-        "for any clinician."
+        "Find every chart of the practice (not its notes); record payments, generate statements, create and void "
+        "invoices for any clinician."
     ),
-    enums.Permission.MANAGE_MEMBERS: "Invite members, change roles and plans, deactivate members. Only the owner grants permissions.",
+    enums.Permission.MANAGE_MEMBERS: (
+        "Invite members, change roles and plans, deactivate members. Only the owner grants permissions."
+    ),
     enums.Permission.MANAGE_SUBSCRIPTION: "See and manage the practice's licenses, trial and charges.",
     enums.Permission.VIEW_AUDIT_LOG: "Read the audit log.",
     enums.Permission.MANAGE_API_TOKENS: "Create, list and revoke partner API tokens.",
@@ -78,10 +90,12 @@ def page_info(page: Page) -> PageInfo:
     )
 
 
-def connection(connection_type: type[T], edge_type: type, page: Page, convert: Callable[[Any], Any]) -> T:
+def connection(connection_type: Callable[..., T], edge_type: type, page: Page, convert: Callable[[Any], Any]) -> T:
     """Build a Relay connection object from a page of rows."""
     return connection_type(
-        edges=[edge_type(node=convert(row), cursor=cursor) for row, cursor in zip(page.items, page.cursors, strict=True)],
+        edges=[
+            edge_type(node=convert(row), cursor=cursor) for row, cursor in zip(page.items, page.cursors, strict=True)
+        ],
         page_info=page_info(page),
         total_count=page.total_count,
     )

@@ -30,8 +30,10 @@ if TYPE_CHECKING:
     from schema.charts import Chart
     from schema.members import Member
 
-BillingEntryKind = strawberry.enum(BillingEntryKindEnum)
-InvoiceStatus = strawberry.enum(InvoiceStatusEnum)
+BillingEntryKind = BillingEntryKindEnum
+strawberry.enum(BillingEntryKind)
+InvoiceStatus = InvoiceStatusEnum
+strawberry.enum(InvoiceStatus)
 
 ChartType = Annotated["Chart", strawberry.lazy("schema.charts")]
 MemberType = Annotated["Member", strawberry.lazy("schema.members")]
@@ -259,7 +261,11 @@ class BillingFilter:
 
     def selection(self) -> billing.Filter:
         return billing.Filter(
-            clinician_ids=self.clinician_ids, chart_id=self.chart_id, from_date=self.from_, to_date=self.to, kinds=self.kinds
+            clinician_ids=self.clinician_ids,
+            chart_id=self.chart_id,
+            from_date=self.from_,
+            to_date=self.to,
+            kinds=self.kinds,
         )
 
 
@@ -278,7 +284,9 @@ def _selection(given: BillingFilter | BalanceFilter | None) -> billing.Filter | 
 
 @strawberry.type
 class Billing:
-    @strawberry.field(description="Charges and refunds minus payments, plus adjustments, for the clinicians and chart selected.")
+    @strawberry.field(
+        description="Charges and refunds minus payments, plus adjustments, for the clinicians and chart selected."
+    )
     async def current_balance(self, info: Info, filter: BalanceFilter | None = None) -> Money | None:
         return Money.of(await billing.current_balance(info.context, _selection(filter)))
 
@@ -359,7 +367,8 @@ class RecordPaymentInput:
     clinician_ids: list[strawberry.ID] | None = None
     description: str | None = None
     invoice_id: strawberry.ID | None = strawberry.field(
-        default=None, description="The invoice this payment pays, if any; it becomes PAID once its payments cover its total."
+        default=None,
+        description="The invoice this payment pays, if any; it becomes PAID once its payments cover its total.",
     )
     idempotency_key: str | None = strawberry.field(default=None, description="Makes a retry safe: see the header.")
 
@@ -401,7 +410,9 @@ class CreateInvoiceInput:
     clinician_ids: list[strawberry.ID] | None = None
     entry_ids: list[strawberry.ID] | None = strawberry.field(
         default=None,
-        description="Charges to put on the invoice; all of that clinician's uninvoiced charges for the chart when left out.",
+        description=(
+            "Charges to put on the invoice; all of that clinician's uninvoiced charges for the chart when left out."
+        ),
     )
     idempotency_key: str | None = strawberry.field(default=None, description="Makes a retry safe: see the header.")
 
@@ -420,7 +431,8 @@ class VoidInvoiceInput:
 @strawberry.type
 class VoidInvoicePayload:
     invoice: Invoice = strawberry.field(
-        description="VOID: its charges may go on a new invoice. An invoice with payments applied cannot be voided (CONFLICT)."
+        description="VOID: its charges may go on a new invoice. An invoice with payments applied cannot be voided "
+        "(CONFLICT)."
     )
 
 
@@ -433,7 +445,10 @@ class Mutation:
     @strawberry.mutation(extensions=guard(scope=S.WRITE_BILLING, mutation=True))
     async def record_charge(self, info: Info, input: RecordChargeInput) -> BillingEntryPayload | None:
         recorded = await idempotency.once(
-            info.context, "recordCharge", input, idempotency.RECORDED,
+            info.context,
+            "recordCharge",
+            input,
+            idempotency.RECORDED,
             lambda: billing.record_charge(
                 info.context,
                 chart_id=input.chart_id,
@@ -448,7 +463,10 @@ class Mutation:
     @strawberry.mutation(extensions=guard(scope=S.WRITE_BILLING, mutation=True))
     async def record_adjustment(self, info: Info, input: RecordAdjustmentInput) -> BillingEntryPayload | None:
         recorded = await idempotency.once(
-            info.context, "recordAdjustment", input, idempotency.RECORDED,
+            info.context,
+            "recordAdjustment",
+            input,
+            idempotency.RECORDED,
             lambda: billing.record_adjustment(
                 info.context,
                 chart_id=input.chart_id,
@@ -463,7 +481,10 @@ class Mutation:
     @strawberry.mutation(extensions=guard(scope=S.WRITE_BILLING, mutation=True))
     async def record_payment(self, info: Info, input: RecordPaymentInput) -> RecordPaymentPayload | None:
         recorded = await idempotency.once(
-            info.context, "recordPayment", input, idempotency.RECORDED,
+            info.context,
+            "recordPayment",
+            input,
+            idempotency.RECORDED,
             lambda: billing.record_payment(
                 info.context,
                 clinician_ids=input.clinician_ids,
@@ -481,12 +502,17 @@ class Mutation:
         )
 
     @strawberry.mutation(
-        description="Money returned to the patient: raises the clinician's balance for the chart. Exactly one clinician.",
+        description=(
+            "Money returned to the patient: raises the clinician's balance for the chart. Exactly one clinician."
+        ),
         extensions=guard(scope=S.WRITE_BILLING, mutation=True),
     )
     async def record_refund(self, info: Info, input: RecordRefundInput) -> BillingEntryPayload | None:
         recorded = await idempotency.once(
-            info.context, "recordRefund", input, idempotency.RECORDED,
+            info.context,
+            "recordRefund",
+            input,
+            idempotency.RECORDED,
             lambda: billing.record_refund(
                 info.context,
                 clinician_ids=input.clinician_ids,
@@ -501,7 +527,10 @@ class Mutation:
     @strawberry.mutation(extensions=guard(scope=S.WRITE_BILLING, mutation=True))
     async def generate_statement(self, info: Info, input: GenerateStatementInput) -> GenerateStatementPayload | None:
         row = await idempotency.once(
-            info.context, "generateStatement", input, idempotency.STATEMENT,
+            info.context,
+            "generateStatement",
+            input,
+            idempotency.STATEMENT,
             lambda: billing.generate_statement(
                 info.context,
                 clinician_ids=input.clinician_ids,
@@ -515,7 +544,10 @@ class Mutation:
     @strawberry.mutation(extensions=guard(scope=S.WRITE_BILLING, mutation=True))
     async def create_invoice(self, info: Info, input: CreateInvoiceInput) -> CreateInvoicePayload | None:
         row = await idempotency.once(
-            info.context, "createInvoice", input, idempotency.INVOICE,
+            info.context,
+            "createInvoice",
+            input,
+            idempotency.INVOICE,
             lambda: billing.create_invoice(
                 info.context, clinician_ids=input.clinician_ids, chart_id=input.chart_id, entry_ids=input.entry_ids
             ),

@@ -19,16 +19,18 @@ from models import ChartNote as ChartNoteRow
 from models.charts import ChartStatus as ChartStatusEnum
 from models.enums import Permission as P
 from models.enums import TokenScope as S
-from resolvers import charts, idempotency, ids, members
+from resolvers import charts, idempotency, ids
 from resolvers.pagination import Page
 from schema.base import Node, PageInfo, connection, page_info
 from schema.directives import guard
 from schema.node import node_type
 
 if TYPE_CHECKING:
+    from models import Member as MemberRow
     from schema.members import Member
 
-ChartStatus = strawberry.enum(ChartStatusEnum)
+ChartStatus = ChartStatusEnum
+strawberry.enum(ChartStatus)
 
 MemberType = Annotated["Member", strawberry.lazy("schema.members")]
 
@@ -47,7 +49,7 @@ class ChartNote(Node):
     async def author(self, info: Info) -> MemberType:
         from schema.members import Member
 
-        return Member.of(await members.get_member(info.context, self.row.author_id))
+        return await Member.named(info, self.row.author_id)
 
 
 @strawberry.type
@@ -133,9 +135,12 @@ def chart_connection(info: Info, page: Page[ChartRow], via: str) -> ChartConnect
         charts.record_reads(ctx, "chart.read", (chart_id,), via)
 
     return ChartConnection(
-        edges=[ChartEdge(chart=Chart.of(row), seen=seen, cursor=cursor) for row, cursor in zip(page.items, page.cursors, strict=True)],
+        edges=[
+            ChartEdge(chart=Chart.of(row), seen=seen, cursor=cursor)
+            for row, cursor in zip(page.items, page.cursors, strict=True)
+        ],
         page_info=page_info(page),
-        total_count=page.total_count,
+        total_count=page.counted,
     )
 
 
@@ -145,8 +150,8 @@ class PracticeChartsFields:
 
     @strawberry.field(
         description=(
-            "The charts the viewer may read: all of them with VIEW_ALL_CHARTS, ASSIGN_CHARTS or MANAGE_BILLING, otherwise "
-            "those assigned to the viewer. Archived charts only when status: ARCHIVED is asked for."
+            "The charts the viewer may read: all of them with VIEW_ALL_CHARTS, ASSIGN_CHARTS or MANAGE_BILLING, "
+            "otherwise those assigned to the viewer. Archived charts only when status: ARCHIVED is asked for."
         ),
         extensions=guard(scope=S.READ_CHARTS),
     )
@@ -169,8 +174,15 @@ class PracticeChartsFields:
 class MemberChartsFields:
     """Mixed into Member: ``assignedCharts``."""
 
+    if TYPE_CHECKING:  # provided by Member
+
+        @property
+        def row(self) -> MemberRow: ...
+
     @strawberry.field(extensions=guard(scope=S.READ_CHARTS))
-    async def assigned_charts(self, info: Info, first: int | None = None, after: str | None = None) -> ChartConnection | None:
+    async def assigned_charts(
+        self, info: Info, first: int | None = None, after: str | None = None
+    ) -> ChartConnection | None:
         page = await charts.assigned_charts(info.context, self.row.id, first=first, after=after)
         return chart_connection(info, page, "Member.assignedCharts")
 
@@ -198,7 +210,10 @@ class CreateChartInput:
     phone: str | None = None
     clinician_ids: list[strawberry.ID] | None = strawberry.field(
         default=None,
-        description="Active owners or clinicians to assign (needs ASSIGN_CHARTS). A clinician who creates a chart is always assigned.",
+        description=(
+            "Active owners or clinicians to assign (needs ASSIGN_CHARTS). A clinician who creates a chart is "
+            "always assigned."
+        ),
     )
     idempotency_key: str | None = strawberry.field(default=None, description="Makes a retry safe: see the header.")
 
@@ -214,7 +229,9 @@ class UpdateChartInput:
     phone: str | None = strawberry.UNSET
     status: ChartStatus | None = strawberry.field(
         default=strawberry.UNSET,
-        description="ARCHIVED hides the chart from lists (unless asked for) and refuses new charges; ACTIVE brings it back.",
+        description=(
+            "ARCHIVED hides the chart from lists (unless asked for) and refuses new charges; ACTIVE brings it back."
+        ),
     )
 
     def given(self) -> dict[str, object]:
@@ -256,7 +273,10 @@ class Mutation:
     @strawberry.mutation(extensions=guard(scope=S.WRITE_CHARTS, mutation=True))
     async def create_chart(self, info: Info, input: CreateChartInput) -> ChartPayload | None:
         row = await idempotency.once(
-            info.context, "createChart", input, idempotency.CHART,
+            info.context,
+            "createChart",
+            input,
+            idempotency.CHART,
             lambda: charts.create_chart(
                 info.context,
                 patient_name=input.patient_name,
@@ -269,7 +289,9 @@ class Mutation:
         return ChartPayload(chart=Chart.of(row))
 
     @strawberry.mutation(
-        description="For the owner, the chart's assigned clinicians, and members holding VIEW_ALL_CHARTS or ASSIGN_CHARTS.",
+        description=(
+            "For the owner, the chart's assigned clinicians, and members holding VIEW_ALL_CHARTS or ASSIGN_CHARTS."
+        ),
         extensions=guard(scope=S.WRITE_CHARTS, mutation=True),
     )
     async def update_chart(self, info: Info, input: UpdateChartInput) -> ChartPayload | None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import strawberry
 from strawberry.extensions.field_extension import FieldExtension
-from strawberry.permission import PermissionExtension
+from strawberry.permission import BasePermission, PermissionExtension
 from strawberry.schema_directive import Location
 
 from auth import permissions as p
@@ -47,14 +47,21 @@ class RequiresPermissionDirective:
     name="requiresScope",
     locations=[Location.FIELD_DEFINITION],
     description=(
-        "A caller using a partner API token must hold this scope. Sessions from logIn/signUp hold every scope.\n"
-        "For a partner API token, a field guarded by @requiresRole or @requiresPermission that does not also\n"
-        "carry @requiresScope is closed, and so is every mutation without @requiresScope: those are for\n"
-        "sessions alone."
+        "A caller using a partner API token must hold this scope. Sessions from logIn/signUp hold every scope.\nFor a "
+        "partner API token, a field guarded by @requiresRole or @requiresPermission that does not also\ncarry "
+        "@requiresScope is closed, and so is every mutation without @requiresScope: those are for\nsessions alone."
     ),
 )
 class RequiresScopeDirective:
     scope: TokenScope
+
+
+def _printed_as(check: BasePermission, directive: object) -> BasePermission:
+    """``check`` printed in the SDL as ``directive`` (with its arguments), per instance."""
+    # Strawberry declares _schema_directive a ClassVar, yet setting it per instance is how a permission's directive
+    # gets arguments (one class, many argument values).
+    check._schema_directive = directive  # type: ignore[misc]
+    return check
 
 
 def guard(
@@ -65,24 +72,26 @@ def guard(
     scope: enums.TokenScope | None = None,
     mutation: bool = False,
 ) -> list[FieldExtension]:
-    """Field extensions for a guarded field. ``mutation=True`` also closes it to partner tokens unless it has a scope."""
-    checks: list = []
+    """Field extensions for a guarded field. ``mutation=True`` also closes it to partner tokens unless it has a
+    scope."""
+    checks: list[BasePermission] = []
     if authenticated:
-        check = p.Authenticated()
-        check._schema_directive = AuthenticatedDirective()
-        checks.append(check)
+        checks.append(_printed_as(p.Authenticated(), AuthenticatedDirective()))
     if roles is not None:
-        check = p.RequiresRole(roles, token_allowed=scope is not None)
-        check._schema_directive = RequiresRoleDirective(roles=list(roles))
-        checks.append(check)
+        checks.append(
+            _printed_as(
+                p.RequiresRole(roles, token_allowed=scope is not None), RequiresRoleDirective(roles=list(roles))
+            )
+        )
     if permission is not None:
-        check = p.RequiresPermission(permission, token_allowed=scope is not None)
-        check._schema_directive = RequiresPermissionDirective(permission=permission)
-        checks.append(check)
+        checks.append(
+            _printed_as(
+                p.RequiresPermission(permission, token_allowed=scope is not None),
+                RequiresPermissionDirective(permission=permission),
+            )
+        )
     if scope is not None:
-        check = p.RequiresScope(scope)
-        check._schema_directive = RequiresScopeDirective(scope=scope)
-        checks.append(check)
+        checks.append(_printed_as(p.RequiresScope(scope), RequiresScopeDirective(scope=scope)))
     extensions: list[FieldExtension] = []
     if mutation and scope is None:
         extensions.append(PermissionExtension(permissions=[p.SessionOnly()], use_directives=False))

@@ -5,13 +5,15 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, cast
 
 from graphql import (
     ArgumentNode,
     DocumentNode,
+    GraphQLEnumType,
     GraphQLError,
     GraphQLInputType,
+    GraphQLScalarType,
     GraphQLSchema,
     ObjectFieldNode,
     OperationDefinitionNode,
@@ -30,7 +32,7 @@ from graphql.utilities import get_operation_ast, type_from_ast
 from strawberry.extensions import MaskErrors
 from strawberry.extensions import ParserCache as StrawberryParserCache
 
-from resolvers.errors import AppError, BadInput, BadInputs
+from errors import AppError, BadInput, BadInputs
 from resolvers.money import UnreadableDecimal
 
 log = logging.getLogger("groups_api.errors")
@@ -86,7 +88,9 @@ class _VariablePaths(Visitor):
             self.paths.setdefault(node.name.value, ".".join(self.stack))
 
 
-def _invalid_fields(value: Any, type_: GraphQLInputType, path: list[str | int]) -> Iterator[tuple[list[str | int], str]]:
+def _invalid_fields(
+    value: Any, type_: GraphQLInputType, path: list[str | int]
+) -> Iterator[tuple[list[str | int], str]]:
     """(path, reason) of every part of ``value`` that does not fit ``type_``: each field on its own, a missing
     required field at its own path (graphql-core reports that one at its parent), and what the Decimal scalar reads as
     unreadable (refused later by the field's own check, which does not run when anything else is refused here)."""
@@ -94,12 +98,12 @@ def _invalid_fields(value: Any, type_: GraphQLInputType, path: list[str | int]) 
         if value is None or value is Undefined:
             yield path, f"a value of type {type_} is required"
             return
-        yield from _invalid_fields(value, type_.of_type, path)  # type: ignore[attr-defined]
+        yield from _invalid_fields(value, type_.of_type, path)
         return
     if value is None or value is Undefined:
         return
     if is_list_type(type_):
-        item_type = type_.of_type  # type: ignore[attr-defined]
+        item_type = type_.of_type
         items = enumerate(value) if isinstance(value, list) else [(None, value)]
         for index, item in items:
             yield from _invalid_fields(item, item_type, path if index is None else [*path, index])
@@ -108,7 +112,7 @@ def _invalid_fields(value: Any, type_: GraphQLInputType, path: list[str | int]) 
         if not isinstance(value, dict):
             yield path, f"expected an object of type {type_}, found {inspect(value)}"
             return
-        fields = type_.fields  # type: ignore[attr-defined]
+        fields = type_.fields
         for name, field in fields.items():
             if name in value:
                 yield from _invalid_fields(value[name], field.type, [*path, name])
@@ -119,11 +123,12 @@ def _invalid_fields(value: Any, type_: GraphQLInputType, path: list[str | int]) 
                 yield [*path, name], f"{type_} has no field {name}"
         return
     try:
-        result = type_.coerce_input_value(value)  # type: ignore[attr-defined]  (a scalar or an enum)
+        # what is left is a leaf type: a scalar or an enum
+        result = cast("GraphQLScalarType | GraphQLEnumType", type_).coerce_input_value(value)
     except GraphQLError as error:
         yield path, error.message
         return
-    except Exception as error:  # noqa: BLE001 (a scalar's own refusal, as graphql-core treats it)
+    except Exception as error:
         yield path, f"expected a value of type {type_}: {error}"
         return
     if result is Undefined:
@@ -153,7 +158,7 @@ def input_errors(
         if value is Undefined and definition.default_value is not None:
             continue
         base = usages.paths.get(name, name)
-        for path, reason in _invalid_fields(value, type_, []):  # type: ignore[arg-type]
+        for path, reason in _invalid_fields(value, type_, []):
             field = ".".join([base, *map(str, path)])
             errors.append(
                 GraphQLError(
@@ -179,7 +184,9 @@ def _each_refusal(error: GraphQLError) -> list[GraphQLError]:
     if not isinstance(original, BadInputs):
         return [error]
     return [
-        GraphQLError(refusal.message, error.nodes, path=error.path, original_error=refusal, extensions=refusal.extensions)
+        GraphQLError(
+            refusal.message, error.nodes, path=error.path, original_error=refusal, extensions=refusal.extensions
+        )
         for refusal in original.refusals
     ]
 
@@ -215,12 +222,13 @@ class ErrorCodes(MaskErrors):
                     error.extensions = {**(error.extensions or {}), "code": _code_for_validation(error)}
         return processed
 
-
     def _with_input_fields(self, errors: list[GraphQLError]) -> list[GraphQLError]:
         """graphql-core's variable errors replaced by one per invalid field, each naming it in ``extensions.field``
         (graphql-core names only the variable, and a missing required field only by its parent)."""
         context = self.execution_context
-        fields = input_errors(context.schema._schema, context.graphql_document, context.operation_name, context.variables)
+        fields = input_errors(
+            context.schema._schema, context.graphql_document, context.operation_name, context.variables
+        )
         if not fields:
             return errors
         return [e for e in errors if not _is_variable_error(e)] + fields

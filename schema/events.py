@@ -15,8 +15,10 @@ from resolvers.pagination import Page
 from schema.base import Node, PageInfo, page_info
 from schema.node import node_type
 
-EventType = strawberry.enum(
-    event_models.EventType, description="What happened. The scope in each description is what a partner token needs to receive it."
+EventType = event_models.EventType
+strawberry.enum(
+    EventType,
+    description="What happened. The scope in each description is what a partner token needs to receive it.",
 )
 EVENT_TYPE_DESCRIPTIONS = {
     "BILLING_ENTRY_RECORDED": "A charge, payment, adjustment or refund was recorded (READ_BILLING).",
@@ -40,9 +42,10 @@ for _value in EventType.__strawberry_definition__.values:  # type: ignore[attr-d
 
 @strawberry.type(description="A thin event: what happened to which object, and when. It carries no patient data.")
 class Event(Node):
-    type: EventType  # type: ignore[valid-type]
+    type: EventType
     subject_id: strawberry.ID = strawberry.field(
-        description="The global id of the object the event is about: a BillingEntry, Statement, Invoice, Chart or Member."
+        description="The global id of the object the event is about: a BillingEntry, Statement, Invoice, Chart or "
+        "Member."
     )
     occurred_at: datetime
     row: strawberry.Private[EventRow]
@@ -71,7 +74,9 @@ class EventConnection:
 
     @classmethod
     def of(cls, page: Page[EventRow]) -> EventConnection:
-        edges = [EventEdge(node=Event.of(row), cursor=cursor) for row, cursor in zip(page.items, page.cursors, strict=True)]
+        edges = [
+            EventEdge(node=Event.of(row), cursor=cursor) for row, cursor in zip(page.items, page.cursors, strict=True)
+        ]
         return cls(edges=edges, page_info=page_info(page))
 
 
@@ -80,7 +85,8 @@ class PracticeEventsFields:
     """Mixed into Practice: ``events``."""
 
     @strawberry.field(
-        description="The practice's events that the caller may read, oldest first; pass the last cursor seen to resume. "
+        description="The practice's events that the caller may read, oldest first; pass the last cursor seen to "
+        "resume. "
         "Kept at least 30 days."
     )
     async def events(
@@ -88,7 +94,7 @@ class PracticeEventsFields:
         info: Info,
         first: int | None = None,
         after: str | None = None,
-        types: list[EventType] | None = None,  # type: ignore[valid-type]
+        types: list[EventType] | None = None,
     ) -> EventConnection | None:
         return EventConnection.of(await events.list_events(info.context, first=first, after=after, types=types))
 

@@ -111,7 +111,7 @@ def _plainly_of(object_type: GraphQLObjectType, value: Any) -> bool:
     if object_type not in _ORIGINS:
         definition = (object_type.extensions or {}).get("strawberry-definition")
         plain = definition is not None and definition.is_type_of is None and not definition.concrete_of
-        _ORIGINS[object_type] = definition.origin if plain else None
+        _ORIGINS[object_type] = definition.origin if plain and definition is not None else None
     origin = _ORIGINS[object_type]
     return origin is not None and type(value) is origin and get_strawberry_type_cast(value) is None
 
@@ -141,13 +141,15 @@ class FastExecutionContext(StrawberryGraphQLCoreExecutionContext):
             node = field_details_list[0].node
             name = node.name.value
             simple = not node.arguments
-            steps.append(_Step(
-                response_name,
-                field_details_list,
-                leaves.get(name) if simple else None,
-                plain.get(name) if simple else None,
-                parent_type.fields.get(name),
-            ))
+            steps.append(
+                _Step(
+                    response_name,
+                    field_details_list,
+                    leaves.get(name) if simple else None,
+                    plain.get(name) if simple else None,
+                    parent_type.fields.get(name),
+                )
+            )
         plans[id(grouped_field_set)] = (grouped_field_set, steps)
         return steps
 
@@ -162,7 +164,9 @@ class FastExecutionContext(StrawberryGraphQLCoreExecutionContext):
         awaitable_fields: list[str] = []
         type_name = parent_type.name
         try:
-            for response_name, field_details_list, leaf, plain, field_def in self._steps(parent_type, grouped_field_set):
+            for response_name, field_details_list, leaf, plain, field_def in self._steps(
+                parent_type, grouped_field_set
+            ):
                 if leaf is not None:
                     value = getattr(source_value, leaf.attribute, None)
                     if value is None:
@@ -172,7 +176,7 @@ class FastExecutionContext(StrawberryGraphQLCoreExecutionContext):
                     else:
                         try:
                             coerced = leaf.leaf_type.coerce_output_value(value)
-                        except Exception:  # noqa: BLE001 - the stock path reports it, with its own message
+                        except Exception:
                             coerced = None
                         if coerced is not None and coerced is not Undefined:
                             results[response_name] = coerced
@@ -183,7 +187,9 @@ class FastExecutionContext(StrawberryGraphQLCoreExecutionContext):
                         parent_type, source_value, field_details_list, field_path, position_context, plain, field_def
                     )
                 else:
-                    result = self.execute_field(parent_type, source_value, field_details_list, field_path, position_context)
+                    result = self.execute_field(
+                        parent_type, source_value, field_details_list, field_path, position_context
+                    )
                 if result is not Undefined:
                     results[response_name] = result
                     if type(result) not in _COMPLETED and is_awaitable(result):
@@ -202,7 +208,9 @@ class FastExecutionContext(StrawberryGraphQLCoreExecutionContext):
         field_def = parent_type.fields[node.name.value]
         return self._execute_plain(parent_type, source, field_details_list, path, position_context, plain, field_def)
 
-    def _execute_plain(self, parent_type, source, field_details_list, path, position_context, plain: _Plain, field_def) -> Any:
+    def _execute_plain(
+        self, parent_type, source, field_details_list, path, position_context, plain: _Plain, field_def
+    ) -> Any:
         return_type = field_def.type
         infos: list[Any] = []
 
@@ -220,11 +228,13 @@ class FastExecutionContext(StrawberryGraphQLCoreExecutionContext):
                 strawberry_info = self._info_class(_raw_info=info(), _field=plain.definition)
                 result = plain.method(source, **{plain.info_parameter: strawberry_info})
             if self.is_awaitable(result):
-                return self.complete_awaitable_value(return_type, field_details_list, info(), path, result, position_context)
+                return self.complete_awaitable_value(
+                    return_type, field_details_list, info(), path, result, position_context
+                )
             completed = self._complete(return_type, field_details_list, info, path, result, position_context)
             if type(completed) not in _COMPLETED and self.is_awaitable(completed):
                 return self._settle(completed, return_type, field_details_list, path)
-        except Exception as raw_error:  # noqa: BLE001 - a field error, handled as graphql-core does
+        except Exception as raw_error:
             self.handle_field_error(raw_error, return_type, field_details_list, path)
             return None
         return completed
@@ -238,12 +248,16 @@ class FastExecutionContext(StrawberryGraphQLCoreExecutionContext):
         elif isinstance(nullable, LEAF_TYPES):
             try:
                 coerced = nullable.coerce_output_value(result)
-            except Exception:  # noqa: BLE001 - the stock path reports it, with its own message
+            except Exception:
                 coerced = None
             if coerced is not None and coerced is not Undefined:
                 return coerced
         elif isinstance(nullable, GraphQLObjectType):
-            if nullable.is_type_of is None or _plainly_of(nullable, result) or nullable.is_type_of(result, info()) is True:
+            if (
+                nullable.is_type_of is None
+                or _plainly_of(nullable, result)
+                or nullable.is_type_of(result, info()) is True
+            ):
                 grouped_field_set, new_defer_usages, _ = self.collect_subfields(nullable, field_details_list)
                 if not new_defer_usages and position_context is None:  # what execute_collected_subfields would do
                     return self.execute_fields(nullable, result, path, grouped_field_set, None)
@@ -269,7 +283,7 @@ class FastExecutionContext(StrawberryGraphQLCoreExecutionContext):
                 item_path = path.add_key(index, None)
                 try:
                     value = self._complete(item_type, field_details_list, info, item_path, item, position_context)
-                except Exception as raw_error:  # noqa: BLE001 - a field error, handled as graphql-core does
+                except Exception as raw_error:
                     self.handle_field_error(raw_error, item_type, field_details_list, item_path)
                     value = None
                 if self.is_awaitable(value):
@@ -285,7 +299,7 @@ class FastExecutionContext(StrawberryGraphQLCoreExecutionContext):
     async def _settle(self, completed, return_type, field_details_list, path) -> Any:
         try:
             return await completed
-        except Exception as raw_error:  # noqa: BLE001 - a field error, handled as graphql-core does
+        except Exception as raw_error:
             self.handle_field_error(raw_error, return_type, field_details_list, path)
             return None
 

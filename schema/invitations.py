@@ -12,7 +12,7 @@ from strawberry.types import Info
 from models import Invitation as InvitationRow
 from models.enums import Permission as P
 from models.invitations import InvitationStatus as InvitationStatusEnum
-from resolvers import idempotency, ids, invitations, members
+from resolvers import idempotency, ids, invitations
 from schema.base import Node, PageInfo, Permission, Role, TraineeStatus, connection
 from schema.directives import guard
 from schema.node import node_type
@@ -22,7 +22,8 @@ if TYPE_CHECKING:
     from schema.members import Member
     from schema.sessions import AuthPayload
 
-InvitationStatus = strawberry.enum(InvitationStatusEnum)
+InvitationStatus = InvitationStatusEnum
+strawberry.enum(InvitationStatus)
 
 MemberType = Annotated["Member", strawberry.lazy("schema.members")]
 AuthPayloadType = Annotated["AuthPayload", strawberry.lazy("schema.sessions")]
@@ -63,7 +64,7 @@ class Invitation(Node):
     async def invited_by(self, info: Info) -> MemberType:
         from schema.members import Member
 
-        return Member.of(await members.get_member(info.context, self.row.invited_by_id))
+        return await Member.named(info, self.row.invited_by_id)
 
 
 @strawberry.type
@@ -104,7 +105,9 @@ class PracticeInvitationsFields:
 class InviteMemberInput:
     email: str
     role: Role = strawberry.field(description="CLINICIAN or ADMINISTRATOR; OWNER is refused.")
-    plan_code: str | None = strawberry.field(default=None, description="Required for clinicians; refused for administrators.")
+    plan_code: str | None = strawberry.field(
+        default=None, description="Required for clinicians; refused for administrators."
+    )
     trainee_status: TraineeStatus | None = TraineeStatus.NONE
     training_proof_valid_until: date | None = None
     permissions: list[Permission] | None = strawberry.field(
@@ -145,7 +148,10 @@ class Mutation:
     @strawberry.mutation(extensions=guard(permission=P.MANAGE_MEMBERS, mutation=True))
     async def invite_member(self, info: Info, input: InviteMemberInput) -> InviteMemberPayload | None:
         issued = await idempotency.once(
-            info.context, "inviteMember", input, idempotency.ISSUED,
+            info.context,
+            "inviteMember",
+            input,
+            idempotency.ISSUED,
             lambda: invitations.invite(
                 info.context,
                 email=input.email,
@@ -167,7 +173,9 @@ class Mutation:
 
     @strawberry.mutation(extensions=guard(permission=P.MANAGE_MEMBERS, mutation=True))
     async def revoke_invitation(self, info: Info, input: InvitationInput) -> RevokeInvitationPayload | None:
-        return RevokeInvitationPayload(invitation=Invitation.of(await invitations.revoke(info.context, input.invitation_id)))
+        return RevokeInvitationPayload(
+            invitation=Invitation.of(await invitations.revoke(info.context, input.invitation_id))
+        )
 
     @strawberry.mutation(
         description="Creates the invitee's account in the inviting practice; bills a pro-rated seat where one is due.",

@@ -22,7 +22,7 @@ import math
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 import strawberry
 from graphql import (
@@ -49,8 +49,9 @@ from graphql.utilities import get_operation_ast
 from strawberry.extensions import SchemaExtension
 from strawberry.types import Info
 
+from errors import AppError, BadInput, QueryTooComplex
 from resolvers import limits
-from resolvers.errors import AppError, BadInput, QueryTooComplex
+from resolvers.context import Context
 from resolvers.pagination import DEFAULT_PAGE_SIZE
 from schema.directives import guard
 
@@ -93,7 +94,7 @@ class _ShapeMeter:
             if isinstance(selection, FragmentSpreadNode):
                 inner = self.fragment(selection.name.value)
             else:
-                inner = self.selection_set(selection.selection_set)
+                inner = self.selection_set(cast(InlineFragmentNode, selection).selection_set)
             depth, aliases = max(depth, inner.depth), aliases + inner.aliases
         return Shape(depth, aliases)
 
@@ -134,7 +135,9 @@ def credential_mutations(schema: GraphQLSchema) -> frozenset[str]:
     root = schema.mutation_type
     if root is None:
         return frozenset()
-    return frozenset(name for name, field in root.fields.items() if get_named_type(field.type).name == CREDENTIAL_PAYLOAD)
+    return frozenset(
+        name for name, field in root.fields.items() if get_named_type(field.type).name == CREDENTIAL_PAYLOAD
+    )
 
 
 def _root_fields(
@@ -168,7 +171,8 @@ class CredentialMutationAlone(ValidationRule):
             if signing_in and len(fields) > 1:
                 self.report_error(
                     GraphQLError(
-                        f"{signing_in[0]} must be the only field of its operation: send other fields in another request",
+                        f"{signing_in[0]} must be the only field of its operation: "
+                        "send other fields in another request",
                         nodes=operation,
                         extensions={"code": BadInput.code},
                     )
@@ -248,14 +252,18 @@ def _with_defaults(operation: OperationDefinitionNode, variables: dict[str, Any]
     return {**values, **(variables or {})}
 
 
-def query_cost(schema: GraphQLSchema, document: DocumentNode, operation_name: str | None, variables: dict | None) -> int:
+def query_cost(
+    schema: GraphQLSchema, document: DocumentNode, operation_name: str | None, variables: dict | None
+) -> int:
     """Points the operation costs: connection sizes, nested sizes multiplied, summed, / 100, rounded, at least 1."""
     operation = get_operation_ast(document, operation_name)
     if operation is None:
         return 1
     fragments = {d.name.value: d for d in document.definitions if isinstance(d, FragmentDefinitionNode)}
     root = schema.get_root_type(operation.operation)
-    nodes = _CostMeter(schema, fragments, _with_defaults(operation, variables)).selection_set(operation.selection_set, root)
+    nodes = _CostMeter(schema, fragments, _with_defaults(operation, variables)).selection_set(
+        operation.selection_set, root
+    )
     return max(1, math.floor(nodes / NODES_PER_POINT + 0.5))
 
 
@@ -270,10 +278,18 @@ class QueryLimits(SchemaExtension):
         execution = self.execution_context
         ctx = execution.context
         try:
-            cost = query_cost(execution.schema._schema, execution.graphql_document, execution.operation_name, execution.variables)
+            cost = query_cost(
+                execution.schema._schema,
+                # Strawberry types the document Optional; on_execute runs once it is parsed
+                execution.graphql_document,  # type: ignore[arg-type]
+                execution.operation_name,
+                execution.variables,
+            )
             if cost > MAX_QUERY_COST:
                 raise QueryTooComplex(
-                    f"this query costs {cost} points; the maximum is {MAX_QUERY_COST}", cost=cost, maxCost=MAX_QUERY_COST
+                    f"this query costs {cost} points; the maximum is {MAX_QUERY_COST}",
+                    cost=cost,
+                    maxCost=MAX_QUERY_COST,
                 )
             await limits.charge_budget(ctx, cost)
         except AppError as refused:
@@ -284,16 +300,16 @@ class QueryLimits(SchemaExtension):
         yield
 
 
-def _report(ctx: Any) -> None:
+def _report(ctx: Context) -> None:
     usage = limits.current_usage(ctx)
-    response = getattr(ctx, "response", None)
-    if usage is None or response is None:
+    if usage is None:
         return
-    response.headers["X-RateLimit-Limit"] = str(usage.limit)
-    response.headers["X-RateLimit-Remaining"] = str(usage.remaining)
-    response.headers["X-RateLimit-Reset"] = str(int(usage.reset_at.timestamp()))
+    headers = ctx.response_headers
+    headers["X-RateLimit-Limit"] = str(usage.limit)
+    headers["X-RateLimit-Remaining"] = str(usage.remaining)
+    headers["X-RateLimit-Reset"] = str(int(usage.reset_at.timestamp()))
     if not usage.allowed:
-        response.headers["Retry-After"] = str(usage.retry_after(ctx.clock.now()))
+        headers["Retry-After"] = str(usage.retry_after(ctx.clock.now()))
 
 
 # ------------------------------------------------------------------ Query.rateLimit

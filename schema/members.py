@@ -13,7 +13,7 @@ from models import Member as MemberRow
 from models.enums import Permission as P
 from models.enums import Role as R
 from models.enums import TokenScope as S
-from resolvers import ids, members
+from resolvers import ids, member_flows, members
 from schema.base import MemberStatus, Node, PageInfo, Permission, Role, TraineeStatus, connection
 from schema.charts import MemberChartsFields
 from schema.directives import guard
@@ -50,6 +50,14 @@ class Member(Node, MemberChartsFields, MemberLicenseFields):
             shown_to=shown_to,
         )
 
+    @classmethod
+    async def named(cls, info: Info, member_id: uuid.UUID) -> Member:
+        """The member a row of the viewer's practice names (its author, creator or inviter)."""
+        row = await members.get_member(info.context, member_id)
+        if row is None:
+            raise LookupError("the member this row names is not in the viewer's practice")
+        return cls.of(row)
+
     def seen_by(self, info: Info) -> Viewer | None:
         """Whom the private fields' row rules are applied for: the request's viewer, or, in the payload of a
         credential mutation, the member it signed in (the payload shows its caller what they signed in as;
@@ -66,7 +74,9 @@ class Member(Node, MemberChartsFields, MemberLicenseFields):
             return None
         return [] if self.row.role == R.OWNER else sorted((P(p) for p in self.row.permissions), key=list(P).index)
 
-    @strawberry.field(description="What the member may actually do: every permission for the owner, the grants for anyone else.")
+    @strawberry.field(
+        description="What the member may actually do: every permission for the owner, the grants for anyone else."
+    )
     def effective_permissions(self, info: Info) -> list[Permission] | None:
         if not members.can_see_private(self.seen_by(info), self.row):
             return None
@@ -82,7 +92,9 @@ class Member(Node, MemberChartsFields, MemberLicenseFields):
     def trainee_status(self, info: Info) -> TraineeStatus | None:
         return self.row.trainee_status if members.can_see_money(self.seen_by(info), self.row) else None
 
-    @strawberry.field(description="Last day the proof of training status is valid; the trainee price applies only until then.")
+    @strawberry.field(
+        description="Last day the proof of training status is valid; the trainee price applies only until then."
+    )
     def training_proof_valid_until(self, info: Info) -> date | None:
         return self.row.training_proof_valid_until if members.can_see_money(self.seen_by(info), self.row) else None
 
@@ -101,7 +113,9 @@ class MemberConnection:
 
 
 async def list_members(info: Info, *, first, after, role, include_deactivated) -> MemberConnection:
-    page = await members.list_members(info.context, first=first, after=after, role=role, include_deactivated=include_deactivated)
+    page = await members.list_members(
+        info.context, first=first, after=after, role=role, include_deactivated=include_deactivated
+    )
     return connection(MemberConnection, MemberEdge, page, Member.of)
 
 
@@ -121,7 +135,9 @@ class UpdateMemberInput:
     plan_code: str | None = None
     trainee_status: TraineeStatus | None = None
     training_proof_valid_until: date | None = None
-    clear_training_proof: bool | None = strawberry.field(default=None, description="Set true to clear trainingProofValidUntil.")
+    clear_training_proof: bool | None = strawberry.field(
+        default=None, description="Set true to clear trainingProofValidUntil."
+    )
 
 
 @strawberry.type
@@ -169,7 +185,7 @@ class ReactivateMemberPayload:
 class Mutation:
     @strawberry.mutation(extensions=guard(permission=P.MANAGE_MEMBERS, mutation=True))
     async def update_member(self, info: Info, input: UpdateMemberInput) -> UpdateMemberPayload | None:
-        updated = await members.update(
+        updated = await member_flows.update(
             info.context,
             member_id=input.member_id,
             role=input.role,
@@ -186,8 +202,10 @@ class Mutation:
         description="Grants exactly these permissions (replacing the member's grants).",
         extensions=guard(roles=[R.OWNER], mutation=True),
     )
-    async def set_member_permissions(self, info: Info, input: SetMemberPermissionsInput) -> SetMemberPermissionsPayload | None:
-        row = await members.set_permissions(info.context, input.member_id, input.permissions)
+    async def set_member_permissions(
+        self, info: Info, input: SetMemberPermissionsInput
+    ) -> SetMemberPermissionsPayload | None:
+        row = await member_flows.set_permissions(info.context, input.member_id, input.permissions)
         return SetMemberPermissionsPayload(member=Member.of(row))
 
     @strawberry.mutation(
@@ -198,15 +216,18 @@ class Mutation:
         extensions=guard(permission=P.MANAGE_MEMBERS, mutation=True),
     )
     async def deactivate_member(self, info: Info, input: DeactivateMemberInput) -> DeactivateMemberPayload | None:
-        row = await members.deactivate(info.context, input.member_id, input.reassign_charts_to)
+        row = await member_flows.deactivate(info.context, input.member_id, input.reassign_charts_to)
         return DeactivateMemberPayload(member=Member.of(row))
 
     @strawberry.mutation(
-        description="Brings a deactivated member back with their former role, plan and grants; charges a pro-rated seat where due.",
+        description=(
+            "Brings a deactivated member back with their former role, plan and grants; charges a pro-rated "
+            "seat where due."
+        ),
         extensions=guard(permission=P.MANAGE_MEMBERS, mutation=True),
     )
     async def reactivate_member(self, info: Info, input: ReactivateMemberInput) -> ReactivateMemberPayload | None:
-        reactivated = await members.reactivate(info.context, input.member_id)
+        reactivated = await member_flows.reactivate(info.context, input.member_id)
         return ReactivateMemberPayload(
             member=Member.of(reactivated.member),
             charge=SubscriptionCharge.of(reactivated.charge) if reactivated.charge else None,

@@ -15,9 +15,9 @@ from typing import Any
 from strawberry.types import Info
 
 from auth import permissions as p
+from errors import AppError
 from models import enums
 from resolvers import ids
-from resolvers.errors import AppError
 
 NodeResolver = Callable[[Info, uuid.UUID], Awaitable[Any]]
 

@@ -11,7 +11,7 @@ from strawberry.types import Info
 from models import Practice as PracticeRow
 from models.enums import Role as R
 from models.enums import TokenScope as S
-from resolvers import ids, members, practices
+from resolvers import ids, member_flows, members, practices
 from schema.api_tokens import PracticeApiTokensFields
 from schema.audit import PracticeAuditFields
 from schema.base import Node, PracticeKind, Role
@@ -39,7 +39,9 @@ class Practice(
     PracticeWebhooksFields,
 ):
     name: str
-    slug: str = strawberry.field(description="Used with email and password to log in: an account belongs to exactly one practice.")
+    slug: str = strawberry.field(
+        description="Used with email and password to log in: an account belongs to exactly one practice."
+    )
     kind: PracticeKind
     created_at: datetime
     row: strawberry.Private[PracticeRow]
@@ -68,7 +70,9 @@ class Practice(
         role: Role | None = None,
         include_deactivated: bool | None = False,
     ) -> MemberConnection | None:
-        return await list_members(info, first=first, after=after, role=role, include_deactivated=bool(include_deactivated))
+        return await list_members(
+            info, first=first, after=after, role=role, include_deactivated=bool(include_deactivated)
+        )
 
 
 @node_type("Practice")
@@ -127,5 +131,5 @@ class Mutation:
 
     @strawberry.mutation(extensions=guard(roles=[R.OWNER], mutation=True))
     async def transfer_ownership(self, info: Info, input: TransferOwnershipInput) -> TransferOwnershipPayload | None:
-        row = await members.transfer_ownership(info.context, member_id=input.member_id, password=input.password)
+        row = await member_flows.transfer_ownership(info.context, member_id=input.member_id, password=input.password)
         return TransferOwnershipPayload(practice=Practice.of(row))

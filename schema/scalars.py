@@ -1,4 +1,5 @@
-"""Date, DateTime and Decimal as the contract has them (same names, descriptions and accepted forms as Strawberry's), with
+"""Date, DateTime and Decimal as the contract has them (same names, descriptions and accepted forms as Strawberry's),
+with
 coercion errors that name the expected form and carry no Python exception text.
 
 Strawberry's own append the parser's message ("day is out of range for month", "Invalid isoformat string"): words
@@ -78,4 +79,4 @@ Decimal = ScalarDefinition(
     origin=PyDecimal,
 )
 
-OVERRIDES = {date: Date, datetime: DateTime, PyDecimal: Decimal}
+OVERRIDES: dict[object, ScalarDefinition] = {date: Date, datetime: DateTime, PyDecimal: Decimal}

@@ -21,7 +21,9 @@ from schema.node import resolve_node
 @strawberry.type
 class AuthPayload:
     access_token: str
-    refresh_token: str | None = strawberry.field(description="Null when the refresh token travels in an httpOnly cookie instead.")
+    refresh_token: str | None = strawberry.field(
+        description="Null when the refresh token travels in an httpOnly cookie instead."
+    )
     access_token_expires_at: datetime
     member: Member
 
@@ -44,7 +46,9 @@ class AuthPayload:
 class ViewerAccess:
     member: Member
     effective_permissions: list[Permission]
-    scopes: list[TokenScope] = strawberry.field(description="Every scope for a session; the token's scopes for a partner API token.")
+    scopes: list[TokenScope] = strawberry.field(
+        description="Every scope for a session; the token's scopes for a partner API token."
+    )
     api_token: ApiToken | None = strawberry.field(description="The partner API token in use, if any.")
 
 
@@ -64,7 +68,9 @@ class LogInInput:
     password: str
 
 
-@strawberry.input(description="refreshToken: taken from the session cookie when left out and the server runs with cookie sessions.")
+@strawberry.input(
+    description="refreshToken: taken from the session cookie when left out and the server runs with cookie sessions."
+)
 class RefreshSessionInput:
     refresh_token: str | None = None
 
@@ -109,7 +115,9 @@ class Query:
 @strawberry.type
 class Mutation:
     @strawberry.mutation(
-        description="Creates a solo practice with the caller as its owner, on the chosen plan, and starts its one free trial.",
+        description=(
+            "Creates a solo practice with the caller as its owner, on the chosen plan, and starts its one free trial."
+        ),
         extensions=guard(mutation=True),
     )
     async def sign_up(self, info: Info, input: SignUpInput) -> AuthPayload | None:
@@ -122,14 +130,16 @@ class Mutation:
                 email=input.email,
                 password=input.password,
                 plan_code=input.plan_code,
-            )
+            ),
         )
 
     @strawberry.mutation(extensions=guard(mutation=True))
     async def log_in(self, info: Info, input: LogInInput) -> AuthPayload | None:
         return AuthPayload.of(
             info,
-            await sessions.log_in(info.context, practice_slug=input.practice_slug, email=input.email, password=input.password)
+            await sessions.log_in(
+                info.context, practice_slug=input.practice_slug, email=input.email, password=input.password
+            ),
         )
 
     @strawberry.mutation(extensions=guard(mutation=True))

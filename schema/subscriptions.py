@@ -22,13 +22,18 @@ from schema.node import node_type
 from schema.plans import Plan
 
 if TYPE_CHECKING:
+    from auth.viewer import Viewer
+    from models import Member as MemberRow
     from schema.members import Member
 
 MemberType = Annotated["Member", strawberry.lazy("schema.members")]
 
-SubscriptionStatus = strawberry.enum(SubscriptionStatusEnum)
-SubscriptionChargeKind = strawberry.enum(SubscriptionChargeKindEnum)
-PriceReason = strawberry.enum(pricing.PriceReason)
+SubscriptionStatus = SubscriptionStatusEnum
+strawberry.enum(SubscriptionStatus)
+SubscriptionChargeKind = SubscriptionChargeKindEnum
+strawberry.enum(SubscriptionChargeKind)
+PriceReason = pricing.PriceReason
+strawberry.enum(PriceReason)
 
 
 @strawberry.type
@@ -68,13 +73,16 @@ class License:
         return Member.of(self.row.member)
 
 
-@strawberry.type(description="What adding a seat would cost, before it is added: the price shown to the owner before confirming.")
+@strawberry.type(
+    description="What adding a seat would cost, before it is added: the price shown to the owner before confirming."
+)
 class SeatQuote:
     list_price: Money
     monthly_price: Money
     reason: PriceReason
     charge_now: Money = strawberry.field(
-        description="What would be charged now: pro-rated to the rest of the current period; zero during the trial or for a free seat."
+        description="What would be charged now: pro-rated to the rest of the current period; zero during the trial or "
+        "for a free seat."
     )
 
 
@@ -127,7 +135,9 @@ class SubscriptionChargeConnection:
 @strawberry.type
 class PracticeSubscription:
     status: SubscriptionStatus
-    trial: Trial | None = strawberry.field(description="The practice's one lifetime free trial; null if it never had one.")
+    trial: Trial | None = strawberry.field(
+        description="The practice's one lifetime free trial; null if it never had one."
+    )
     current_period_start: datetime
     current_period_end: datetime
     monthly_total: Money = strawberry.field(description="What the practice pays a month: the sum of its licenses.")
@@ -145,12 +155,15 @@ class PracticeSubscription:
         )
 
     @strawberry.field
-    async def charges(self, info: Info, first: int | None = None, after: str | None = None) -> SubscriptionChargeConnection:
+    async def charges(
+        self, info: Info, first: int | None = None, after: str | None = None
+    ) -> SubscriptionChargeConnection:
         page = await subscriptions.list_charges(info.context, first=first, after=after)
         return connection(SubscriptionChargeConnection, SubscriptionChargeEdge, page, SubscriptionCharge.of)
 
     @strawberry.field(
-        description="Quote a new seat, or with memberId a change to an existing member's seat (the difference is charged now)."
+        description="Quote a new seat, or with memberId a change to an existing member's seat (the difference is "
+        "charged now)."
     )
     async def seat_quote(
         self,
@@ -196,6 +209,13 @@ class PracticeSubscriptionFields:
 class MemberLicenseFields:
     """Mixed into Member: ``license``, where resolvers.members.can_see_money allows (null otherwise)."""
 
+    if TYPE_CHECKING:  # provided by Member
+
+        @property
+        def row(self) -> MemberRow: ...
+
+        def seen_by(self, info: Info) -> Viewer | None: ...
+
     @strawberry.field
     def license(self, info: Info) -> License | None:
         row = self.row  # the Member's row
@@ -219,4 +239,6 @@ class Mutation:
     )
     async def start_subscription(self, info: Info) -> StartSubscriptionPayload | None:
         overview, charge = await subscriptions.start_subscription(info.context)
-        return StartSubscriptionPayload(subscription=PracticeSubscription.of(overview), charge=SubscriptionCharge.of(charge))
+        return StartSubscriptionPayload(
+            subscription=PracticeSubscription.of(overview), charge=SubscriptionCharge.of(charge)
+        )

@@ -17,7 +17,7 @@ from graphql import DocumentNode, ExecutionResult, GraphQLError, StringValueNode
 from graphql.language import BREAK
 from strawberry.extensions import SchemaExtension
 
-from resolvers.errors import BadInput
+from errors import BadInput
 
 _UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 MESSAGE = "text must not contain NUL characters or unpaired surrogates"

@@ -21,7 +21,8 @@ from schema.directives import guard
 from schema.events import Event, EventType
 from schema.node import node_type
 
-WebhookDeliveryStatus = strawberry.enum(StatusEnum)
+WebhookDeliveryStatus = StatusEnum
+strawberry.enum(WebhookDeliveryStatus)
 for _value in WebhookDeliveryStatus.__strawberry_definition__.values:  # type: ignore[attr-defined]
     if _value.value == StatusEnum.FAILED.value:
         _value.description = "Every retry failed; the event stays readable in Practice.events."
@@ -29,9 +30,11 @@ for _value in WebhookDeliveryStatus.__strawberry_definition__.values:  # type: i
 
 @strawberry.type
 class WebhookDelivery(Node):
-    status: WebhookDeliveryStatus  # type: ignore[valid-type]
+    status: WebhookDeliveryStatus
     attempts: int
-    last_response_status: int | None = strawberry.field(description="The HTTP status of the last attempt; null when there was no answer.")
+    last_response_status: int | None = strawberry.field(
+        description="The HTTP status of the last attempt; null when there was no answer."
+    )
     last_attempt_at: datetime | None
     next_attempt_at: datetime | None
     row: strawberry.Private[WebhookDeliveryRow]
@@ -70,19 +73,23 @@ class WebhookDeliveryConnection:
 
     @classmethod
     def of(cls, page: Page[WebhookDeliveryRow]) -> WebhookDeliveryConnection:
-        edges = [WebhookDeliveryEdge(node=WebhookDelivery.of(r), cursor=c) for r, c in zip(page.items, page.cursors, strict=True)]
+        edges = [
+            WebhookDeliveryEdge(node=WebhookDelivery.of(r), cursor=c)
+            for r, c in zip(page.items, page.cursors, strict=True)
+        ]
         return cls(edges=edges, page_info=page_info(page))
 
 
 @strawberry.type(
-    description="A URL that receives the practice's events as they happen: a JSON POST signed as the Standard Webhooks\n"
+    description="A URL that receives the practice's events as they happen: a JSON POST signed as the Standard "
+    "Webhooks\n"
     "specification says (webhook-id, webhook-timestamp, webhook-signature headers), retried with backoff\n"
     "until it answers 2xx. It delivers only what its API token may read, and stops with the token."
 )
 class WebhookEndpoint(Node):
     url: str
     description: str | None
-    event_types: list[EventType]  # type: ignore[valid-type]
+    event_types: list[EventType]
     created_at: datetime
     row: strawberry.Private[WebhookEndpointRow]
 
@@ -105,8 +112,12 @@ class WebhookEndpoint(Node):
         return ApiToken.of(row)
 
     @strawberry.field(description="The most recent deliveries first.")
-    async def deliveries(self, info: Info, first: int | None = None, after: str | None = None) -> WebhookDeliveryConnection:
-        return WebhookDeliveryConnection.of(await webhooks.deliveries(info.context, self.row.id, first=first, after=after))
+    async def deliveries(
+        self, info: Info, first: int | None = None, after: str | None = None
+    ) -> WebhookDeliveryConnection:
+        return WebhookDeliveryConnection.of(
+            await webhooks.deliveries(info.context, self.row.id, first=first, after=after)
+        )
 
 
 @strawberry.type
@@ -155,9 +166,10 @@ class CreateWebhookEndpointInput:
         description="The partner's API token: the endpoint receives only events this token could read."
     )
     url: str = strawberry.field(
-        description="https; plain http only outside production. Never a private, loopback or link-local address in production."
+        description="https; plain http only outside production. Never a private, loopback or link-local address in "
+        "production."
     )
-    event_types: list[EventType]  # type: ignore[valid-type]
+    event_types: list[EventType]
     description: str | None = None
 
 
@@ -180,12 +192,22 @@ class DeleteWebhookEndpointPayload:
 @strawberry.type
 class Mutation:
     @strawberry.mutation(extensions=guard(permission=P.MANAGE_API_TOKENS, mutation=True))
-    async def create_webhook_endpoint(self, info: Info, input: CreateWebhookEndpointInput) -> CreateWebhookEndpointPayload | None:
+    async def create_webhook_endpoint(
+        self, info: Info, input: CreateWebhookEndpointInput
+    ) -> CreateWebhookEndpointPayload | None:
         row, secret = await webhooks.create(
-            info.context, api_token_id=input.api_token_id, url=input.url, event_types=input.event_types, description=input.description
+            info.context,
+            api_token_id=input.api_token_id,
+            url=input.url,
+            event_types=input.event_types,
+            description=input.description,
         )
         return CreateWebhookEndpointPayload(webhook_endpoint=WebhookEndpoint.of(row), secret=secret)
 
     @strawberry.mutation(extensions=guard(permission=P.MANAGE_API_TOKENS, mutation=True))
-    async def delete_webhook_endpoint(self, info: Info, input: WebhookEndpointInput) -> DeleteWebhookEndpointPayload | None:
-        return DeleteWebhookEndpointPayload(webhook_endpoint=WebhookEndpoint.of(await webhooks.delete(info.context, input.webhook_endpoint_id)))
+    async def delete_webhook_endpoint(
+        self, info: Info, input: WebhookEndpointInput
+    ) -> DeleteWebhookEndpointPayload | None:
+        return DeleteWebhookEndpointPayload(
+            webhook_endpoint=WebhookEndpoint.of(await webhooks.delete(info.context, input.webhook_endpoint_id))
+        )

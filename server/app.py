@@ -26,7 +26,7 @@ from server.db import install_postgres_indexes, tortoise_config
 from server.graphql import GraphQLApp
 from server.observability import MetricsExtension, allow_operation_names, client_request_id_var, metrics, request_id_var
 from server.published_schema import published_schema, sdl_of
-from server.settings import Settings
+from server.settings import ConfigurationError, Settings
 from server.statements import statement_pdf
 from server.trusted_documents import TrustedDocuments
 
@@ -124,7 +124,13 @@ GZIP_LEVEL = 6
 CORS_MAX_AGE = 7200
 CORS_ALLOWED_HEADERS = ["authorization", "content-type", "x-request-id"]
 # Headers a browser app may read from an answer (besides the CORS-safelisted ones).
-CORS_EXPOSED_HEADERS = ["x-request-id", "retry-after", "x-ratelimit-limit", "x-ratelimit-remaining", "x-ratelimit-reset"]
+CORS_EXPOSED_HEADERS = [
+    "x-request-id",
+    "retry-after",
+    "x-ratelimit-limit",
+    "x-ratelimit-remaining",
+    "x-ratelimit-reset",
+]
 
 
 class ListedOriginsCORS(CORSMiddleware):
@@ -166,20 +172,33 @@ def middleware(settings: Settings) -> list[Middleware]:
 def create_app(settings: Settings, *, clock: Clock | None = None, generate_schemas: bool = False) -> Starlette:
     """The app for ``settings`` (already checked). ``generate_schemas`` is for tests and throwaway databases."""
     clock = clock or Clock(settings.clock_offset)
-    codec = JwtCodec(settings.jwt_secret, settings.jwt_previous_secrets, issuer=settings.jwt_issuer, audience=settings.jwt_audience)
+    if settings.jwt_secret is None:
+        raise ConfigurationError("no JWT secret: create the app with Settings.checked()")
+    codec = JwtCodec(
+        settings.jwt_secret, settings.jwt_previous_secrets, issuer=settings.jwt_issuer, audience=settings.jwt_audience
+    )
     schema = build_schema(introspection=not settings.production, extra_extensions=(MetricsExtension,))
     # Checked, parsed, validated and costed here, once: a manifest that does not fit this schema refuses to start.
-    trusted_documents = TrustedDocuments.load(settings.trusted_documents, schema._schema, introspection=not settings.production)
+    trusted_documents = TrustedDocuments.load(
+        settings.trusted_documents, schema._schema, introspection=not settings.production
+    )
     allow_operation_names(trusted_documents.operation_names)
     limit_store = limits.store_for(settings.redis_url)
     graphql_app = GraphQLApp(
-        schema, settings=settings, clock=clock, codec=codec, limit_store=limit_store, trusted_documents=trusted_documents
+        schema,
+        settings=settings,
+        clock=clock,
+        codec=codec,
+        limit_store=limit_store,
+        trusted_documents=trusted_documents,
     )
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette):
         try:
-            async with RegisterTortoise(app, config=tortoise_config(settings.database_url), generate_schemas=generate_schemas):
+            async with RegisterTortoise(
+                app, config=tortoise_config(settings.database_url), generate_schemas=generate_schemas
+            ):
                 if generate_schemas:
                     await install_postgres_indexes()
                 yield

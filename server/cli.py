@@ -1,4 +1,5 @@
-"""The ``groups-api`` command line: serve, migrate, billing run, outbox send, webhooks deliver, maintenance purge, audit verify."""
+"""The ``groups-api`` command line: serve, migrate, billing run, outbox send, webhooks deliver, maintenance purge, audit
+verify."""
 
 from __future__ import annotations
 
@@ -134,9 +135,9 @@ def parser() -> argparse.ArgumentParser:
     with_database(commands.add_parser("migrate", help="apply database migrations")).set_defaults(run=cmd_migrate)
 
     billing = commands.add_parser("billing", help="subscription billing jobs").add_subparsers(dest="job", required=True)
-    with_database(billing.add_parser("run", help="close ended periods and create their renewal charges (idempotent)")).set_defaults(
-        run=cmd_billing_run
-    )
+    with_database(
+        billing.add_parser("run", help="close ended periods and create their renewal charges (idempotent)")
+    ).set_defaults(run=cmd_billing_run)
 
     outbox = commands.add_parser("outbox", help="outgoing mail").add_subparsers(dest="job", required=True)
     with_database(outbox.add_parser("send", help="send the mail that is due (retries failed deliveries)")).set_defaults(
@@ -144,20 +145,19 @@ def parser() -> argparse.ArgumentParser:
     )
 
     webhooks = commands.add_parser("webhooks", help="webhook delivery").add_subparsers(dest="job", required=True)
-    with_database(webhooks.add_parser("deliver", help="deliver the webhooks that are due (retries failed deliveries)")).set_defaults(
-        run=cmd_webhooks_deliver
-    )
-
+    with_database(
+        webhooks.add_parser("deliver", help="deliver the webhooks that are due (retries failed deliveries)")
+    ).set_defaults(run=cmd_webhooks_deliver)
 
     audit = commands.add_parser("audit", help="audit log tools").add_subparsers(dest="job", required=True)
-    with_database(audit.add_parser("verify", help="check every practice's hash chain; name the first broken link")).set_defaults(
-        run=cmd_audit_verify
-    )
+    with_database(
+        audit.add_parser("verify", help="check every practice's hash chain; name the first broken link")
+    ).set_defaults(run=cmd_audit_verify)
 
     maintenance = commands.add_parser("maintenance", help="housekeeping jobs").add_subparsers(dest="job", required=True)
-    with_database(maintenance.add_parser("purge", help="delete idempotency keys older than 24 hours, events older than 30 days")).set_defaults(
-        run=cmd_maintenance_purge
-    )
+    with_database(
+        maintenance.add_parser("purge", help="delete idempotency keys older than 24 hours, events older than 30 days")
+    ).set_defaults(run=cmd_maintenance_purge)
     return top
 
 

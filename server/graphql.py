@@ -30,11 +30,12 @@ import json
 import logging
 import uuid
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import orjson
 from cross_web import HTTPException
 from graphql import GraphQLError
+from starlette.background import BackgroundTask
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
@@ -45,7 +46,7 @@ from auth.credentials import authenticate
 from auth.tokens import JwtCodec
 from resolvers import limits
 from resolvers.clock import Clock
-from resolvers.context import BrowserSession, Context
+from resolvers.context import BrowserSession, Context, Job
 from server.observability import count_refusal
 from server.trusted_documents import TrustedDocument, TrustedDocuments, document_hash, parse_document_id
 
@@ -63,6 +64,13 @@ TRUSTED_ONLY_MESSAGE = (
     "this server runs only trusted documents for sessions and anonymous callers: name one by documentId "
     "(partner API tokens may send any document)"
 )
+
+
+async def run_after_response(jobs: list[Job]) -> None:
+    """What the rules left for after the answer (mail, webhooks, password-reset mail), in order. Each job catches
+    its own failures; a job added while these run runs too."""
+    for job in jobs:
+        await job()
 
 
 class Refused(Exception):
@@ -83,7 +91,7 @@ class DocumentRequest(GraphQLRequestData):
     document: TrustedDocument | None = None
 
 
-class GraphQLApp(GraphQL):
+class GraphQLApp(GraphQL[Context, None]):
     def __init__(
         self,
         schema,
@@ -128,7 +136,10 @@ class GraphQLApp(GraphQL):
     ) -> Response:
         error = {"message": message, "extensions": {"code": code}}
         return Response(
-            self.encode_json({"errors": [error]}), status_code=status_code, media_type="application/json", headers=headers
+            self.encode_json({"errors": [error]}),
+            status_code=status_code,
+            media_type="application/json",
+            headers=headers,
         )
 
     def get_refusal(self, request: Request) -> Response | None:
@@ -137,7 +148,9 @@ class GraphQLApp(GraphQL):
         if request.method not in ("GET", "HEAD") or not self.settings.production:
             return None
         if not self.trusted_documents:
-            return self.refusal(405, "GET runs no operations here: send the operation in a POST body", {"Allow": "POST"})
+            return self.refusal(
+                405, "GET runs no operations here: send the operation in a POST body", {"Allow": "POST"}
+            )
         params = request.query_params
         if request.method == "GET" and "query" not in params and _names_a_document(params):
             return None
@@ -162,11 +175,18 @@ class GraphQLApp(GraphQL):
             # Strawberry keeps only the request's standard members: read documentId from the (cached) body, decoding
             # it a second time only when it holds one.
             body = await request.get_body()
-            document_id = self.decode_json(body).get("documentId") if b'"documentId"' in body else None  # type: ignore[union-attr]
+            # (a JSON object: Strawberry's parse_http_body has read it as one)
+            decoded = cast("dict[str, Any]", self.decode_json(body)) if b'"documentId"' in body else None
+            document_id = decoded.get("documentId") if decoded is not None else None
         document = self.named_document(data, document_id)
         if document is None:
             if request.method == "GET" and self.settings.production:
-                raise Refused(405, "BAD_REQUEST", "GET runs only trusted documents here, named by documentId", {"Allow": "GET, POST"})
+                raise Refused(
+                    405,
+                    "BAD_REQUEST",
+                    "GET runs only trusted documents here, named by documentId",
+                    {"Allow": "GET, POST"},
+                )
             return data
         return DocumentRequest(
             query=document.text,
@@ -187,8 +207,14 @@ class GraphQLApp(GraphQL):
         apollo_id = None
         persisted = (data.extensions or {}).get("persistedQuery")
         if persisted is not None:
-            if not isinstance(persisted, dict) or persisted.get("version") != 1 or not isinstance(persisted.get("sha256Hash"), str):
-                raise HTTPException(400, 'extensions.persistedQuery must be {"version": 1, "sha256Hash": "<sha256 hex>"}')
+            if (
+                not isinstance(persisted, dict)
+                or persisted.get("version") != 1
+                or not isinstance(persisted.get("sha256Hash"), str)
+            ):
+                raise HTTPException(
+                    400, 'extensions.persistedQuery must be {"version": 1, "sha256Hash": "<sha256 hex>"}'
+                )
             apollo_id = persisted["sha256Hash"]
         named = {parse_document_id(i) or i for i in (document_id, apollo_id) if i is not None}
         if not named:
@@ -208,7 +234,14 @@ class GraphQLApp(GraphQL):
     async def execute_operation(self, request, request_adapter, request_data, context, root_value, sub_response):
         if self.trusted_only and isinstance(request_data, GraphQLRequestData):
             self.check_trusted_only(request_data, context)
-        result = await super().execute_operation(request, request_adapter, request_data, context, root_value, sub_response)
+        try:
+            result = await super().execute_operation(
+                request, request_adapter, request_data, context, root_value, sub_response
+            )
+        finally:
+            sub_response.headers.update(context.response_headers)
+            if context.after_response:
+                sub_response.background = BackgroundTask(run_after_response, context.after_response)
         self.apply_session_cookie(context.browser, sub_response)
         if not isinstance(result, list):
             retry_after(getattr(result, "errors", None), sub_response)
@@ -231,7 +264,11 @@ class GraphQLApp(GraphQL):
             )
         elif browser.cleared:
             response.delete_cookie(
-                REFRESH_COOKIE, path=REFRESH_COOKIE_PATH, secure=self.settings.secure_cookies, httponly=True, samesite="strict"
+                REFRESH_COOKIE,
+                path=REFRESH_COOKIE_PATH,
+                secure=self.settings.secure_cookies,
+                httponly=True,
+                samesite="strict",
             )
 
     def check_trusted_only(self, data: GraphQLRequestData, context: Context) -> None:
@@ -269,7 +306,9 @@ class GraphQLApp(GraphQL):
             cookie_refused=not listed and (origin is not None or cookie is not None),
         )
 
-    async def get_context(self, request: Request, response: Response) -> Context:
+    # Strawberry's view also serves WebSockets, so it types both arguments as unions; this API has no subscriptions
+    # and mounts the view for HTTP only, so the context is only ever built for a Request and its Response.
+    async def get_context(self, request: Request, response: Response) -> Context:  # type: ignore[override]
         request_id = getattr(request.state, "request_id", None) or uuid.uuid4().hex
         credentials = await authenticate(request.headers.get("authorization"), codec=self.codec, now=self.clock.now())
         return Context(
@@ -279,11 +318,10 @@ class GraphQLApp(GraphQL):
             request_id=request_id,
             viewer=credentials.viewer,
             credential_error=credentials.error,
-            request=request,
-            response=response,
             client_address=request.client.host if request.client else None,
             browser=self.browser_session(request),
-            state={limits.STORE: self.limit_store},
+            limit_store=self.limit_store,
+            after_response=[],
         )
 
     def encode_json(self, data: object) -> bytes:

@@ -62,7 +62,8 @@ def _check_origin(origin: str) -> None:
         )
     if not _ORIGIN.match(origin):
         raise ConfigurationError(
-            f"GROUPS_API_CORS_ORIGINS entries are origins such as https://app.example.com (scheme, host, port; no path), not {origin!r}"
+            "GROUPS_API_CORS_ORIGINS entries are origins such as https://app.example.com (scheme, host, port; no "
+            f"path), not {origin!r}"
         )
 
 
@@ -183,7 +184,8 @@ class Settings:
 
     @property
     def app_base_url(self) -> str:
-        """Base of the links to the web app (invitations, password resets): GROUPS_API_APP_URL, else the serving address."""
+        """Base of the links to the web app (invitations, password resets): GROUPS_API_APP_URL, else the serving
+        address."""
         return self.app_url or serving_url(DEFAULT_HOST, DEFAULT_PORT)
 
     @property
@@ -205,7 +207,9 @@ class Settings:
             _check_origin(origin)
         for name, url in (("PUBLIC_URL", self.public_url), ("APP_URL", self.app_url)):
             if url is not None and not _URL.match(url):
-                raise ConfigurationError(f"GROUPS_API_{name} must be an http(s) URL such as https://example.com, not {url!r}")
+                raise ConfigurationError(
+                    f"GROUPS_API_{name} must be an http(s) URL such as https://example.com, not {url!r}"
+                )
         if self.trusted_documents_only and not self.trusted_documents:
             raise ConfigurationError(
                 "GROUPS_API_TRUSTED_DOCUMENTS_ONLY=sessions needs GROUPS_API_TRUSTED_DOCUMENTS: without manifests "
@@ -220,8 +224,8 @@ class Settings:
                 raise ConfigurationError("GROUPS_API_CLOCK_OFFSET is refused in production")
             if not self.public_url or not self.app_url:
                 raise ConfigurationError(
-                    "production needs GROUPS_API_PUBLIC_URL (this API, for pdfUrl) and GROUPS_API_APP_URL (the web app, "
-                    "for invitation and password-reset links)"
+                    "production needs GROUPS_API_PUBLIC_URL (this API, for pdfUrl) and GROUPS_API_APP_URL (the web "
+                    "app, for invitation and password-reset links)"
                 )
             return self
         if self.jwt_secret:
@@ -237,7 +241,9 @@ class Settings:
         if path.exists():
             secret = path.read_text().strip()
             if len(secret.encode()) < 32:
-                raise ConfigurationError(f"{path} holds a JWT secret shorter than 32 bytes: delete it to generate a new one")
+                raise ConfigurationError(
+                    f"{path} holds a JWT secret shorter than 32 bytes: delete it to generate a new one"
+                )
             return secret
         secret = secrets.token_urlsafe(48)
         # Created owner-only from the start (no window in which the umask leaves it readable to others).

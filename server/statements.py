@@ -38,7 +38,9 @@ from resolvers.money import Money
 FONT = "NotoSans"
 BASE_FONT = Path(fontpkg_noto_sans.ROOT) / "files" / "NotoSans[wdth,wght].ttf"
 _CJK = Path(justmytype_intl_cjk.__file__).resolve().parent / "fonts" / "ofl"
-FALLBACK_FONTS = tuple(_CJK / f"notosans{code}" / f"NotoSans{code.upper()}[wght].ttf" for code in ("jp", "sc", "tc", "kr"))
+FALLBACK_FONTS = tuple(
+    _CJK / f"notosans{code}" / f"NotoSans{code.upper()}[wght].ttf" for code in ("jp", "sc", "tc", "kr")
+)
 REGULAR, BOLD = 400, 700
 # Characters every statement may print besides its names and descriptions (labels, dates, amounts, kinds).
 FIXED_TEXT = string.printable
@@ -49,7 +51,9 @@ async def statement_pdf(request: Request) -> Response:
     credentials = await authenticate(request.headers.get("authorization"), codec=state.codec, now=state.clock.now())
     viewer = credentials.viewer
     if viewer is None:
-        return _error(401, "UNAUTHENTICATED", credentials.error or "authentication required", {"WWW-Authenticate": "Bearer"})
+        return _error(
+            401, "UNAUTHENTICATED", credentials.error or "authentication required", {"WWW-Authenticate": "Bearer"}
+        )
     if not viewer.has_scope(TokenScope.READ_BILLING):
         return _error(403, "FORBIDDEN", "statements need the token scope READ_BILLING")
     ctx = Context(
@@ -58,7 +62,6 @@ async def statement_pdf(request: Request) -> Response:
         codec=state.codec,
         request_id=getattr(request.state, "request_id", None) or uuid.uuid4().hex,
         viewer=viewer,
-        request=request,
         client_address=request.client.host if request.client else None,
     )
     parsed = ids.parse(request.path_params["statement_id"])
@@ -71,13 +74,18 @@ async def statement_pdf(request: Request) -> Response:
     return Response(
         pdf,
         media_type="application/pdf",
-        headers={"Content-Disposition": f'inline; filename="statement-{statement.number}.pdf"', "Cache-Control": "no-store"},
+        headers={
+            "Content-Disposition": f'inline; filename="statement-{statement.number}.pdf"',
+            "Cache-Control": "no-store",
+        },
     )
 
 
 def _error(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
     """Errors shaped like GraphQL's, so clients read one format."""
-    return JSONResponse({"errors": [{"message": message, "extensions": {"code": code}}]}, status_code=status, headers=headers)
+    return JSONResponse(
+        {"errors": [{"message": message, "extensions": {"code": code}}]}, status_code=status, headers=headers
+    )
 
 
 # ------------------------------------------------------------------ rendering
@@ -113,13 +121,15 @@ def render_statement(statement: Statement, entries: Sequence[BillingEntry], *, p
             table.row(["Date", "Kind", "Description", "Amount", "Balance"])
             for entry in entries:
                 balance += entry.delta_cents
-                table.row([
-                    entry.occurred_on.isoformat(),
-                    entry.kind.value.title(),
-                    entry.description,
-                    _amount(billing.entry_amount(entry)),
-                    _amount(billing.money(balance)),
-                ])
+                table.row(
+                    [
+                        entry.occurred_on.isoformat(),
+                        entry.kind.value.title(),
+                        entry.description,
+                        _amount(billing.entry_amount(entry)),
+                        _amount(billing.money(balance)),
+                    ]
+                )
         pdf.ln(4)
         pdf.set_font(FONT, "B", 12)
         _line(pdf, f"Closing balance: {_amount(billing.money(statement.closing_cents))}")
@@ -169,7 +179,8 @@ def _coverage(path: Path) -> frozenset[int]:
 
 
 def _static_face(path: Path, codepoints: Iterable[int], weight: int, target: Path) -> Path:
-    """A static instance of the variable font at ``path``, at ``weight``, holding only ``codepoints``, saved as ``target``."""
+    """A static instance of the variable font at ``path``, at ``weight``, holding only ``codepoints``, saved as
+    ``target``."""
     font = TTFont(path, lazy=True)
     options = subset.Options()
     options.name_IDs = ["*"]

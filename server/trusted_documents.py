@@ -86,7 +86,9 @@ class TrustedDocuments:
         return frozenset(name for document in self for name in document.operation_names)
 
     @classmethod
-    def load(cls, paths: Iterable[str | Path], schema: GraphQLSchema, *, introspection: bool = True) -> TrustedDocuments:
+    def load(
+        cls, paths: Iterable[str | Path], schema: GraphQLSchema, *, introspection: bool = True
+    ) -> TrustedDocuments:
         """Read, check, parse, validate and cost every document of every manifest; ConfigurationError on the first
         problem (the server must not start with a manifest that does not match what it serves)."""
         documents: dict[str, TrustedDocument] = {}
@@ -106,7 +108,9 @@ def read_manifest(path: Path) -> list[tuple[str, str]]:
     try:
         manifest = orjson.loads(path.read_bytes())
     except OSError as error:
-        raise ConfigurationError(f"GROUPS_API_TRUSTED_DOCUMENTS: cannot read {path}: {error.strerror or error}") from None
+        raise ConfigurationError(
+            f"GROUPS_API_TRUSTED_DOCUMENTS: cannot read {path}: {error.strerror or error}"
+        ) from None
     except orjson.JSONDecodeError as error:
         raise ConfigurationError(f"GROUPS_API_TRUSTED_DOCUMENTS: {path} is not JSON: {error}") from None
     if not isinstance(manifest, dict):
@@ -123,8 +127,8 @@ def read_manifest(path: Path) -> list[tuple[str, str]]:
         document_id = document_id.removeprefix(PREFIX)
         if document_hash(text) != document_id:
             raise ConfigurationError(
-                f"{path}: trusted document {document_id!r} does not match its text (its sha256 is {document_hash(text)}): "
-                "regenerate the manifest"
+                f"{path}: trusted document {document_id!r} does not match its text (its sha256 is "
+                f"{document_hash(text)}): regenerate the manifest"
             )
         checked.append((document_id, text))
     return checked
@@ -177,4 +181,6 @@ def load_for(settings: Any) -> TrustedDocuments:
     from schema import build_schema
 
     introspection = not settings.production
-    return TrustedDocuments.load(settings.trusted_documents, build_schema(introspection=introspection)._schema, introspection=introspection)
+    return TrustedDocuments.load(
+        settings.trusted_documents, build_schema(introspection=introspection)._schema, introspection=introspection
+    )

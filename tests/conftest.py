@@ -64,7 +64,12 @@ def settings(database_url: str) -> Settings:
     # Many tests sign up more practices than the hourly sign-up limit (10) from the one test client address; the
     # throttle's own tests (tests/test_security_inputs.py) set the real default back.
     return Settings(
-        env="test", database_url=database_url, jwt_secret="test-secret-" + "x" * 40, public_url="http://test", app_url="http://test", sign_ups_per_hour=10_000
+        env="test",
+        database_url=database_url,
+        jwt_secret="test-secret-" + "x" * 40,
+        public_url="http://test",
+        app_url="http://test",
+        sign_ups_per_hour=10_000,
     )
 
 
@@ -76,7 +81,9 @@ class Api:
 
     async def post(self, query: str, variables: dict | None = None, token: str | None = None) -> dict:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
-        response = await self.client.post("/graphql", json={"query": query, "variables": variables or {}}, headers=headers)
+        response = await self.client.post(
+            "/graphql", json={"query": query, "variables": variables or {}}, headers=headers
+        )
         assert response.status_code == 200, response.text
         return response.json()
 
@@ -92,7 +99,13 @@ class Api:
         assert body.get("errors"), body
         return body["errors"][0]["extensions"]["code"], body
 
-    async def sign_up(self, practice: str = "Calm Minds", email: str = "owner@example.com", plan: str = "erx-lite", name: str = "Olive Owner") -> dict:
+    async def sign_up(
+        self,
+        practice: str = "Calm Minds",
+        email: str = "owner@example.com",
+        plan: str = "erx-lite",
+        name: str = "Olive Owner",
+    ) -> dict:
         data = await self.ok(
             """mutation($input: SignUpInput!) { signUp(input: $input) {
                  accessToken refreshToken accessTokenExpiresAt member { id name role } } }""",

@@ -39,7 +39,9 @@ class Account:
         return await Member.get(id=self.row.id)
 
 
-async def sign_up(api: Api, practice: str = "Calm Minds", email: str = "owner@example.com", plan: str = "erx-lite") -> Account:
+async def sign_up(
+    api: Api, practice: str = "Calm Minds", email: str = "owner@example.com", plan: str = "erx-lite"
+) -> Account:
     """A new solo practice and its owner, through ``signUp``."""
     payload = await api.sign_up(practice=practice, email=email, plan=plan)
     slug = (await api.ok("{ practice { slug } }", token=payload["accessToken"]))["practice"]["slug"]
@@ -84,7 +86,11 @@ async def add_member(api: Api, slug: str, email: str, **fields) -> Account:
 
 
 async def insert_api_token(
-    creator: Member, scopes: tuple[TokenScope, ...], *, expires_in: timedelta = timedelta(days=30), revoked: bool = False
+    creator: Member,
+    scopes: tuple[TokenScope, ...],
+    *,
+    expires_in: timedelta = timedelta(days=30),
+    revoked: bool = False,
 ) -> str:
     """Insert a partner API token of ``creator`` (stored as a hash) and return its secret."""
     secret = new_api_token()

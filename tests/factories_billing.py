@@ -36,7 +36,9 @@ class Group:
     async def member(self, name: str, role: Role, permissions: Iterable[Permission] = ()) -> Account:
         """Another member (a row, logged in through ``logIn``)."""
         email = f"{name.lower().replace(' ', '.')}@example.com"
-        account = await factories.add_member(self.api, self.practice.slug, email, name=name, role=role, permissions=tuple(permissions))
+        account = await factories.add_member(
+            self.api, self.practice.slug, email, name=name, role=role, permissions=tuple(permissions)
+        )
         self.members[name] = account
         return account
 
@@ -45,7 +47,9 @@ def now() -> datetime:
     return datetime.now(UTC)
 
 
-async def add_chart(practice: Practice, patient_name: str, *, created_by: uuid.UUID, clinicians: Iterable[uuid.UUID] = ()) -> str:
+async def add_chart(
+    practice: Practice, patient_name: str, *, created_by: uuid.UUID, clinicians: Iterable[uuid.UUID] = ()
+) -> str:
     """A chart (a row) assigned to ``clinicians``; returns its global id."""
     chart = await Chart.create(
         id=uuid.uuid4(),
@@ -80,52 +84,107 @@ async def make_group(api: Api, *, practice: str = "Calm Minds", email: str = "ow
         ben=ben,
         ann_chart=await add_chart(practice_row, "Pat Annsson", created_by=owner.row.id, clinicians=[ann.row.id]),
         ben_chart=await add_chart(practice_row, "Quinn Benson", created_by=owner.row.id, clinicians=[ben.row.id]),
-        shared_chart=await add_chart(practice_row, "Robin Shared", created_by=owner.row.id, clinicians=[ann.row.id, ben.row.id]),
+        shared_chart=await add_chart(
+            practice_row, "Robin Shared", created_by=owner.row.id, clinicians=[ann.row.id, ben.row.id]
+        ),
     )
 
 
 # ------------------------------------------------------------------ operations over HTTP
 
-ENTRY = "id kind amount { amount currency } occurredOn description patientName clinician { id name } createdBy { id } chart { id } invoice { id }"
+ENTRY = (
+    "id kind amount { amount currency } occurredOn description patientName clinician { id name } createdBy { id } "
+    "chart { id } invoice { id }"
+)
 
-RECORD_CHARGE = f"""mutation($i: RecordChargeInput!) {{ recordCharge(input: $i) {{ entry {{ {ENTRY} }} balance {{ amount }} }} }}"""
-RECORD_ADJUSTMENT = f"""mutation($i: RecordAdjustmentInput!) {{ recordAdjustment(input: $i) {{ entry {{ {ENTRY} }} balance {{ amount }} }} }}"""
+RECORD_CHARGE = (
+    f"""mutation($i: RecordChargeInput!) {{ recordCharge(input: $i) {{ entry {{ {ENTRY} }} balance {{ amount }} }} }}"""
+)
+RECORD_ADJUSTMENT = f"""mutation($i: RecordAdjustmentInput!) {{ recordAdjustment(input: $i) {{ entry {{ {ENTRY} }}
+balance {{ amount }} }} }}"""
 RECORD_PAYMENT = f"""mutation($i: RecordPaymentInput!) {{ recordPayment(input: $i) {{
     entry {{ {ENTRY} }} balance {{ amount }} invoice {{ id status amountDue {{ amount }} }} }} }}"""
-RECORD_REFUND = f"""mutation($i: RecordRefundInput!) {{ recordRefund(input: $i) {{ entry {{ {ENTRY} }} balance {{ amount }} }} }}"""
+RECORD_REFUND = (
+    f"""mutation($i: RecordRefundInput!) {{ recordRefund(input: $i) {{ entry {{ {ENTRY} }} balance {{ amount }} }} }}"""
+)
 STATEMENT = """id number patientName periodStart periodEnd openingBalance { amount } closingBalance { amount } pdfUrl
-    clinician { id } chart { id } createdBy { id } entries { totalCount edges { node { id kind amount { amount } } } }"""
-GENERATE_STATEMENT = f"""mutation($i: GenerateStatementInput!) {{ generateStatement(input: $i) {{ statement {{ {STATEMENT} }} }} }}"""
+    clinician { id } chart { id } createdBy { id } entries { totalCount edges { node { id kind amount { amount } } }
+    }"""
+GENERATE_STATEMENT = (
+    f"""mutation($i: GenerateStatementInput!) {{ generateStatement(input: $i) {{ statement {{ {STATEMENT} }} }} }}"""
+)
 INVOICE = """id number status patientName total { amount } amountDue { amount } clinician { id } chart { id }
     entries { totalCount edges { node { id } } }"""
 CREATE_INVOICE = f"""mutation($i: CreateInvoiceInput!) {{ createInvoice(input: $i) {{ invoice {{ {INVOICE} }} }} }}"""
 BALANCE = "query($f: BalanceFilter) { practice { billing { currentBalance(filter: $f) { amount currency } } } }"
 HISTORY = f"""query($f: BillingFilter, $first: Int, $after: String) {{ practice {{ billing {{
-    history(filter: $f, first: $first, after: $after) {{ totalCount pageInfo {{ hasNextPage endCursor }} edges {{ node {{ {ENTRY} }} }} }}
+    history(filter: $f, first: $first, after: $after) {{ totalCount pageInfo {{ hasNextPage endCursor }} edges {{ node
+    {{ {ENTRY} }} }} }}
 }} }} }}"""
 
 
-async def charge(api: Api, person: Account, chart: str, clinician: Account, amount: str, *, on: str = "2026-03-02",
-                 description: str = "Session") -> dict:
-    data = await api.ok(RECORD_CHARGE, {"i": {"chartId": chart, "clinicianId": clinician.id, "amount": amount,
-                                              "occurredOn": on, "description": description}}, person.token)
+async def charge(
+    api: Api,
+    person: Account,
+    chart: str,
+    clinician: Account,
+    amount: str,
+    *,
+    on: str = "2026-03-02",
+    description: str = "Session",
+) -> dict:
+    data = await api.ok(
+        RECORD_CHARGE,
+        {
+            "i": {
+                "chartId": chart,
+                "clinicianId": clinician.id,
+                "amount": amount,
+                "occurredOn": on,
+                "description": description,
+            }
+        },
+        person.token,
+    )
     return data["recordCharge"]
 
 
-async def pay(api: Api, person: Account, chart: str, clinician: Account, amount: str, *, on: str = "2026-03-03",
-              invoice: str | None = None) -> dict:
-    data = await api.ok(RECORD_PAYMENT, {"i": {"chartId": chart, "clinicianIds": [clinician.id], "amount": amount,
-                                               "occurredOn": on, "invoiceId": invoice}}, person.token)
+async def pay(
+    api: Api,
+    person: Account,
+    chart: str,
+    clinician: Account,
+    amount: str,
+    *,
+    on: str = "2026-03-03",
+    invoice: str | None = None,
+) -> dict:
+    data = await api.ok(
+        RECORD_PAYMENT,
+        {
+            "i": {
+                "chartId": chart,
+                "clinicianIds": [clinician.id],
+                "amount": amount,
+                "occurredOn": on,
+                "invoiceId": invoice,
+            }
+        },
+        person.token,
+    )
     return data["recordPayment"]
 
 
-async def balance(api: Api, person: Account, *, clinicians: list[Account] | None = None, chart: str | None = None) -> str:
+async def balance(
+    api: Api, person: Account, *, clinicians: list[Account] | None = None, chart: str | None = None
+) -> str:
     selection = {"clinicianIds": [c.id for c in clinicians] if clinicians is not None else None, "chartId": chart}
     data = await api.ok(BALANCE, {"f": selection}, person.token)
     return data["practice"]["billing"]["currentBalance"]["amount"]
 
 
-async def history(api: Api, person: Account, selection: dict | None = None, *, first: int | None = None,
-                  after: str | None = None) -> dict:
+async def history(
+    api: Api, person: Account, selection: dict | None = None, *, first: int | None = None, after: str | None = None
+) -> dict:
     data = await api.ok(HISTORY, {"f": selection, "first": first, "after": after}, person.token)
     return data["practice"]["billing"]["history"]

@@ -28,7 +28,9 @@ class Actor:
         return ids.encode("Member", self.member.id)
 
 
-async def owner(api: Api, practice: str = "Calm Minds", email: str = "owner@example.com", *, group: bool = True) -> Actor:
+async def owner(
+    api: Api, practice: str = "Calm Minds", email: str = "owner@example.com", *, group: bool = True
+) -> Actor:
     """Sign up a practice (a group practice unless ``group=False``) and return its owner."""
     signed = await api.sign_up(practice=practice, email=email)
     if group:

@@ -15,21 +15,25 @@ OWNER_EMAIL = "owner@example.com"
 PASSWORD = "correct horse battery"
 
 INVITE = """mutation($i: InviteMemberInput!) { inviteMember(input: $i) { token invitation {
-  id email role status createdAt expiresAt plan { code } permissions traineeStatus trainingProofValidUntil invitedBy { id } } } }"""
+  id email role status createdAt expiresAt plan { code } permissions traineeStatus trainingProofValidUntil invitedBy {
+  id } } } }"""
 ACCEPT = """mutation($i: AcceptInvitationInput!) { acceptInvitation(input: $i) {
   accessToken refreshToken member { id name role status } } }"""
 ACTIVATE = "mutation { activateGroupPractice { practice { kind } } }"
 START_SUBSCRIPTION = """mutation { startSubscription {
-  subscription { status trial { startedAt endsAt isActive } currentPeriodStart currentPeriodEnd monthlyTotal { amount } }
+  subscription { status trial { startedAt endsAt isActive } currentPeriodStart currentPeriodEnd monthlyTotal { amount }
+  }
   charge { id kind amount { amount currency } member { id } periodStart periodEnd description } } }"""
 SUBSCRIPTION = """{ practice { subscription {
   status trial { startedAt endsAt isActive } currentPeriodStart currentPeriodEnd monthlyTotal { amount currency }
   licenses { member { id name } plan { code } listPrice { amount } monthlyPrice { amount } reason }
-  charges { totalCount edges { node { id kind amount { amount } member { id } periodStart periodEnd description } } } } } }"""
+  charges { totalCount edges { node { id kind amount { amount } member { id } periodStart periodEnd description } } } }
+  } }"""
 UPDATE_MEMBER = """mutation($i: UpdateMemberInput!) { updateMember(input: $i) {
   member { id role plan { code } traineeStatus trainingProofValidUntil }
   charge { id kind amount { amount } member { id } periodStart periodEnd } } }"""
-QUOTE = """query($role: Role!, $plan: String, $trainee: TraineeStatus, $proof: Date, $member: ID) { practice { subscription {
+QUOTE = """query($role: Role!, $plan: String, $trainee: TraineeStatus, $proof: Date, $member: ID) { practice {
+subscription {
   seatQuote(role: $role, planCode: $plan, traineeStatus: $trainee, trainingProofValidUntil: $proof, memberId: $member) {
     listPrice { amount currency } monthlyPrice { amount } reason chargeNow { amount } } } } }"""
 
@@ -57,7 +61,9 @@ async def log_in(api, email: str, slug: str = SLUG) -> str:
     return body["data"]["logIn"]["accessToken"]
 
 
-async def invite(api, token: str, email: str, *, role: str = "CLINICIAN", plan: str | None = "erx-lite", **extra) -> dict:
+async def invite(
+    api, token: str, email: str, *, role: str = "CLINICIAN", plan: str | None = "erx-lite", **extra
+) -> dict:
     variables = {"email": email, "role": role, **extra}
     if plan is not None:
         variables["planCode"] = plan
@@ -65,11 +71,20 @@ async def invite(api, token: str, email: str, *, role: str = "CLINICIAN", plan: 
 
 
 async def accept(api, invitation_token: str, name: str = "New Member") -> dict:
-    return (await api.ok(ACCEPT, {"i": {"token": invitation_token, "name": name, "password": PASSWORD}}))["acceptInvitation"]
+    return (await api.ok(ACCEPT, {"i": {"token": invitation_token, "name": name, "password": PASSWORD}}))[
+        "acceptInvitation"
+    ]
 
 
 async def join(
-    api, owner: str, email: str, *, role: str = "CLINICIAN", plan: str | None = "erx-lite", name: str = "New Member", **extra
+    api,
+    owner: str,
+    email: str,
+    *,
+    role: str = "CLINICIAN",
+    plan: str | None = "erx-lite",
+    name: str = "New Member",
+    **extra,
 ) -> dict:
     """Invite and accept: the new member's AuthPayload."""
     issued = await invite(api, owner, email, role=role, plan=plan, **extra)

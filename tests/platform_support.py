@@ -7,7 +7,9 @@ CREATE_TOKEN = """mutation($i: CreateApiTokenInput!) { createApiToken(input: $i)
 REVOKE_TOKEN = "mutation($i: ApiTokenInput!) { revokeApiToken(input: $i) { apiToken { id revokedAt } } }"
 
 
-async def create_token(api, session: str, scopes: list[str], *, name: str = "Partner", expires_at: str | None = None) -> dict:
+async def create_token(
+    api, session: str, scopes: list[str], *, name: str = "Partner", expires_at: str | None = None
+) -> dict:
     """createApiToken as ``session``; returns the payload ({token, apiToken})."""
     data = await api.ok(CREATE_TOKEN, {"i": {"name": name, "scopes": scopes, "expiresAt": expires_at}}, session)
     return data["createApiToken"]

@@ -57,7 +57,8 @@ async def check(database_url: str, acknowledged: Acknowledged) -> list[str]:
 async def _acknowledged_writes(db: asyncpg.Connection, acknowledged: Acknowledged) -> list[str]:
     problems = []
     rows = await db.fetch(
-        "SELECT id, kind, delta_cents, clinician_id, chart_id, invoice_id FROM billing_entries WHERE id = ANY($1::uuid[])",
+        "SELECT id, kind, delta_cents, clinician_id, chart_id, invoice_id FROM billing_entries WHERE id = "
+        "ANY($1::uuid[])",
         uuids_of(acknowledged.entries),
     )
     stored = {row["id"]: row for row in rows}
@@ -77,11 +78,15 @@ async def _acknowledged_writes(db: asyncpg.Connection, acknowledged: Acknowledge
         for gid, expected in written.items():
             if stored.get(uuid_of(gid)) != expected:
                 problems.append(f"acknowledged {table[:-1]} {gid} {expected} is stored as {stored.get(uuid_of(gid))}")
-    rows = await db.fetch("SELECT id, status, member_id FROM invitations WHERE id = ANY($1::uuid[])", uuids_of(acknowledged.accepted))
+    rows = await db.fetch(
+        "SELECT id, status, member_id FROM invitations WHERE id = ANY($1::uuid[])", uuids_of(acknowledged.accepted)
+    )
     stored = {row["id"]: (row["status"], row["member_id"]) for row in rows}
     for invitation, member in acknowledged.accepted.items():
         if stored.get(uuid_of(invitation)) != ("ACCEPTED", uuid_of(member)):
-            problems.append(f"acknowledged accept of {invitation} (member {member}) is stored as {stored.get(uuid_of(invitation))}")
+            problems.append(
+                f"acknowledged accept of {invitation} (member {member}) is stored as {stored.get(uuid_of(invitation))}"
+            )
     return problems
 
 
@@ -96,7 +101,8 @@ async def _balances(db: asyncpg.Connection, acknowledged: Acknowledged) -> list[
     ledger = {
         (r["practice_id"], r["clinician_id"], r["chart_id"]): r["total"]
         for r in await db.fetch(
-            "SELECT practice_id, clinician_id, chart_id, SUM(delta_cents) AS total FROM billing_entries GROUP BY 1, 2, 3"
+            "SELECT practice_id, clinician_id, chart_id, SUM(delta_cents) AS total FROM billing_entries GROUP BY 1, 2, "
+            "3"
         )
     }
     balances = {
@@ -104,7 +110,8 @@ async def _balances(db: asyncpg.Connection, acknowledged: Acknowledged) -> list[
         for r in await db.fetch("SELECT practice_id, clinician_id, chart_id, balance_cents FROM billing_balances")
     }
     return [
-        f"balance of clinician {key[1]} on chart {key[2]} is {balances.get(key)}, its ledger sums to {ledger.get(key, 0)}"
+        f"balance of clinician {key[1]} on chart {key[2]} is {balances.get(key)}, its ledger sums to "
+        f"{ledger.get(key, 0)}"
         for key in ledger.keys() | balances.keys()
         if balances.get(key) != ledger.get(key, 0) and not (key not in ledger and balances.get(key) == 0)
     ]
@@ -112,7 +119,10 @@ async def _balances(db: asyncpg.Connection, acknowledged: Acknowledged) -> list[
 
 async def _numbering(db: asyncpg.Connection, acknowledged: Acknowledged) -> list[str]:
     problems = []
-    counters = {(r["practice_id"], r["name"]): r["last_value"] for r in await db.fetch("SELECT practice_id, name, last_value FROM billing_counters")}
+    counters = {
+        (r["practice_id"], r["name"]): r["last_value"]
+        for r in await db.fetch("SELECT practice_id, name, last_value FROM billing_counters")
+    }
     for table, counter, prefix in (("statements", "statement", "S"), ("invoices", "invoice", "INV")):
         rows = await db.fetch(f"SELECT practice_id, sequence, number FROM {table} ORDER BY practice_id, sequence")
         by_practice: dict = {}
@@ -123,12 +133,18 @@ async def _numbering(db: asyncpg.Connection, acknowledged: Acknowledged) -> list
             if sequences != list(range(1, len(sequences) + 1)):
                 gaps = sorted(set(range(1, max(sequences) + 1)) - set(sequences))[:10]
                 twice = [s for s, n in Counter(sequences).items() if n > 1][:10]
-                problems.append(f"{table} of practice {practice}: {len(sequences)} numbered up to {max(sequences)}; gaps {gaps}, twice {twice}")
+                problems.append(
+                    f"{table} of practice {practice}: {len(sequences)} numbered up to {max(sequences)}; gaps {gaps}, "
+                    f"twice {twice}"
+                )
             wrong = [(s, n) for s, n in numbered if n != f"{prefix}-{s:06d}"]
             if wrong or len({n for _, n in numbered}) != len(numbered):
                 problems.append(f"{table} of practice {practice}: numbers do not match their sequence: {wrong[:5]}")
             if counters.get((practice, counter)) != len(numbered):
-                problems.append(f"{counter} counter of practice {practice} is {counters.get((practice, counter))}, {len(numbered)} numbered")
+                problems.append(
+                    f"{counter} counter of practice {practice} is {counters.get((practice, counter))}, {len(numbered)} "
+                    "numbered"
+                )
     return problems
 
 
@@ -139,14 +155,20 @@ async def _invoices(db: asyncpg.Connection, acknowledged: Acknowledged) -> list[
     foreign = await db.fetch(
         """SELECT l.invoice_id, l.entry_id, e.kind FROM invoice_lines l JOIN billing_entries e ON e.id = l.entry_id
            JOIN invoices i ON i.id = l.invoice_id
-           WHERE e.kind <> 'CHARGE' OR e.clinician_id <> i.clinician_id OR e.chart_id <> i.chart_id OR e.practice_id <> i.practice_id"""
+           WHERE e.kind <> 'CHARGE' OR e.clinician_id <> i.clinician_id OR e.chart_id <> i.chart_id OR e.practice_id <>
+           i.practice_id"""
     )
-    problems += [f"invoice {row['invoice_id']} holds entry {row['entry_id']} ({row['kind']}) of another clinician, chart or kind" for row in foreign]
+    problems += [
+        f"invoice {row['invoice_id']} holds entry {row['entry_id']} ({row['kind']}) of another clinician, chart or kind"
+        for row in foreign
+    ]
     rows = await db.fetch(
         """SELECT i.id, i.number, i.status, i.total_cents, i.paid_cents,
-                  (SELECT COALESCE(SUM(e.delta_cents), 0) FROM invoice_lines l JOIN billing_entries e ON e.id = l.entry_id
+                  (SELECT COALESCE(SUM(e.delta_cents), 0) FROM invoice_lines l JOIN billing_entries e ON e.id =
+                  l.entry_id
                     WHERE l.invoice_id = i.id) AS lines,
-                  (SELECT COALESCE(-SUM(p.delta_cents), 0) FROM billing_entries p WHERE p.invoice_id = i.id AND p.kind = 'PAYMENT') AS paid
+                  (SELECT COALESCE(-SUM(p.delta_cents), 0) FROM billing_entries p WHERE p.invoice_id = i.id AND p.kind =
+                  'PAYMENT') AS paid
            FROM invoices i"""
     )
     for row in rows:
@@ -167,16 +189,23 @@ async def _statements(db: asyncpg.Connection, acknowledged: Acknowledged) -> lis
         """SELECT s.id, s.number, s.opening_cents, s.closing_cents,
                   COALESCE(SUM(e.delta_cents), 0) AS lines,
                   COUNT(e.id) FILTER (WHERE e.clinician_id <> s.clinician_id OR e.chart_id <> s.chart_id
-                                      OR e.occurred_on < s.period_start OR e.occurred_on > s.period_end) AS foreign_lines
-           FROM statements s LEFT JOIN statement_lines l ON l.statement_id = s.id LEFT JOIN billing_entries e ON e.id = l.entry_id
+                                      OR e.occurred_on < s.period_start OR e.occurred_on > s.period_end) AS
+                                      foreign_lines
+           FROM statements s LEFT JOIN statement_lines l ON l.statement_id = s.id LEFT JOIN billing_entries e ON e.id =
+           l.entry_id
            GROUP BY s.id"""
     )
     problems = []
     for row in rows:
         if row["opening_cents"] + row["lines"] != row["closing_cents"]:
-            problems.append(f"statement {row['number']}: opening {row['opening_cents']} + entries {row['lines']} != closing {row['closing_cents']}")
+            problems.append(
+                f"statement {row['number']}: opening {row['opening_cents']} + entries {row['lines']} != closing "
+                f"{row['closing_cents']}"
+            )
         if row["foreign_lines"]:
-            problems.append(f"statement {row['number']} holds {row['foreign_lines']} entries of another clinician, chart or period")
+            problems.append(
+                f"statement {row['number']} holds {row['foreign_lines']} entries of another clinician, chart or period"
+            )
     return problems
 
 
@@ -187,26 +216,38 @@ async def _members(db: asyncpg.Connection, acknowledged: Acknowledged) -> list[s
            LEFT JOIN members m ON m.id = i.member_id AND m.email = i.email AND m.practice_id = i.practice_id
            WHERE i.status = 'ACCEPTED'"""
     )
-    problems += [f"accepted invitation {row['id']} has no member of its email" for row in accepted if row["found"] is None]
+    problems += [
+        f"accepted invitation {row['id']} has no member of its email" for row in accepted if row["found"] is None
+    ]
     shared = Counter(row["member_id"] for row in accepted)
     problems += [f"member {member} came from {n} accepted invitations" for member, n in shared.items() if n > 1]
     events = Counter(
-        row["target_id"] for row in await db.fetch("SELECT target_id FROM audit_events WHERE action = 'invitation.accepted'")
+        row["target_id"]
+        for row in await db.fetch("SELECT target_id FROM audit_events WHERE action = 'invitation.accepted'")
     )
-    problems += [f"invitation {target} was accepted {n} times in the audit log" for target, n in events.items() if n > 1]
+    problems += [
+        f"invitation {target} was accepted {n} times in the audit log" for target, n in events.items() if n > 1
+    ]
     if len(events) != len(accepted):
         problems.append(f"{len(accepted)} accepted invitations, {len(events)} acceptances in the audit log")
     orphans = await db.fetch(
-        "SELECT id, email FROM members m WHERE role <> 'OWNER' AND NOT EXISTS (SELECT 1 FROM invitations i WHERE i.member_id = m.id)"
+        "SELECT id, email FROM members m WHERE role <> 'OWNER' AND NOT EXISTS (SELECT 1 FROM invitations i WHERE "
+        "i.member_id = m.id)"
     )
     problems += [f"member {row['email']} ({row['id']}) came from no accepted invitation" for row in orphans]
     last_change: dict[uuid.UUID, str] = {}
     for row in await db.fetch(
-        "SELECT target_id, details FROM audit_events WHERE action = 'member.role_changed' ORDER BY practice_id, sequence"
+        "SELECT target_id, details FROM audit_events WHERE action = 'member.role_changed' ORDER BY practice_id, "
+        "sequence"
     ):
         details = row["details"]
-        last_change[uuid_of(row["target_id"])] = json.loads(details)["to"] if isinstance(details, str) else details["to"]
-    roles = {row["id"]: row["role"] for row in await db.fetch("SELECT id, role FROM members WHERE id = ANY($1::uuid[])", list(last_change))}
+        last_change[uuid_of(row["target_id"])] = (
+            json.loads(details)["to"] if isinstance(details, str) else details["to"]
+        )
+    roles = {
+        row["id"]: row["role"]
+        for row in await db.fetch("SELECT id, role FROM members WHERE id = ANY($1::uuid[])", list(last_change))
+    }
     problems += [
         f"member {member} is {roles.get(member)}, but their last role change made them {role}"
         for member, role in last_change.items()

@@ -28,9 +28,13 @@ PASSWORD = "correct horse battery"
 ENTRY = "entry { id kind amount { amount } clinician { id } chart { id } }"
 RECORD_CHARGE = f"mutation($i: RecordChargeInput!) {{ recordCharge(input: $i) {{ {ENTRY} }} }}"
 RECORD_ADJUSTMENT = f"mutation($i: RecordAdjustmentInput!) {{ recordAdjustment(input: $i) {{ {ENTRY} }} }}"
-RECORD_PAYMENT = f"mutation($i: RecordPaymentInput!) {{ recordPayment(input: $i) {{ {ENTRY} invoice {{ id status }} }} }}"
+RECORD_PAYMENT = (
+    f"mutation($i: RecordPaymentInput!) {{ recordPayment(input: $i) {{ {ENTRY} invoice {{ id status }} }} }}"
+)
 RECORD_REFUND = f"mutation($i: RecordRefundInput!) {{ recordRefund(input: $i) {{ {ENTRY} }} }}"
-CREATE_INVOICE = "mutation($i: CreateInvoiceInput!) { createInvoice(input: $i) { invoice { id number total { amount } } } }"
+CREATE_INVOICE = (
+    "mutation($i: CreateInvoiceInput!) { createInvoice(input: $i) { invoice { id number total { amount } } } }"
+)
 GENERATE_STATEMENT = """mutation($i: GenerateStatementInput!) { generateStatement(input: $i) { statement {
     id number openingBalance { amount } closingBalance { amount } } } }"""
 INVITE = "mutation($i: InviteMemberInput!) { inviteMember(input: $i) { token invitation { id } } }"
@@ -43,7 +47,8 @@ READS = [
     """query($f: BillingFilter, $b: BalanceFilter) { practice { billing { currentBalance(filter: $b) { amount }
         history(filter: $f, first: 20) { edges { node { id kind amount { amount } invoice { id } } } } } } }""",
     """query($f: BillingFilter) { practice { billing { invoices(filter: $f, first: 10) { edges { node { id number status
-        amountDue { amount } entries(first: 5) { totalCount } } } } statements(filter: $f, first: 10) { edges { node { id number } } } } } }""",
+        amountDue { amount } entries(first: 5) { totalCount } } } } statements(filter: $f, first: 10) { edges { node {
+        id number } } } } } }""",
     "{ practice { charts(first: 20) { totalCount edges { node { id patientName assignedClinicians { id } } } } } }",
     "{ practice { members(first: 50) { edges { node { id name role status } } } } }",
     "{ viewer { id assignedCharts(first: 10) { edges { node { id } } } } }",
@@ -69,7 +74,9 @@ class Person:
 class Acknowledged:
     """Every write the server acknowledged, as it described it."""
 
-    entries: dict[str, tuple[str, int, str, str, str | None]] = field(default_factory=dict)  # kind, delta, clinician, chart, invoice
+    entries: dict[str, tuple[str, int, str, str, str | None]] = field(
+        default_factory=dict
+    )  # kind, delta, clinician, chart, invoice
     invoices: dict[str, tuple[str, int]] = field(default_factory=dict)  # number, total cents
     statements: dict[str, tuple[str, int, int]] = field(default_factory=dict)  # number, opening, closing cents
     accepted: dict[str, str] = field(default_factory=dict)  # invitation id -> member id
@@ -97,14 +104,17 @@ class Outcomes:
     def summary(self) -> str:
         ordered = sorted(self.latencies) or [0.0]
         p50, p95 = ordered[len(ordered) // 2], ordered[int(len(ordered) * 0.95)]
-        writes = sum(n for (action, outcome), n in self.counts.items() if outcome == "ok" and not action.startswith("read"))
+        writes = sum(
+            n for (action, outcome), n in self.counts.items() if outcome == "ok" and not action.startswith("read")
+        )
         by_action: dict[str, dict[str, int]] = defaultdict(dict)
         for (action, outcome), n in sorted(self.counts.items()):
             by_action[action][outcome] = n
         return (
             f"{self.requests} requests in {self.seconds:.1f} s ({self.requests / max(self.seconds, 1e-9):.0f}/s), "
-            f"{writes} acknowledged writes ({writes / max(self.seconds, 1e-9):.0f}/s); latency p50 {p50 * 1000:.0f} ms, "
-            f"p95 {p95 * 1000:.0f} ms, max {ordered[-1] * 1000:.0f} ms\n" + "\n".join(f"  {a}: {dict(o)}" for a, o in by_action.items())
+            f"{writes} acknowledged writes ({writes / max(self.seconds, 1e-9):.0f}/s); latency p50 {p50 * 1000:.0f} "
+            f"ms, p95 {p95 * 1000:.0f} ms, max {ordered[-1] * 1000:.0f} ms\n"
+            + "\n".join(f"  {a}: {dict(o)}" for a, o in by_action.items())
         )
 
 
@@ -127,14 +137,18 @@ class Soak:
 
     @staticmethod
     def client(base_url: str) -> httpx.AsyncClient:
-        return httpx.AsyncClient(base_url=base_url, timeout=httpx.Timeout(60.0), limits=httpx.Limits(max_connections=200))
+        return httpx.AsyncClient(
+            base_url=base_url, timeout=httpx.Timeout(60.0), limits=httpx.Limits(max_connections=200)
+        )
 
     async def aclose(self) -> None:
         await self.http.aclose()
 
     # ------------------------------------------------------------------ one request
 
-    async def call(self, action: str, query: str, variables: dict | None, person: Person | None) -> tuple[dict, str] | None:
+    async def call(
+        self, action: str, query: str, variables: dict | None, person: Person | None
+    ) -> tuple[dict, str] | None:
         """Send one operation; returns (data, request id) when it was acknowledged, None otherwise (counted)."""
         request_id = f"soak-{next(self.ids)}"
         headers = {"x-request-id": request_id}
@@ -142,7 +156,9 @@ class Soak:
             headers["authorization"] = f"Bearer {person.token}"
         started = time.perf_counter()
         try:
-            response = await self.http.post("/graphql", json={"query": query, "variables": variables or {}}, headers=headers)
+            response = await self.http.post(
+                "/graphql", json={"query": query, "variables": variables or {}}, headers=headers
+            )
         except httpx.HTTPError as exc:
             self.outcomes.counts[(action, "transport")] += 1
             if not self.stopping:
@@ -174,11 +190,19 @@ class Soak:
     # ------------------------------------------------------------------ the practice
 
     async def set_up(self, *, clinicians: int = 8, flippers: int = 3, charts: int = 16) -> None:
-        """The practice: its owner, billing clinicians, members whose role and charts change, charts, a partner token."""
+        """The practice: its owner, billing clinicians, members whose role and charts change, charts, a partner
+        token."""
         signed = await self.ok(
             "mutation($i: SignUpInput!) { signUp(input: $i) { accessToken member { id } } }",
-            {"i": {"practiceName": "Soak Practice", "name": "Olive Owner", "email": "owner@soak.example", "password": PASSWORD,
-                   "planCode": "erx-lite"}},
+            {
+                "i": {
+                    "practiceName": "Soak Practice",
+                    "name": "Olive Owner",
+                    "email": "owner@soak.example",
+                    "password": PASSWORD,
+                    "planCode": "erx-lite",
+                }
+            },
             None,
         )
         self.owner = Person(signed["signUp"]["member"]["id"], signed["signUp"]["accessToken"])
@@ -188,8 +212,14 @@ class Soak:
         self.charts: list[str] = []
         self.pairs: list[tuple[str, Person]] = []  # (chart, a clinician assigned to it)
         for index in range(charts):
-            assigned = [self.clinicians[index % clinicians]] + ([self.clinicians[(index + 1) % clinicians]] if index < 4 else [])
-            created = await self.ok(CREATE_CHART, {"i": {"patientName": f"Patient {index}", "clinicianIds": [c.id for c in assigned]}}, self.owner)
+            assigned = [self.clinicians[index % clinicians]] + (
+                [self.clinicians[(index + 1) % clinicians]] if index < 4 else []
+            )
+            created = await self.ok(
+                CREATE_CHART,
+                {"i": {"patientName": f"Patient {index}", "clinicianIds": [c.id for c in assigned]}},
+                self.owner,
+            )
             chart = created["createChart"]["chart"]["id"]
             self.charts.append(chart)
             self.pairs += [(chart, clinician) for clinician in assigned]
@@ -201,8 +231,14 @@ class Soak:
         self.partner = Person(self.owner.id, token["createApiToken"]["token"])
 
     async def join(self, email: str) -> Person:
-        invited = await self.ok(INVITE, {"i": {"email": email, "role": "CLINICIAN", "planCode": "erx-lite"}}, self.owner)
-        accepted = await self.ok(ACCEPT, {"i": {"token": invited["inviteMember"]["token"], "name": email.split("@")[0], "password": PASSWORD}}, None)
+        invited = await self.ok(
+            INVITE, {"i": {"email": email, "role": "CLINICIAN", "planCode": "erx-lite"}}, self.owner
+        )
+        accepted = await self.ok(
+            ACCEPT,
+            {"i": {"token": invited["inviteMember"]["token"], "name": email.split("@")[0], "password": PASSWORD}},
+            None,
+        )
         return Person(accepted["acceptInvitation"]["member"]["id"], accepted["acceptInvitation"]["accessToken"])
 
     # ------------------------------------------------------------------ the actions
@@ -215,8 +251,16 @@ class Soak:
     def occurred_on(self) -> str:
         return (datetime.now(UTC).date() - timedelta(days=self.random.randint(0, 40))).isoformat()
 
-    def ack_entry(self, answered: tuple[dict, str] | None, field_name: str, kind: str, delta: int, chart: str, clinician: Person,
-                  invoice: str | None = None) -> None:
+    def ack_entry(
+        self,
+        answered: tuple[dict, str] | None,
+        field_name: str,
+        kind: str,
+        delta: int,
+        chart: str,
+        clinician: Person,
+        invoice: str | None = None,
+    ) -> None:
         if answered is None:
             return
         data, request_id = answered
@@ -228,8 +272,15 @@ class Soak:
     async def charge(self) -> None:
         chart, clinician = self.random.choice(self.pairs)
         amount = self.random.randint(100, 50_000)
-        variables = {"i": {"chartId": chart, "clinicianId": clinician.id, "amount": money(amount), "occurredOn": self.occurred_on(),
-                           "description": "Session"}}
+        variables = {
+            "i": {
+                "chartId": chart,
+                "clinicianId": clinician.id,
+                "amount": money(amount),
+                "occurredOn": self.occurred_on(),
+                "description": "Session",
+            }
+        }
         answered = await self.call("charge", RECORD_CHARGE, variables, self.biller(clinician))
         self.ack_entry(answered, "recordCharge", "CHARGE", amount, chart, clinician)
 
@@ -237,8 +288,15 @@ class Soak:
         chart, clinician = self.random.choice(self.pairs)
         amount = self.random.choice([-1, 1]) * self.random.randint(1, 5_000)
         sign = "-" if amount < 0 else ""
-        variables = {"i": {"chartId": chart, "clinicianId": clinician.id, "amount": sign + money(abs(amount)),
-                           "occurredOn": self.occurred_on(), "description": "Adjustment"}}
+        variables = {
+            "i": {
+                "chartId": chart,
+                "clinicianId": clinician.id,
+                "amount": sign + money(abs(amount)),
+                "occurredOn": self.occurred_on(),
+                "description": "Adjustment",
+            }
+        }
         answered = await self.call("adjustment", RECORD_ADJUSTMENT, variables, self.biller(clinician))
         self.ack_entry(answered, "recordAdjustment", "ADJUSTMENT", amount, chart, clinician)
 
@@ -248,8 +306,15 @@ class Soak:
         invoice = self.random.choice(invoices) if invoices and self.random.random() < 0.6 else None
         due = invoice[1] - invoice[2] if invoice else 30_000
         amount = self.random.randint(1, max(1, due))
-        variables = {"i": {"chartId": chart, "clinicianIds": [clinician.id], "amount": money(amount), "occurredOn": self.occurred_on(),
-                           "invoiceId": invoice[0] if invoice else None}}
+        variables = {
+            "i": {
+                "chartId": chart,
+                "clinicianIds": [clinician.id],
+                "amount": money(amount),
+                "occurredOn": self.occurred_on(),
+                "invoiceId": invoice[0] if invoice else None,
+            }
+        }
         answered = await self.call("payment", RECORD_PAYMENT, variables, self.biller(clinician))
         self.ack_entry(answered, "recordPayment", "PAYMENT", -amount, chart, clinician, invoice[0] if invoice else None)
         if answered is not None and invoice is not None:
@@ -260,13 +325,22 @@ class Soak:
     async def refund(self) -> None:
         chart, clinician = self.random.choice(self.pairs)
         amount = self.random.randint(1, 5_000)
-        variables = {"i": {"chartId": chart, "clinicianIds": [clinician.id], "amount": money(amount), "occurredOn": self.occurred_on()}}
+        variables = {
+            "i": {
+                "chartId": chart,
+                "clinicianIds": [clinician.id],
+                "amount": money(amount),
+                "occurredOn": self.occurred_on(),
+            }
+        }
         answered = await self.call("refund", RECORD_REFUND, variables, self.biller(clinician))
         self.ack_entry(answered, "recordRefund", "REFUND", amount, chart, clinician)
 
     async def invoice(self) -> None:
         chart, clinician = self.random.choice(self.pairs)
-        answered = await self.call("invoice", CREATE_INVOICE, {"i": {"chartId": chart, "clinicianIds": [clinician.id]}}, self.biller(clinician))
+        answered = await self.call(
+            "invoice", CREATE_INVOICE, {"i": {"chartId": chart, "clinicianIds": [clinician.id]}}, self.biller(clinician)
+        )
         if answered is not None:
             data, request_id = answered
             invoice = data["createInvoice"]["invoice"]
@@ -278,14 +352,20 @@ class Soak:
     async def statement(self) -> None:
         chart, clinician = self.random.choice(self.pairs)
         today = datetime.now(UTC).date()
-        period = {"chartId": chart, "clinicianIds": [clinician.id], "periodStart": (today - timedelta(days=self.random.randint(5, 45))).isoformat(),
-                  "periodEnd": today.isoformat()}
+        period = {
+            "chartId": chart,
+            "clinicianIds": [clinician.id],
+            "periodStart": (today - timedelta(days=self.random.randint(5, 45))).isoformat(),
+            "periodEnd": today.isoformat(),
+        }
         answered = await self.call("statement", GENERATE_STATEMENT, {"i": period}, self.biller(clinician))
         if answered is not None:
             data, request_id = answered
             statement = data["generateStatement"]["statement"]
             self.acknowledged.statements[statement["id"]] = (
-                statement["number"], cents(statement["openingBalance"]["amount"]), cents(statement["closingBalance"]["amount"])
+                statement["number"],
+                cents(statement["openingBalance"]["amount"]),
+                cents(statement["closingBalance"]["amount"]),
             )
             self.acknowledged.audited_requests.add(request_id)
 
@@ -323,7 +403,12 @@ class Soak:
     async def assignment(self) -> None:
         member = self.random.choice(self.flippers)
         operation = self.random.choice([("assign", ASSIGN), ("unassign", UNASSIGN)])
-        await self.call(operation[0], operation[1], {"i": {"chartId": self.random.choice(self.charts), "clinicianId": member.id}}, self.owner)
+        await self.call(
+            operation[0],
+            operation[1],
+            {"i": {"chartId": self.random.choice(self.charts), "clinicianId": member.id}},
+            self.owner,
+        )
 
     async def read(self) -> None:
         chart, clinician = self.random.choice(self.pairs)
@@ -337,10 +422,26 @@ class Soak:
         await self.call("read", query, variables, who)
 
     MIX: ClassVar[dict[str, int]] = {
-        "charge": 22, "payment": 14, "adjustment": 4, "refund": 3, "invoice": 8, "statement": 6, "invite_and_accept": 3,
-        "role_change": 4, "assignment": 6, "read": 30,
+        "charge": 22,
+        "payment": 14,
+        "adjustment": 4,
+        "refund": 3,
+        "invoice": 8,
+        "statement": 6,
+        "invite_and_accept": 3,
+        "role_change": 4,
+        "assignment": 6,
+        "read": 30,
     }
-    WRITES: ClassVar[dict[str, int]] = {"charge": 30, "payment": 25, "adjustment": 5, "refund": 5, "invoice": 15, "statement": 10, "invite_and_accept": 10}
+    WRITES: ClassVar[dict[str, int]] = {
+        "charge": 30,
+        "payment": 25,
+        "adjustment": 5,
+        "refund": 5,
+        "invoice": 15,
+        "statement": 10,
+        "invite_and_accept": 10,
+    }
 
     async def use(self, base_url: str) -> None:
         """Send to another server from now on (the same database, restarted), with fresh outcomes; what was

@@ -57,11 +57,28 @@ class Server:
 
     def start(self, timeout: float = 90) -> None:
         """Start and wait until /readyz answers (migrations included)."""
-        command = [sys.executable, "-m", "server.cli", "serve", "--host", "127.0.0.1", "--port", str(self.port),
-                   "--database-url", self.database_url, "--workers", str(self.workers)]
+        command = [
+            sys.executable,
+            "-m",
+            "server.cli",
+            "serve",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--database-url",
+            self.database_url,
+            "--workers",
+            str(self.workers),
+        ]
         with self.log.open("ab") as output:
             self.process = subprocess.Popen(
-                command, cwd=ROOT, env=self.environment(), stdout=output, stderr=subprocess.STDOUT, start_new_session=True
+                command,
+                cwd=ROOT,
+                env=self.environment(),
+                stdout=output,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
             )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -96,5 +113,10 @@ def audit_verify(database_url: str) -> subprocess.CompletedProcess:
     env.update({"GROUPS_API_JWT_SECRET": JWT_SECRET, "GROUPS_API_LOG_LEVEL": "WARNING", "PYTHONPATH": str(ROOT)})
     return subprocess.run(
         [sys.executable, "-m", "server.cli", "audit", "verify", "--database-url", database_url],
-        check=False, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120,
+        check=False,
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )

@@ -19,7 +19,10 @@ from tests.factories_subscriptions import group_practice, invite
 
 NEW_PASSWORD = "plum-fjord-kiwi"
 REQUEST = "mutation($i: RequestPasswordResetInput!) { requestPasswordReset(input: $i) { requested } }"
-RESET = "mutation($i: ResetPasswordInput!) { resetPassword(input: $i) { accessToken refreshToken member { id email role } } }"
+RESET = (
+    "mutation($i: ResetPasswordInput!) { resetPassword(input: $i) { accessToken refreshToken member { id email "
+    "role } } }"
+)
 CHANGE = "mutation($i: ChangePasswordInput!) { changePassword(input: $i) { member { id email } } }"
 REFRESH = "mutation($i: RefreshSessionInput!) { refreshSession(input: $i) { accessToken } }"
 VIEWER = "{ viewer { id } }"
@@ -306,7 +309,9 @@ async def test_a_wrong_current_password_changes_nothing_and_is_throttled_like_lo
     owner = await sign_up(api)
     before = await state(owner.row.id)
     for _ in range(10):  # limits.ACCOUNT_GUESSES
-        body = await api.post(CHANGE, {"i": {"currentPassword": "not the password", "newPassword": NEW_PASSWORD}}, owner.token)
+        body = await api.post(
+            CHANGE, {"i": {"currentPassword": "not the password", "newPassword": NEW_PASSWORD}}, owner.token
+        )
         assert body["errors"][0]["extensions"]["code"] == "BAD_USER_INPUT"
         assert field_of(body) == "input.currentPassword"
         assert body["data"] == {"changePassword": None}
@@ -345,14 +350,26 @@ ACCEPT = "mutation($i: AcceptInvitationInput!) { acceptInvitation(input: $i) { a
 
 
 async def _sign_up_path(api, mailbox, password):
-    return await api.post(SIGN_UP, {"i": {"practiceName": "Calm Minds", "name": "Olive Owner", "email": "owner@example.com",
-                                          "password": password, "planCode": "erx-lite"}}), "input.password"
+    return await api.post(
+        SIGN_UP,
+        {
+            "i": {
+                "practiceName": "Calm Minds",
+                "name": "Olive Owner",
+                "email": "owner@example.com",
+                "password": password,
+                "planCode": "erx-lite",
+            }
+        },
+    ), "input.password"
 
 
 async def _accept_path(api, mailbox, password):
     owner = await group_practice(api)
     token = (await invite(api, owner, "olive@example.com"))["token"]
-    return await api.post(ACCEPT, {"i": {"token": token, "name": "Olive Clinician", "password": password}}), "input.password"
+    return await api.post(
+        ACCEPT, {"i": {"token": token, "name": "Olive Clinician", "password": password}}
+    ), "input.password"
 
 
 async def _reset_path(api, mailbox, password):
@@ -363,10 +380,17 @@ async def _reset_path(api, mailbox, password):
 
 async def _change_path(api, mailbox, password):
     owner = await sign_up(api)
-    return await api.post(CHANGE, {"i": {"currentPassword": PASSWORD, "newPassword": password}}, owner.token), "input.newPassword"
+    return await api.post(
+        CHANGE, {"i": {"currentPassword": PASSWORD, "newPassword": password}}, owner.token
+    ), "input.newPassword"
 
 
-PATHS = {"signUp": _sign_up_path, "acceptInvitation": _accept_path, "resetPassword": _reset_path, "changePassword": _change_path}
+PATHS = {
+    "signUp": _sign_up_path,
+    "acceptInvitation": _accept_path,
+    "resetPassword": _reset_path,
+    "changePassword": _change_path,
+}
 
 
 @pytest.mark.parametrize("path", PATHS)
@@ -403,8 +427,12 @@ async def test_no_password_or_token_is_ever_written_to_the_audit_log(api, mailbo
     owner = await sign_up(api)
     token = await reset_token(api, mailbox)
     signed = (await api.ok(RESET, {"i": {"token": token, "newPassword": NEW_PASSWORD}}))["resetPassword"]
-    await api.ok(CHANGE, {"i": {"currentPassword": NEW_PASSWORD, "newPassword": "another-plum-fjord"}}, signed["accessToken"])
-    await api.post(CHANGE, {"i": {"currentPassword": "wrong password!!", "newPassword": NEW_PASSWORD}}, signed["accessToken"])
+    await api.ok(
+        CHANGE, {"i": {"currentPassword": NEW_PASSWORD, "newPassword": "another-plum-fjord"}}, signed["accessToken"]
+    )
+    await api.post(
+        CHANGE, {"i": {"currentPassword": "wrong password!!", "newPassword": NEW_PASSWORD}}, signed["accessToken"]
+    )
     text = " ".join(f"{e.action} {e.target_id} {e.details}" for e in await AuditEvent.all())
     for secret in (token, hash_secret(token), PASSWORD, NEW_PASSWORD, "another-plum-fjord", "wrong password!!"):
         assert secret not in text

@@ -52,4 +52,6 @@ def test_the_operation_reference_is_the_committed_schemas():
     if os.environ.get("GROUPS_API_WRITE_DOCS") == "1":
         DOC.write_text(regenerated)
     assert BEGIN in text and END in text, "docs/api.md lost its generated-section markers"
-    assert text == regenerated, "docs/api.md is out of date: GROUPS_API_WRITE_DOCS=1 python -m pytest tests/test_api_docs.py"
+    assert text == regenerated, (
+        "docs/api.md is out of date: GROUPS_API_WRITE_DOCS=1 python -m pytest tests/test_api_docs.py"
+    )

@@ -72,7 +72,9 @@ async def test_expiry_must_be_in_the_next_year_and_bad_input_creates_nothing(api
 async def test_managing_tokens_needs_manage_api_tokens(api):
     await api.sign_up()
     plain = (await add_member(api, "calm-minds", "plain@example.com")).token
-    allowed = (await add_member(api, "calm-minds", "keeper@example.com", permissions=(Permission.MANAGE_API_TOKENS,))).token
+    allowed = (
+        await add_member(api, "calm-minds", "keeper@example.com", permissions=(Permission.MANAGE_API_TOKENS,))
+    ).token
 
     code, body = await api.error(CREATE_TOKEN, {"i": {"name": "x", "scopes": ["READ_MEMBERS"]}}, plain)
     assert code == "FORBIDDEN"
@@ -99,7 +101,11 @@ async def test_viewer_access_shows_the_tokens_scopes_and_the_token(api):
     created = await create_token(api, owner["accessToken"], ["READ_CHARTS", "READ_MEMBERS"], name="Reader")
     access = (await api.ok(ACCESS, token=created["token"]))["viewerAccess"]
     assert access["scopes"] == ["READ_MEMBERS", "READ_CHARTS"]
-    assert access["apiToken"] == {"id": created["apiToken"]["id"], "name": "Reader", "scopes": ["READ_MEMBERS", "READ_CHARTS"]}
+    assert access["apiToken"] == {
+        "id": created["apiToken"]["id"],
+        "name": "Reader",
+        "scopes": ["READ_MEMBERS", "READ_CHARTS"],
+    }
     assert access["member"]["id"] == owner["member"]["id"]
     # The token acts as its creator: the owner's permissions, narrowed by scopes on each field.
     assert "MANAGE_API_TOKENS" in access["effectivePermissions"]
@@ -155,7 +161,9 @@ async def test_a_permission_field_with_a_scope_needs_both(api):
     assert code == "FORBIDDEN"
 
     # A creator without VIEW_AUDIT_LOG gives no audit log to their token, whatever its scopes.
-    keeper = (await add_member(api, "calm-minds", "keeper@example.com", permissions=(Permission.MANAGE_API_TOKENS,))).token
+    keeper = (
+        await add_member(api, "calm-minds", "keeper@example.com", permissions=(Permission.MANAGE_API_TOKENS,))
+    ).token
     narrow = (await create_token(api, keeper, ["READ_AUDIT_LOG"]))["token"]
     code, _ = await api.error(audit_log, token=narrow)
     assert code == "FORBIDDEN"
@@ -164,8 +172,16 @@ async def test_a_permission_field_with_a_scope_needs_both(api):
 async def test_mutations_without_a_scope_are_for_sessions_alone(api):
     owner = await api.sign_up()
     clinician = (await add_member(api, "calm-minds", "casey@example.com")).token
-    every_scope = ["READ_MEMBERS", "READ_CHARTS", "WRITE_CHARTS", "READ_CHART_NOTES", "WRITE_CHART_NOTES",
-                   "READ_BILLING", "WRITE_BILLING", "READ_AUDIT_LOG"]
+    every_scope = [
+        "READ_MEMBERS",
+        "READ_CHARTS",
+        "WRITE_CHARTS",
+        "READ_CHART_NOTES",
+        "WRITE_CHART_NOTES",
+        "READ_BILLING",
+        "WRITE_BILLING",
+        "READ_AUDIT_LOG",
+    ]
     created = await create_token(api, owner["accessToken"], every_scope)
     token = created["token"]
     casey = (await api.ok("{ viewer { id } }", token=clinician))["viewer"]["id"]
@@ -174,9 +190,14 @@ async def test_mutations_without_a_scope_are_for_sessions_alone(api):
         (CREATE_TOKEN, {"i": {"name": "child", "scopes": ["READ_MEMBERS"]}}),
         (REVOKE_TOKEN, {"i": {"apiTokenId": created["apiToken"]["id"]}}),
         ("mutation { activateGroupPractice { practice { kind } } }", None),
-        ("mutation($i: SetMemberPermissionsInput!) { setMemberPermissions(input: $i) { member { id } } }",
-         {"i": {"memberId": casey, "permissions": ["VIEW_BILLING"]}}),
-        ("mutation($i: DeactivateMemberInput!) { deactivateMember(input: $i) { member { id } } }", {"i": {"memberId": casey}}),
+        (
+            "mutation($i: SetMemberPermissionsInput!) { setMemberPermissions(input: $i) { member { id } } }",
+            {"i": {"memberId": casey, "permissions": ["VIEW_BILLING"]}},
+        ),
+        (
+            "mutation($i: DeactivateMemberInput!) { deactivateMember(input: $i) { member { id } } }",
+            {"i": {"memberId": casey}},
+        ),
         ("mutation($i: LogOutInput!) { logOut(input: $i) { loggedOut } }", {"i": {}}),
     ]
     for mutation, variables in refused:
@@ -222,13 +243,18 @@ async def test_expired_token_is_refused(api, clock):
 
 async def test_token_of_a_deactivated_creator_is_refused(api):
     owner = (await api.sign_up())["accessToken"]
-    keeper = (await add_member(api, "calm-minds", "keeper@example.com", permissions=(Permission.MANAGE_API_TOKENS,))).token
+    keeper = (
+        await add_member(api, "calm-minds", "keeper@example.com", permissions=(Permission.MANAGE_API_TOKENS,))
+    ).token
     created = await create_token(api, keeper, ["READ_MEMBERS"])
     await api.ok(MEMBERS, token=created["token"])
     keeper_id = (await api.ok("{ viewer { id } }", token=keeper))["viewer"]["id"]
 
-    await api.ok("mutation($i: DeactivateMemberInput!) { deactivateMember(input: $i) { member { status } } }",
-                 {"i": {"memberId": keeper_id}}, owner)
+    await api.ok(
+        "mutation($i: DeactivateMemberInput!) { deactivateMember(input: $i) { member { status } } }",
+        {"i": {"memberId": keeper_id}},
+        owner,
+    )
     code, _ = await api.error(MEMBERS, token=created["token"])
     assert code == "UNAUTHENTICATED"
     assert (await ApiToken.get()).revoked_at is not None
@@ -236,7 +262,9 @@ async def test_token_of_a_deactivated_creator_is_refused(api):
 
 async def test_token_stops_when_its_creator_is_deactivated_even_if_never_revoked(api):
     await api.sign_up()
-    keeper = (await add_member(api, "calm-minds", "keeper@example.com", permissions=(Permission.MANAGE_API_TOKENS,))).token
+    keeper = (
+        await add_member(api, "calm-minds", "keeper@example.com", permissions=(Permission.MANAGE_API_TOKENS,))
+    ).token
     created = await create_token(api, keeper, ["READ_MEMBERS"])
     await Member.filter(email="keeper@example.com").update(status=MemberStatus.DEACTIVATED)
     code, _ = await api.error(MEMBERS, token=created["token"])
@@ -284,7 +312,11 @@ async def test_tokens_of_another_practice_are_out_of_reach(api):
 async def test_administrator_with_the_permission_manages_tokens_of_others(api):
     owner = (await api.sign_up())["accessToken"]
     created = await create_token(api, owner, ["READ_MEMBERS"])
-    admin = (await add_member(api, "calm-minds", "admin@example.com", role=Role.ADMINISTRATOR, permissions=(Permission.MANAGE_API_TOKENS,))).token
+    admin = (
+        await add_member(
+            api, "calm-minds", "admin@example.com", role=Role.ADMINISTRATOR, permissions=(Permission.MANAGE_API_TOKENS,)
+        )
+    ).token
     await api.ok(REVOKE_TOKEN, {"i": {"apiTokenId": created["apiToken"]["id"]}}, admin)
     code, _ = await api.error("{ viewer { id } }", token=created["token"])
     assert code == "UNAUTHENTICATED"

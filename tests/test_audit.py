@@ -19,7 +19,8 @@ from tests.conftest import Api
 from tests.factories import add_member
 from tests.platform_support import REVOKE_TOKEN, create_token
 
-LOG = """query($f: AuditFilter, $first: Int, $after: String) { practice { auditLog(first: $first, after: $after, filter: $f) {
+LOG = """query($f: AuditFilter, $first: Int, $after: String) { practice { auditLog(first: $first, after: $after, filter:
+$f) {
     totalCount pageInfo { hasNextPage endCursor }
     edges { cursor node { id action targetId createdAt actor { id name } apiToken { id name } } } } } }"""
 TOKENS = "{ practice { apiTokens { edges { node { id } } } } }"
@@ -47,7 +48,12 @@ async def test_log_ins_and_failed_log_ins_are_recorded(api):
     assert unknown["errors"][0]["extensions"]["code"] == "UNAUTHENTICATED"
 
     events = await log(api, owner["accessToken"])
-    assert [e["action"] for e in events] == ["auth.login_failed", "auth.login_failed", "auth.logged_in", "practice.signed_up"]
+    assert [e["action"] for e in events] == [
+        "auth.login_failed",
+        "auth.login_failed",
+        "auth.logged_in",
+        "practice.signed_up",
+    ]
     unknown_event, failed_event, logged_in, _ = events
     # A failed log-in has no actor; it names the account when there is one.
     assert failed_event["actor"] is None and failed_event["targetId"] == owner["member"]["id"]
@@ -83,16 +89,28 @@ async def test_member_changes_are_recorded_with_actor_and_target(api):
     clinician = (await add_member(api, "calm-minds", "casey@example.com")).token
     casey = (await api.ok(MEMBER_ID, token=clinician))["viewer"]["id"]
 
-    await api.ok("mutation($i: UpdateMemberInput!) { updateMember(input: $i) { member { role } } }",
-                 {"i": {"memberId": casey, "role": "ADMINISTRATOR"}}, session)
-    await api.ok("mutation($i: SetMemberPermissionsInput!) { setMemberPermissions(input: $i) { member { id } } }",
-                 {"i": {"memberId": casey, "permissions": ["VIEW_BILLING"]}}, session)
-    await api.ok("mutation($i: DeactivateMemberInput!) { deactivateMember(input: $i) { member { status } } }",
-                 {"i": {"memberId": casey}}, session)
+    await api.ok(
+        "mutation($i: UpdateMemberInput!) { updateMember(input: $i) { member { role } } }",
+        {"i": {"memberId": casey, "role": "ADMINISTRATOR"}},
+        session,
+    )
+    await api.ok(
+        "mutation($i: SetMemberPermissionsInput!) { setMemberPermissions(input: $i) { member { id } } }",
+        {"i": {"memberId": casey, "permissions": ["VIEW_BILLING"]}},
+        session,
+    )
+    await api.ok(
+        "mutation($i: DeactivateMemberInput!) { deactivateMember(input: $i) { member { status } } }",
+        {"i": {"memberId": casey}},
+        session,
+    )
 
     events = await log(api, session, targetId=casey)
     assert [e["action"] for e in events] == [
-        "member.deactivated", "member.permissions_changed", "member.role_changed", "auth.logged_in",
+        "member.deactivated",
+        "member.permissions_changed",
+        "member.role_changed",
+        "auth.logged_in",
     ]
     assert all(e["actor"]["id"] == owner["member"]["id"] for e in events[:3])
 
@@ -148,7 +166,11 @@ async def test_filters_and_keyset_pages(api, clock):
     assert len(await log(api, session, actorId=owner_id)) == 5  # sign-up, the token, three log-ins
     assert len(await log(api, session, action="auth.logged_in")) == 3
     assert await actions(api, session, action="auth.login_failed") == ["auth.login_failed"]
-    window = await log(api, session, **{"from": (start + timedelta(minutes=15)).isoformat(), "to": (start + timedelta(minutes=25)).isoformat()})
+    window = await log(
+        api,
+        session,
+        **{"from": (start + timedelta(minutes=15)).isoformat(), "to": (start + timedelta(minutes=25)).isoformat()},
+    )
     assert [e["action"] for e in window] == ["auth.logged_in"]
     code, body = await api.error(LOG, {"f": {"from": start.isoformat(), "to": start.isoformat()}}, session)
     assert (code, body["errors"][0]["extensions"]["field"]) == ("BAD_USER_INPUT", "filter.to")
@@ -169,7 +191,11 @@ async def test_filters_and_keyset_pages(api, clock):
 async def test_the_log_needs_view_audit_log_and_stays_in_its_practice(api):
     owner = (await api.sign_up())["accessToken"]
     clinician = (await add_member(api, "calm-minds", "casey@example.com")).token
-    auditor = (await add_member(api, "calm-minds", "audrey@example.com", role=Role.ADMINISTRATOR, permissions=(Permission.VIEW_AUDIT_LOG,))).token
+    auditor = (
+        await add_member(
+            api, "calm-minds", "audrey@example.com", role=Role.ADMINISTRATOR, permissions=(Permission.VIEW_AUDIT_LOG,)
+        )
+    ).token
     other = (await api.sign_up(practice="Other Place", email="boss@example.com"))["accessToken"]
     await create_token(api, owner, ["READ_MEMBERS"])
 
@@ -282,7 +308,10 @@ async def test_audit_verify_command_exits_1_and_names_the_broken_link(settings, 
     database_url = f"sqlite://{tmp_path / 'audit.sqlite3'}"
     application = create_app(settings.with_(database_url=database_url), clock=clock, generate_schemas=True)
     transport = httpx.ASGITransport(app=application)
-    async with application.router.lifespan_context(application), httpx.AsyncClient(transport=transport, base_url="http://test") as http:
+    async with (
+        application.router.lifespan_context(application),
+        httpx.AsyncClient(transport=transport, base_url="http://test") as http,
+    ):
         api = Api(http)
         await api.sign_up()
         await api.log_in("calm-minds", "owner@example.com")
@@ -291,7 +320,12 @@ async def test_audit_verify_command_exits_1_and_names_the_broken_link(settings, 
         env = {**os.environ, "GROUPS_API_JWT_SECRET": "x" * 40, "GROUPS_API_ENV": "development"}
         return subprocess.run(
             [sys.executable, "-m", "server.cli", "audit", "verify", "--database-url", database_url],
-            check=False, capture_output=True, text=True, env=env, cwd=Path(__file__).resolve().parent.parent, timeout=120,
+            check=False,
+            capture_output=True,
+            text=True,
+            env=env,
+            cwd=Path(__file__).resolve().parent.parent,
+            timeout=120,
         )
 
     clean = verify()

@@ -52,7 +52,12 @@ from models.enums import Permission as P
 from resolvers import ids
 from schema import node as node_registry
 from schema import schema
-from schema.directives import AuthenticatedDirective, RequiresPermissionDirective, RequiresRoleDirective, RequiresScopeDirective
+from schema.directives import (
+    AuthenticatedDirective,
+    RequiresPermissionDirective,
+    RequiresRoleDirective,
+    RequiresScopeDirective,
+)
 from tests.conftest import PASSWORD, Api
 from tests.factories import insert_api_token
 from tests.factories_billing import charge, make_group
@@ -75,12 +80,16 @@ PUBLIC = {
     "Mutation.refreshSession": "the refresh token is the credential (single use, reuse revokes the session)",
     "Mutation.logOut": "ends the session named by its refresh token, or the caller's own session",
     "Mutation.acceptInvitation": "the invitation token is the credential (single use, guesses throttled)",
-    "Mutation.requestPasswordReset": "answers true whether or not the account exists; mails only the account's own address "
-    "(throttled per account and address)",
+    "Mutation.requestPasswordReset": (
+        "answers true whether or not the account exists; mails only the account's own address (throttled per account "
+        "and address)"
+    ),
     "Mutation.resetPassword": "the reset token is the credential (single use, one hour, guesses throttled)",
 }
 
-_MEMBER_REF = "a member of the viewer's practice (practice-scoped loader), reached from an authorized row: public fields"
+_MEMBER_REF = (
+    "a member of the viewer's practice (practice-scoped loader), reached from an authorized row: public fields"
+)
 _JOINED_MEMBER = "the member joined with an authorized billing row: public fields"
 _PRIVATE = "resolvers.members.can_see_private: the member themself and MANAGE_MEMBERS; null for anyone else"
 _MONEY = "resolvers.members.can_see_money: as the private fields, and MANAGE_SUBSCRIPTION; null for anyone else"
@@ -107,7 +116,9 @@ DECIDED_BY_RESOLVER = {
     "License.member": "a member of the viewer's practice, listed under an authorized subscription",
     "AuditEvent.apiToken": "resolvers.audit.can_see_api_tokens: sessions holding MANAGE_API_TOKENS; null otherwise",
     "PracticeSubscription.charges": "resolvers.subscriptions.practice_charges: the viewer's practice",
-    "PracticeSubscription.seatQuote": "memberId through resolvers.members.require_member: NOT_FOUND outside the practice",
+    "PracticeSubscription.seatQuote": (
+        "memberId through resolvers.members.require_member: NOT_FOUND outside the practice"
+    ),
     "Billing.currentBalance": _BILLING,
     "Billing.history": _BILLING,
     "Billing.statements": _BILLING,
@@ -118,7 +129,9 @@ DECIDED_BY_RESOLVER = {
     "BillingEntry.invoice": "the invoice of an authorized entry: same practice, clinician and chart",
     "Statement.entries": _FROZEN,
     "Invoice.entries": _FROZEN,
-    "BillingEntry.clinician": "the clinician of an authorized entry (practice-scoped loader in lists, joined otherwise): public fields",
+    "BillingEntry.clinician": (
+        "the clinician of an authorized entry (practice-scoped loader in lists, joined otherwise): public fields"
+    ),
     "BillingEntry.createdBy": _MEMBER_REF,
     "Statement.clinician": _JOINED_MEMBER,
     "Statement.createdBy": _JOINED_MEMBER,
@@ -126,7 +139,9 @@ DECIDED_BY_RESOLVER = {
     "Invoice.createdBy": _JOINED_MEMBER,
     "Practice.events": _EVENTS + ", in the caller's practice",
     "WebhookEndpoint.apiToken": "the token of an authorized endpoint (practice-scoped loader)",
-    "WebhookEndpoint.deliveries": "resolvers.webhooks.visible_deliveries: the endpoint's deliveries whose event the caller may read",
+    "WebhookEndpoint.deliveries": (
+        "resolvers.webhooks.visible_deliveries: the endpoint's deliveries whose event the caller may read"
+    ),
     "WebhookDelivery.event": "the event of a visible delivery, read through " + _EVENTS,
 }
 
@@ -138,7 +153,10 @@ OBJECT_DATA = {
     "Practice": ("id name slug kind createdAt", "the viewer's own practice"),
     "Chart": ("id patientName dateOfBirth email phone status createdAt", _REACHED + " (charts.visible_charts)"),
     "ChartNote": ("id body createdAt", _REACHED + " (charts.visible_notes)"),
-    "Invitation": ("id email role plan traineeStatus trainingProofValidUntil permissions status createdAt expiresAt", _REACHED),
+    "Invitation": (
+        "id email role plan traineeStatus trainingProofValidUntil permissions status createdAt expiresAt",
+        _REACHED,
+    ),
     "ApiToken": ("id name scopes createdAt expiresAt lastUsedAt revokedAt", _REACHED + " (never the secret)"),
     "AuditEvent": ("id action targetId createdAt", _REACHED),
     "PracticeSubscription": ("status trial currentPeriodStart currentPeriodEnd monthlyTotal licenses", _REACHED),
@@ -147,12 +165,18 @@ OBJECT_DATA = {
     "SeatQuote": ("listPrice monthlyPrice reason chargeNow", _REACHED),
     "SubscriptionCharge": ("id kind amount periodStart periodEnd description createdAt", _REACHED),
     "BillingEntry": ("id kind amount occurredOn description patientName createdAt", _REACHED + " (billing.visible)"),
-    "Statement": ("id number patientName periodStart periodEnd openingBalance closingBalance pdfUrl createdAt", _REACHED),
+    "Statement": (
+        "id number patientName periodStart periodEnd openingBalance closingBalance pdfUrl createdAt",
+        _REACHED,
+    ),
     "Invoice": ("id number patientName status total amountDue createdAt", _REACHED),
     "Plan": ("id code name category monthlyPrice", "the published plan catalog"),
     "Money": ("amount currency", "a value"),
     "PageInfo": ("hasNextPage hasPreviousPage startCursor endCursor", "pagination of an authorized list"),
-    "ViewerAccess": ("member effectivePermissions scopes apiToken", "the caller's own access (a token may read itself)"),
+    "ViewerAccess": (
+        "member effectivePermissions scopes apiToken",
+        "the caller's own access (a token may read itself)",
+    ),
     "RateLimit": ("limit cost remaining resetAt", "the caller's own budget"),
     "AuthPayload": ("accessToken refreshToken accessTokenExpiresAt member", "what the caller signed in as"),
     "LogOutPayload": ("loggedOut", _PAYLOAD),
@@ -244,7 +268,9 @@ class Guard:
 
 def object_types() -> dict[str, GraphQLObjectType]:
     return {
-        name: t for name, t in schema._schema.type_map.items() if isinstance(t, GraphQLObjectType) and not name.startswith("__")
+        name: t
+        for name, t in schema._schema.type_map.items()
+        if isinstance(t, GraphQLObjectType) and not name.startswith("__")
     }
 
 
@@ -317,10 +343,17 @@ def classification() -> dict[str, tuple[str, str]]:
                 classes[coordinate] = ("object data", "an edge of an authorized connection")
             else:  # including a mutation without directives that is not public on purpose
                 unclassified.append(coordinate)
-    listed = set(PUBLIC) | set(DECIDED_BY_RESOLVER) | {f"{t}.{n}" for t, (names, _) in OBJECT_DATA.items() for n in names.split()}
+    listed = (
+        set(PUBLIC)
+        | set(DECIDED_BY_RESOLVER)
+        | {f"{t}.{n}" for t, (names, _) in OBJECT_DATA.items() for n in names.split()}
+    )
     stale = sorted(listed - set(GUARDS))
     problems = [
-        *(f"unclassified field {c}: guard it, or add it to PUBLIC, DECIDED_BY_RESOLVER or OBJECT_DATA" for c in unclassified),
+        *(
+            f"unclassified field {c}: guard it, or add it to PUBLIC, DECIDED_BY_RESOLVER or OBJECT_DATA"
+            for c in unclassified
+        ),
         *contradictions,
         *(f"classified field {c} is not in the schema" for c in stale),
     ]
@@ -422,7 +455,8 @@ def verdict(guard: Guard, caller: Caller) -> str | None:
 
 @dataclass
 class World:
-    """Practice A (the callers, the clinicians Dana and Eve, and one row of each kind), and the outsider's practice B."""
+    """Practice A (the callers, the clinicians Dana and Eve, and one row of each kind), and the outsider's practice
+    B."""
 
     api: Api
     owner: Actor
@@ -445,12 +479,22 @@ class World:
     async def chart(self, *assigned: Member | None) -> str:
         """A new chart of practice A, assigned to ``assigned`` (owners and clinicians; others are skipped)."""
         chart = await Chart.create(
-            id=uuid.uuid4(), practice_id=self.practice_id, patient_name=f"Patient {self.next()}",
-            patient_name_search="patient", created_by_id=self.owner.member.id, created_at=datetime.now(UTC),
+            id=uuid.uuid4(),
+            practice_id=self.practice_id,
+            patient_name=f"Patient {self.next()}",
+            patient_name_search="patient",
+            created_by_id=self.owner.member.id,
+            created_at=datetime.now(UTC),
         )
         for member in assigned:
-            if member is not None and member.practice_id == self.practice_id and member.role in (Role.OWNER, Role.CLINICIAN):
-                await ChartAssignment.create(id=uuid.uuid4(), chart=chart, clinician_id=member.id, created_at=datetime.now(UTC))
+            if (
+                member is not None
+                and member.practice_id == self.practice_id
+                and member.role in (Role.OWNER, Role.CLINICIAN)
+            ):
+                await ChartAssignment.create(
+                    id=uuid.uuid4(), chart=chart, clinician_id=member.id, created_at=datetime.now(UTC)
+                )
         return ids.encode("Chart", chart.id)
 
     async def clinician(self) -> str:
@@ -461,8 +505,14 @@ class World:
         """A pending invitation of practice A: (global id, token)."""
         token, now = new_secret(), datetime.now(UTC)
         row = await Invitation.create(
-            id=uuid.uuid4(), practice_id=self.practice_id, email=f"invitee{self.next()}@example.com", role=Role.CLINICIAN,
-            plan_code="erx-lite", token_hash=hash_secret(token), invited_by_id=self.owner.member.id, created_at=now,
+            id=uuid.uuid4(),
+            practice_id=self.practice_id,
+            email=f"invitee{self.next()}@example.com",
+            role=Role.CLINICIAN,
+            plan_code="erx-lite",
+            token_hash=hash_secret(token),
+            invited_by_id=self.owner.member.id,
+            created_at=now,
             expires_at=now + timedelta(days=7),
         )
         return ids.encode("Invitation", row.id), token
@@ -476,8 +526,11 @@ class World:
 
     def charge_input(self, amount: str, clinician: str | None = None, chart: str | None = None) -> dict:
         return {
-            "chartId": chart or self.ids["chart"], "clinicianId": clinician or self.dana.id, "amount": amount,
-            "occurredOn": today(), "description": "Session",
+            "chartId": chart or self.ids["chart"],
+            "clinicianId": clinician or self.dana.id,
+            "amount": amount,
+            "occurredOn": today(),
+            "description": "Session",
         }
 
     def money_input(self, **extra: Any) -> dict:
@@ -489,7 +542,11 @@ async def token_id(secret: str) -> str:
 
 
 def webhook_input(world: World) -> dict:
-    return {"apiTokenId": world.ids["webhook_token"], "url": "http://127.0.0.1:9/hook", "eventTypes": ["BILLING_ENTRY_RECORDED"]}
+    return {
+        "apiTokenId": world.ids["webhook_token"],
+        "url": "http://127.0.0.1:9/hook",
+        "eventTypes": ["BILLING_ENTRY_RECORDED"],
+    }
 
 
 def today() -> str:
@@ -525,13 +582,21 @@ async def build_world(api: Api) -> World:
     # a pending invitation, an API token, an audit event written through a token, Dana's billing.
     world.ids["chart"] = await world.chart(dana.member)
     note = await ChartNote.create(
-        id=uuid.uuid4(), chart_id=ids.parse(world.ids["chart"])[1], author_id=dana.member.id, body="Private", created_at=datetime.now(UTC)
+        id=uuid.uuid4(),
+        chart_id=ids.parse(world.ids["chart"])[1],
+        author_id=dana.member.id,
+        body="Private",
+        created_at=datetime.now(UTC),
     )
     world.ids["note"] = ids.encode("ChartNote", note.id)
     world.ids["invitation"], _ = await world.invitation()
     writer = await api_token(a, [TokenScope.WRITE_CHARTS])
-    token_chart = (await api.ok(CREATE_CHART, {"input": {"patientName": "Via Token"}}, writer))["createChart"]["chart"]["id"]
-    event = await AuditEvent.filter(practice_id=world.practice_id, target_id=token_chart, action="chart.created").first()
+    token_chart = (await api.ok(CREATE_CHART, {"input": {"patientName": "Via Token"}}, writer))["createChart"]["chart"][
+        "id"
+    ]
+    event = await AuditEvent.filter(
+        practice_id=world.practice_id, target_id=token_chart, action="chart.created"
+    ).first()
     world.ids["token_chart"], world.ids["audit_event"] = token_chart, ids.encode("AuditEvent", event.id)
     world.ids["api_token"] = ids.encode("ApiToken", event.api_token_id)
     # A webhook endpoint for a READ_BILLING token of the owner, to an address that refuses connections: Dana's entry
@@ -544,7 +609,9 @@ async def build_world(api: Api) -> World:
     event = await Event.get(practice_id=world.practice_id, subject_id=ids.parse(world.ids["entry"])[1])
     world.ids["event"] = ids.encode("Event", event.id)
     world.ids["webhook_delivery"] = ids.encode("WebhookDelivery", (await WebhookDelivery.get(event_id=event.id)).id)
-    statement = await api.ok(GENERATE_STATEMENT, {"input": world.money_input(periodStart=today(), periodEnd=today())}, a.token)
+    statement = await api.ok(
+        GENERATE_STATEMENT, {"input": world.money_input(periodStart=today(), periodEnd=today())}, a.token
+    )
     world.ids["statement"] = statement["generateStatement"]["statement"]["id"]
     invoice = await api.ok(CREATE_INVOICE, {"input": world.money_input()}, a.token)
     world.ids["invoice"] = invoice["createInvoice"]["invoice"]["id"]
@@ -620,7 +687,6 @@ class Op:
     first: bool = False  # runs before the others (the world's subscription starts here)
     after: Callable[[World], Awaitable[None]] | None = None
     refused: str | None = None  # the whole document is refused before any field runs, whoever calls
-
 
     @property
     def mutation(self) -> bool:
@@ -746,7 +812,11 @@ def billing_of_dana(missing: str) -> Rule:
 def event_of_danas_entry(missing: str) -> Rule:
     """The event of Dana's billing entry: read like the entry (VIEW_BILLING, the owner holds it), by a token only with
     READ_BILLING (the scope its type names); ``missing`` for anyone else."""
-    return lambda c: None if c.has(P.VIEW_BILLING) and not c.outsider and (not c.is_token or TokenScope.READ_BILLING in c.scopes) else missing
+    return lambda c: (
+        None
+        if c.has(P.VIEW_BILLING) and not c.outsider and (not c.is_token or TokenScope.READ_BILLING in c.scopes)
+        else missing
+    )
 
 
 def billing_list(c: Caller) -> str | None:
@@ -838,8 +908,15 @@ async def own_chart_node(world: World, caller: Caller) -> dict:
 
 async def new_practice(world: World, caller: Caller) -> dict:
     n = world.next()
-    return {"input": {"practiceName": f"Matrix {n}", "name": "New Owner", "email": f"new{n}@example.com",
-                      "password": PASSWORD, "planCode": "erx-lite"}}
+    return {
+        "input": {
+            "practiceName": f"Matrix {n}",
+            "name": "New Owner",
+            "email": f"new{n}@example.com",
+            "password": PASSWORD,
+            "planCode": "erx-lite",
+        }
+    }
 
 
 async def dana_log_in(world: World, caller: Caller) -> dict:
@@ -893,7 +970,9 @@ def new_clinician(**extra: Any) -> Setup:
 async def former_clinician(world: World, caller: Caller) -> dict:
     """A deactivated clinician without grants (one with grants comes back through the owner alone)."""
     member_id = await world.clinician()
-    await Member.filter(id=ids.decode(member_id, "Member")).update(status=MemberStatus.DEACTIVATED, deactivated_at=datetime.now(UTC))
+    await Member.filter(id=ids.decode(member_id, "Member")).update(
+        status=MemberStatus.DEACTIVATED, deactivated_at=datetime.now(UTC)
+    )
     return {"input": {"memberId": member_id}}
 
 
@@ -908,7 +987,11 @@ async def reset_token(world: World, caller: Caller) -> dict:
     member_id = ids.decode(await world.clinician(), "Member")
     token, now = new_secret(), datetime.now(UTC)
     await PasswordReset.create(
-        id=uuid.uuid4(), practice_id=world.practice_id, member_id=member_id, token_hash=hash_secret(token), created_at=now,
+        id=uuid.uuid4(),
+        practice_id=world.practice_id,
+        member_id=member_id,
+        token_hash=hash_secret(token),
+        created_at=now,
         expires_at=now + timedelta(hours=1),
     )
     return {"input": {"token": token, "newPassword": "plum-fjord-kiwi"}}
@@ -986,7 +1069,11 @@ def charge_for_dana(amount: str) -> Setup:
 async def charge_for_self(world: World, caller: Caller) -> dict:
     member = world.member_of[caller.label]
     chart = await world.chart(member)
-    return {"input": world.charge_input("12.00", clinician=ids.encode("Member", member.id) if member else world.dana.id, chart=chart)}
+    return {
+        "input": world.charge_input(
+            "12.00", clinician=ids.encode("Member", member.id) if member else world.dana.id, chart=chart
+        )
+    }
 
 
 def money_move(**extra: Any) -> Setup:
@@ -1026,9 +1113,13 @@ async def open_invoice_of_dana(world: World, caller: Caller) -> dict:
 
 CREATE_CHART = "mutation($input: CreateChartInput!) { createChart(input: $input) { chart { id } } }"
 UPDATE_CHART = "mutation($input: UpdateChartInput!) { updateChart(input: $input) { chart { id } } }"
-GENERATE_STATEMENT = "mutation($input: GenerateStatementInput!) { generateStatement(input: $input) { statement { id } } }"
+GENERATE_STATEMENT = (
+    "mutation($input: GenerateStatementInput!) { generateStatement(input: $input) { statement { id } } }"
+)
 CREATE_INVOICE = "mutation($input: CreateInvoiceInput!) { createInvoice(input: $input) { invoice { id } } }"
-CREATE_WEBHOOK = "mutation($input: CreateWebhookEndpointInput!) { createWebhookEndpoint(input: $input) { webhookEndpoint { id } } }"
+CREATE_WEBHOOK = (
+    "mutation($input: CreateWebhookEndpointInput!) { createWebhookEndpoint(input: $input) { webhookEndpoint { id } } }"
+)
 NODE = "query($id: ID!) { node(id: $id) { id %s } }"
 EDGES = "edges { node { id } }"
 
@@ -1053,161 +1144,475 @@ OPS: list[Op] = [
     Op("node: Dana's statement", NODE % "", node_of("statement"), node_is, "Statement", billing_of_dana(NULL)),
     Op("node: Dana's invoice", NODE % "", node_of("invoice"), node_is, "Invoice", billing_of_dana(NULL)),
     Op("node: the event of Dana's entry", NODE % "", node_of("event"), node_is, "Event", event_of_danas_entry(NULL)),
-    Op("node: a webhook endpoint", NODE % "", node_of("webhook_endpoint"), node_is, "WebhookEndpoint", outsider_gets(NULL)),
-    Op("node: a webhook delivery (of Dana's entry)", NODE % "", node_of("webhook_delivery"), node_is, "WebhookDelivery",
-       event_of_danas_entry(NULL)),
+    Op(
+        "node: a webhook endpoint",
+        NODE % "",
+        node_of("webhook_endpoint"),
+        node_is,
+        "WebhookEndpoint",
+        outsider_gets(NULL),
+    ),
+    Op(
+        "node: a webhook delivery (of Dana's entry)",
+        NODE % "",
+        node_of("webhook_delivery"),
+        node_is,
+        "WebhookDelivery",
+        event_of_danas_entry(NULL),
+    ),
     # ------------------------------------------------------------ guarded and row-filtered nested fields
-    Op("practice.members", f"{{ practice {{ members {{ {EDGES} }} }} }}", probe=lists("practice.members.edges", "dana"),
-       rule=outsider_gets(HIDDEN)),
-    Op("practice.invitations", f"{{ practice {{ invitations {{ {EDGES} }} }} }}",
-       probe=lists("practice.invitations.edges", "invitation"), rule=outsider_gets(HIDDEN)),
-    Op("practice.charts", f"{{ practice {{ charts {{ {EDGES} }} }} }}", probe=lists("practice.charts.edges", "chart"),
-       rule=chart_of_dana(HIDDEN)),
-    Op("practice.charts(clinicianId: Dana)", f"query($dana: ID) {{ practice {{ charts(clinicianId: $dana) {{ {EDGES} }} }} }}",
-       values(dana="dana"), lists("practice.charts.edges", "chart"), rule=chart_of_dana(HIDDEN)),
-    Op("practice.subscription.licenses", "{ practice { subscription { licenses { member { id } } } } }",
-       probe=lists("practice.subscription.licenses", "dana"), rule=outsider_gets(HIDDEN)),
-    Op("practice.subscription.charges", f"{{ practice {{ subscription {{ charges {{ {EDGES} }} }} }} }}",
-       probe=lists("practice.subscription.charges.edges", "charge"), rule=outsider_gets(HIDDEN)),
-    Op("practice.subscription.seatQuote(memberId: Dana)",
-       "query($member: ID) { practice { subscription { seatQuote(role: CLINICIAN, planCode: \"erx-pro\", memberId: $member) "
-       "{ chargeNow { amount } } } } }",
-       values(member="dana"), present("practice.subscription.seatQuote"), rule=outsider_gets(NOT_FOUND)),
-    Op("practice.auditLog(filter: target)",
-       f"query($t: ID) {{ practice {{ auditLog(filter: {{targetId: $t, action: \"chart.created\"}}) {{ {EDGES} }} }} }}",
-       values(t="token_chart"), lists("practice.auditLog.edges", "audit_event"), rule=outsider_gets(HIDDEN)),
-    Op("practice.apiTokens", f"{{ practice {{ apiTokens {{ {EDGES} }} }} }}", probe=lists("practice.apiTokens.edges", "api_token"),
-       rule=outsider_gets(HIDDEN)),
-    Op("practice.billing.currentBalance(Dana)",
-       "query($dana: ID!) { practice { billing { currentBalance(filter: {clinicianIds: [$dana]}) { amount } } } }",
-       values(dana="dana"), balance_of_dana, rule=naming_dana),
-    Op("practice.billing.history", f"{{ practice {{ billing {{ history {{ {EDGES} }} }} }} }}",
-       probe=lists("practice.billing.history.edges", "entry"), rule=billing_list),
-    Op("practice.billing.statements", f"{{ practice {{ billing {{ statements {{ {EDGES} }} }} }} }}",
-       probe=lists("practice.billing.statements.edges", "statement"), rule=billing_list),
-    Op("practice.billing.invoices", f"{{ practice {{ billing {{ invoices {{ {EDGES} }} }} }} }}",
-       probe=lists("practice.billing.invoices.edges", "invoice"), rule=billing_list),
-    Op("Member.assignedCharts (Dana, via node)", NODE % f"... on Member {{ assignedCharts {{ {EDGES} }} }}", node_of("dana"),
-       lists("node.assignedCharts.edges", "chart"), "Member", outsider_gets(NULL), chart_of_dana(HIDDEN)),
-    Op("Member.email, permissions (Dana, via node)", NODE % "... on Member { email permissions effectivePermissions }",
-       node_of("dana"), every("node.email", "node.permissions", "node.effectivePermissions"), "Member", outsider_gets(NULL),
-       private_fields),
-    Op("Member.plan, traineeStatus, license (Dana, via node)", NODE % "... on Member { plan { code } traineeStatus license { reason } }",
-       node_of("dana"), every("node.plan", "node.traineeStatus", "node.license"), "Member", outsider_gets(NULL), money_fields),
-    Op("Chart.notes (Dana's chart, via node)", NODE % f"... on Chart {{ notes {{ {EDGES} }} }}", node_of("chart"),
-       lists("node.notes.edges", "note"), "Chart", chart_of_dana(NULL), notes_of_dana(NULL, FORBIDDEN)),
-    Op("Chart.notes (the caller's own chart, via node)", NODE % f"... on Chart {{ notes {{ {EDGES} }} }}", own_chart_node,
-       present("node.notes"), "Chart", own_chart(NULL)),
-    Op("AuditEvent.apiToken (via node)", NODE % "... on AuditEvent { apiToken { id } }", node_of("audit_event"),
-       present("node.apiToken"), "AuditEvent", outsider_gets(NULL), token_names_for_sessions),
-    Op("BillingEntry.chart (Dana's entry, via node)", NODE % "... on BillingEntry { chart { id } }", node_of("entry"),
-       present("node.chart"), "BillingEntry", billing_of_dana(NULL), billing_chart),
-    Op("practice.events", f"{{ practice {{ events {{ {EDGES} }} }} }}", probe=lists("practice.events.edges", "event"),
-       rule=event_of_danas_entry(HIDDEN)),
-    Op("practice.webhookEndpoints", f"{{ practice {{ webhookEndpoints {{ {EDGES} }} }} }}",
-       probe=lists("practice.webhookEndpoints.edges", "webhook_endpoint"), rule=outsider_gets(HIDDEN)),
-    Op("WebhookEndpoint.deliveries, apiToken (via node)",
-       NODE % "... on WebhookEndpoint { apiToken { id } deliveries { edges { node { id event { id } } } } }",
-       node_of("webhook_endpoint"), lists("node.deliveries.edges", "webhook_delivery"), "WebhookEndpoint", outsider_gets(NULL),
-       event_of_danas_entry(HIDDEN)),
+    Op(
+        "practice.members",
+        f"{{ practice {{ members {{ {EDGES} }} }} }}",
+        probe=lists("practice.members.edges", "dana"),
+        rule=outsider_gets(HIDDEN),
+    ),
+    Op(
+        "practice.invitations",
+        f"{{ practice {{ invitations {{ {EDGES} }} }} }}",
+        probe=lists("practice.invitations.edges", "invitation"),
+        rule=outsider_gets(HIDDEN),
+    ),
+    Op(
+        "practice.charts",
+        f"{{ practice {{ charts {{ {EDGES} }} }} }}",
+        probe=lists("practice.charts.edges", "chart"),
+        rule=chart_of_dana(HIDDEN),
+    ),
+    Op(
+        "practice.charts(clinicianId: Dana)",
+        f"query($dana: ID) {{ practice {{ charts(clinicianId: $dana) {{ {EDGES} }} }} }}",
+        values(dana="dana"),
+        lists("practice.charts.edges", "chart"),
+        rule=chart_of_dana(HIDDEN),
+    ),
+    Op(
+        "practice.subscription.licenses",
+        "{ practice { subscription { licenses { member { id } } } } }",
+        probe=lists("practice.subscription.licenses", "dana"),
+        rule=outsider_gets(HIDDEN),
+    ),
+    Op(
+        "practice.subscription.charges",
+        f"{{ practice {{ subscription {{ charges {{ {EDGES} }} }} }} }}",
+        probe=lists("practice.subscription.charges.edges", "charge"),
+        rule=outsider_gets(HIDDEN),
+    ),
+    Op(
+        "practice.subscription.seatQuote(memberId: Dana)",
+        'query($member: ID) { practice { subscription { seatQuote(role: CLINICIAN, planCode: "erx-pro", memberId: '
+        "$member) "
+        "{ chargeNow { amount } } } } }",
+        values(member="dana"),
+        present("practice.subscription.seatQuote"),
+        rule=outsider_gets(NOT_FOUND),
+    ),
+    Op(
+        "practice.auditLog(filter: target)",
+        f'query($t: ID) {{ practice {{ auditLog(filter: {{targetId: $t, action: "chart.created"}}) {{ {EDGES} }} }} }}',
+        values(t="token_chart"),
+        lists("practice.auditLog.edges", "audit_event"),
+        rule=outsider_gets(HIDDEN),
+    ),
+    Op(
+        "practice.apiTokens",
+        f"{{ practice {{ apiTokens {{ {EDGES} }} }} }}",
+        probe=lists("practice.apiTokens.edges", "api_token"),
+        rule=outsider_gets(HIDDEN),
+    ),
+    Op(
+        "practice.billing.currentBalance(Dana)",
+        "query($dana: ID!) { practice { billing { currentBalance(filter: {clinicianIds: [$dana]}) { amount } } } }",
+        values(dana="dana"),
+        balance_of_dana,
+        rule=naming_dana,
+    ),
+    Op(
+        "practice.billing.history",
+        f"{{ practice {{ billing {{ history {{ {EDGES} }} }} }} }}",
+        probe=lists("practice.billing.history.edges", "entry"),
+        rule=billing_list,
+    ),
+    Op(
+        "practice.billing.statements",
+        f"{{ practice {{ billing {{ statements {{ {EDGES} }} }} }} }}",
+        probe=lists("practice.billing.statements.edges", "statement"),
+        rule=billing_list,
+    ),
+    Op(
+        "practice.billing.invoices",
+        f"{{ practice {{ billing {{ invoices {{ {EDGES} }} }} }} }}",
+        probe=lists("practice.billing.invoices.edges", "invoice"),
+        rule=billing_list,
+    ),
+    Op(
+        "Member.assignedCharts (Dana, via node)",
+        NODE % f"... on Member {{ assignedCharts {{ {EDGES} }} }}",
+        node_of("dana"),
+        lists("node.assignedCharts.edges", "chart"),
+        "Member",
+        outsider_gets(NULL),
+        chart_of_dana(HIDDEN),
+    ),
+    Op(
+        "Member.email, permissions (Dana, via node)",
+        NODE % "... on Member { email permissions effectivePermissions }",
+        node_of("dana"),
+        every("node.email", "node.permissions", "node.effectivePermissions"),
+        "Member",
+        outsider_gets(NULL),
+        private_fields,
+    ),
+    Op(
+        "Member.plan, traineeStatus, license (Dana, via node)",
+        NODE % "... on Member { plan { code } traineeStatus license { reason } }",
+        node_of("dana"),
+        every("node.plan", "node.traineeStatus", "node.license"),
+        "Member",
+        outsider_gets(NULL),
+        money_fields,
+    ),
+    Op(
+        "Chart.notes (Dana's chart, via node)",
+        NODE % f"... on Chart {{ notes {{ {EDGES} }} }}",
+        node_of("chart"),
+        lists("node.notes.edges", "note"),
+        "Chart",
+        chart_of_dana(NULL),
+        notes_of_dana(NULL, FORBIDDEN),
+    ),
+    Op(
+        "Chart.notes (the caller's own chart, via node)",
+        NODE % f"... on Chart {{ notes {{ {EDGES} }} }}",
+        own_chart_node,
+        present("node.notes"),
+        "Chart",
+        own_chart(NULL),
+    ),
+    Op(
+        "AuditEvent.apiToken (via node)",
+        NODE % "... on AuditEvent { apiToken { id } }",
+        node_of("audit_event"),
+        present("node.apiToken"),
+        "AuditEvent",
+        outsider_gets(NULL),
+        token_names_for_sessions,
+    ),
+    Op(
+        "BillingEntry.chart (Dana's entry, via node)",
+        NODE % "... on BillingEntry { chart { id } }",
+        node_of("entry"),
+        present("node.chart"),
+        "BillingEntry",
+        billing_of_dana(NULL),
+        billing_chart,
+    ),
+    Op(
+        "practice.events",
+        f"{{ practice {{ events {{ {EDGES} }} }} }}",
+        probe=lists("practice.events.edges", "event"),
+        rule=event_of_danas_entry(HIDDEN),
+    ),
+    Op(
+        "practice.webhookEndpoints",
+        f"{{ practice {{ webhookEndpoints {{ {EDGES} }} }} }}",
+        probe=lists("practice.webhookEndpoints.edges", "webhook_endpoint"),
+        rule=outsider_gets(HIDDEN),
+    ),
+    Op(
+        "WebhookEndpoint.deliveries, apiToken (via node)",
+        NODE % "... on WebhookEndpoint { apiToken { id } deliveries { edges { node { id event { id } } } } }",
+        node_of("webhook_endpoint"),
+        lists("node.deliveries.edges", "webhook_delivery"),
+        "WebhookEndpoint",
+        outsider_gets(NULL),
+        event_of_danas_entry(HIDDEN),
+    ),
     PdfOp("GET /statements/{id}.pdf (Dana's)", "", rule=billing_of_dana(NOT_FOUND)),
     # ------------------------------------------------------------ mutations
-    Op("signUp", "mutation($input: SignUpInput!) { signUp(input: $input) { accessToken } }", new_practice, present("signUp")),
-    Op("logIn", "mutation($input: LogInInput!) { logIn(input: $input) { accessToken } }", dana_log_in, present("logIn")),
-    Op("refreshSession", "mutation($input: RefreshSessionInput!) { refreshSession(input: $input) { accessToken } }",
-       refresh_token, present("refreshSession")),
+    Op(
+        "signUp",
+        "mutation($input: SignUpInput!) { signUp(input: $input) { accessToken } }",
+        new_practice,
+        present("signUp"),
+    ),
+    Op(
+        "logIn", "mutation($input: LogInInput!) { logIn(input: $input) { accessToken } }", dana_log_in, present("logIn")
+    ),
+    Op(
+        "refreshSession",
+        "mutation($input: RefreshSessionInput!) { refreshSession(input: $input) { accessToken } }",
+        refresh_token,
+        present("refreshSession"),
+    ),
     # A credential mutation stands alone in its operation: beside any other root field the whole document is refused
     # before anything runs (security review item 1: the fields after logIn ran as the newly signed-in member).
-    Op("logIn beside setMemberPermissions and updateMember (one document)",
-       "mutation($input: LogInInput!, $dana: ID!) { logIn(input: $input) { accessToken } "
-       "setMemberPermissions(input: {memberId: $dana, permissions: [MANAGE_MEMBERS]}) { member { id } } "
-       "updateMember(input: {memberId: $dana, role: ADMINISTRATOR}) { member { id } } }",
-       dana_log_in_and_dana, refused=BAD_INPUT),
-    Op("signUp beside __typename", "mutation($input: SignUpInput!) { signUp(input: $input) { accessToken } __typename }",
-       new_practice, refused=BAD_INPUT),
-    Op("refreshSession twice (two aliases)",
-       "mutation($input: RefreshSessionInput!) { a: refreshSession(input: $input) { accessToken } "
-       "b: refreshSession(input: $input) { accessToken } }", refresh_token, refused=BAD_INPUT),
-    Op("acceptInvitation beside createChart (through a fragment)",
-       "mutation($input: AcceptInvitationInput!) { ...Join createChart(input: {patientName: \"Pat\"}) { chart { id } } } "
-       "fragment Join on Mutation { acceptInvitation(input: $input) { accessToken } }", invitation_token, refused=BAD_INPUT),
-    Op("logOut", "mutation($input: LogOutInput!) { logOut(input: $input) { loggedOut } }", refresh_token, present("logOut")),
-    Op("requestPasswordReset",
-       "mutation($input: RequestPasswordResetInput!) { requestPasswordReset(input: $input) { requested } }",
-       reset_request, present("requestPasswordReset")),
-    Op("resetPassword", "mutation($input: ResetPasswordInput!) { resetPassword(input: $input) { accessToken } }",
-       reset_token, present("resetPassword")),
-    Op("resetPassword beside __typename",
-       "mutation($input: ResetPasswordInput!) { resetPassword(input: $input) { accessToken } __typename }",
-       reset_token, refused=BAD_INPUT),
-    Op("changePassword (the caller's own)",
-       "mutation($input: ChangePasswordInput!) { changePassword(input: $input) { member { id } } }",
-       own_password_change, present("changePassword"), after=passwords_back),
-    Op("acceptInvitation", "mutation($input: AcceptInvitationInput!) { acceptInvitation(input: $input) { accessToken } }",
-       invitation_token, present("acceptInvitation")),
-    Op("activateGroupPractice", "mutation { activateGroupPractice { practice { id } } }", solo_practices,
-       present("activateGroupPractice"), after=group_practices),
-    Op("startSubscription", "mutation { startSubscription { charge { id } } }", probe=present("startSubscription"), first=True,
-       after=remember_charge),
-    Op("updatePractice (the caller's own)",
-       "mutation($input: UpdatePracticeInput!) { updatePractice(input: $input) { practice { id } } }",
-       practice_name, present("updatePractice"), after=names_back),
-    Op("transferOwnership (to a clinician of the practice)",
-       "mutation($input: TransferOwnershipInput!) { transferOwnership(input: $input) { practice { id } } }",
-       ownership_target, present("transferOwnership"), rule=outsider_gets(NOT_FOUND), after=ownership_back),
-    Op("inviteMember", "mutation($input: InviteMemberInput!) { inviteMember(input: $input) { invitation { id } } }", invite,
-       present("inviteMember")),
-    Op("resendInvitation", "mutation($input: InvitationInput!) { resendInvitation(input: $input) { invitation { id } } }",
-       pending_invitation, present("resendInvitation"), rule=outsider_gets(NOT_FOUND)),
-    Op("revokeInvitation", "mutation($input: InvitationInput!) { revokeInvitation(input: $input) { invitation { id } } }",
-       pending_invitation, present("revokeInvitation"), rule=outsider_gets(NOT_FOUND)),
-    Op("updateMember", "mutation($input: UpdateMemberInput!) { updateMember(input: $input) { member { id } } }",
-       new_clinician(planCode="therapist-plus"), present("updateMember"), rule=outsider_gets(NOT_FOUND)),
-    Op("setMemberPermissions",
-       "mutation($input: SetMemberPermissionsInput!) { setMemberPermissions(input: $input) { member { id } } }",
-       new_clinician(permissions=["VIEW_BILLING"]), present("setMemberPermissions"), rule=outsider_gets(NOT_FOUND)),
-    Op("deactivateMember", "mutation($input: DeactivateMemberInput!) { deactivateMember(input: $input) { member { id } } }",
-       new_clinician(), present("deactivateMember"), rule=outsider_gets(NOT_FOUND)),
-    Op("reactivateMember", "mutation($input: ReactivateMemberInput!) { reactivateMember(input: $input) { member { id } } }",
-       former_clinician, present("reactivateMember"), rule=outsider_gets(NOT_FOUND)),
+    Op(
+        "logIn beside setMemberPermissions and updateMember (one document)",
+        "mutation($input: LogInInput!, $dana: ID!) { logIn(input: $input) { accessToken } "
+        "setMemberPermissions(input: {memberId: $dana, permissions: [MANAGE_MEMBERS]}) { member { id } } "
+        "updateMember(input: {memberId: $dana, role: ADMINISTRATOR}) { member { id } } }",
+        dana_log_in_and_dana,
+        refused=BAD_INPUT,
+    ),
+    Op(
+        "signUp beside __typename",
+        "mutation($input: SignUpInput!) { signUp(input: $input) { accessToken } __typename }",
+        new_practice,
+        refused=BAD_INPUT,
+    ),
+    Op(
+        "refreshSession twice (two aliases)",
+        "mutation($input: RefreshSessionInput!) { a: refreshSession(input: $input) { accessToken } "
+        "b: refreshSession(input: $input) { accessToken } }",
+        refresh_token,
+        refused=BAD_INPUT,
+    ),
+    Op(
+        "acceptInvitation beside createChart (through a fragment)",
+        'mutation($input: AcceptInvitationInput!) { ...Join createChart(input: {patientName: "Pat"}) { chart { id } } '
+        "} "
+        "fragment Join on Mutation { acceptInvitation(input: $input) { accessToken } }",
+        invitation_token,
+        refused=BAD_INPUT,
+    ),
+    Op(
+        "logOut",
+        "mutation($input: LogOutInput!) { logOut(input: $input) { loggedOut } }",
+        refresh_token,
+        present("logOut"),
+    ),
+    Op(
+        "requestPasswordReset",
+        "mutation($input: RequestPasswordResetInput!) { requestPasswordReset(input: $input) { requested } }",
+        reset_request,
+        present("requestPasswordReset"),
+    ),
+    Op(
+        "resetPassword",
+        "mutation($input: ResetPasswordInput!) { resetPassword(input: $input) { accessToken } }",
+        reset_token,
+        present("resetPassword"),
+    ),
+    Op(
+        "resetPassword beside __typename",
+        "mutation($input: ResetPasswordInput!) { resetPassword(input: $input) { accessToken } __typename }",
+        reset_token,
+        refused=BAD_INPUT,
+    ),
+    Op(
+        "changePassword (the caller's own)",
+        "mutation($input: ChangePasswordInput!) { changePassword(input: $input) { member { id } } }",
+        own_password_change,
+        present("changePassword"),
+        after=passwords_back,
+    ),
+    Op(
+        "acceptInvitation",
+        "mutation($input: AcceptInvitationInput!) { acceptInvitation(input: $input) { accessToken } }",
+        invitation_token,
+        present("acceptInvitation"),
+    ),
+    Op(
+        "activateGroupPractice",
+        "mutation { activateGroupPractice { practice { id } } }",
+        solo_practices,
+        present("activateGroupPractice"),
+        after=group_practices,
+    ),
+    Op(
+        "startSubscription",
+        "mutation { startSubscription { charge { id } } }",
+        probe=present("startSubscription"),
+        first=True,
+        after=remember_charge,
+    ),
+    Op(
+        "updatePractice (the caller's own)",
+        "mutation($input: UpdatePracticeInput!) { updatePractice(input: $input) { practice { id } } }",
+        practice_name,
+        present("updatePractice"),
+        after=names_back,
+    ),
+    Op(
+        "transferOwnership (to a clinician of the practice)",
+        "mutation($input: TransferOwnershipInput!) { transferOwnership(input: $input) { practice { id } } }",
+        ownership_target,
+        present("transferOwnership"),
+        rule=outsider_gets(NOT_FOUND),
+        after=ownership_back,
+    ),
+    Op(
+        "inviteMember",
+        "mutation($input: InviteMemberInput!) { inviteMember(input: $input) { invitation { id } } }",
+        invite,
+        present("inviteMember"),
+    ),
+    Op(
+        "resendInvitation",
+        "mutation($input: InvitationInput!) { resendInvitation(input: $input) { invitation { id } } }",
+        pending_invitation,
+        present("resendInvitation"),
+        rule=outsider_gets(NOT_FOUND),
+    ),
+    Op(
+        "revokeInvitation",
+        "mutation($input: InvitationInput!) { revokeInvitation(input: $input) { invitation { id } } }",
+        pending_invitation,
+        present("revokeInvitation"),
+        rule=outsider_gets(NOT_FOUND),
+    ),
+    Op(
+        "updateMember",
+        "mutation($input: UpdateMemberInput!) { updateMember(input: $input) { member { id } } }",
+        new_clinician(planCode="therapist-plus"),
+        present("updateMember"),
+        rule=outsider_gets(NOT_FOUND),
+    ),
+    Op(
+        "setMemberPermissions",
+        "mutation($input: SetMemberPermissionsInput!) { setMemberPermissions(input: $input) { member { id } } }",
+        new_clinician(permissions=["VIEW_BILLING"]),
+        present("setMemberPermissions"),
+        rule=outsider_gets(NOT_FOUND),
+    ),
+    Op(
+        "deactivateMember",
+        "mutation($input: DeactivateMemberInput!) { deactivateMember(input: $input) { member { id } } }",
+        new_clinician(),
+        present("deactivateMember"),
+        rule=outsider_gets(NOT_FOUND),
+    ),
+    Op(
+        "reactivateMember",
+        "mutation($input: ReactivateMemberInput!) { reactivateMember(input: $input) { member { id } } }",
+        former_clinician,
+        present("reactivateMember"),
+        rule=outsider_gets(NOT_FOUND),
+    ),
     Op("createChart", CREATE_CHART, new_patient, present("createChart")),
-    Op("createChart(clinicianIds: Eve)", CREATE_CHART, new_patient_for_eve, present("createChart"), rule=may_assign_others),
-    Op("assignChart (Dana's chart to Eve)", "mutation($input: ChartAssignmentInput!) { assignChart(input: $input) { chart { id } } }",
-       danas_new_chart("eve"), present("assignChart"), rule=chart_of_dana(NOT_FOUND)),
-    Op("unassignChart (Dana from her chart)",
-       "mutation($input: ChartAssignmentInput!) { unassignChart(input: $input) { chart { id } } }",
-       danas_new_chart("dana"), present("unassignChart"), rule=chart_of_dana(NOT_FOUND)),
-    Op("addChartNote (Dana's chart)", "mutation($input: AddChartNoteInput!) { addChartNote(input: $input) { note { id } } }",
-       note_on_danas_chart, present("addChartNote"), rule=notes_of_dana(NOT_FOUND, FORBIDDEN)),
-    Op("addChartNote (the caller's own chart)",
-       "mutation($input: AddChartNoteInput!) { addChartNote(input: $input) { note { id } } }",
-       note_on_own_chart, present("addChartNote"), rule=own_chart(NOT_FOUND)),
-    Op("updateChart (Dana's chart)", UPDATE_CHART, update_danas_chart, present("updateChart"),
-       rule=lambda c: edits_chart(c, assigned=False)),
-    Op("updateChart (the caller's own chart)", UPDATE_CHART, update_own_chart, present("updateChart"),
-       rule=lambda c: edits_chart(c, assigned=True)),
-    Op("recordCharge (for Dana)", RECORD_CHARGE, charge_for_dana("10.00"), present("recordCharge"), rule=bills_for_dana),
-    Op("recordCharge (for oneself, own chart)", RECORD_CHARGE, charge_for_self, present("recordCharge"), rule=bills_for_self),
-    Op("recordAdjustment (for Dana)",
-       "mutation($input: RecordAdjustmentInput!) { recordAdjustment(input: $input) { entry { id } } }",
-       charge_for_dana("-1.00"), present("recordAdjustment"), rule=bills_for_dana),
-    Op("recordPayment (for Dana)", "mutation($input: RecordPaymentInput!) { recordPayment(input: $input) { entry { id } } }",
-       money_move(amount="1.00", occurredOn=today()), present("recordPayment"), rule=bills_for_dana),
-    Op("recordRefund (for Dana)", "mutation($input: RecordRefundInput!) { recordRefund(input: $input) { entry { id } } }",
-       money_move(amount="1.00", occurredOn=today()), present("recordRefund"), rule=bills_for_dana),
-    Op("generateStatement (for Dana)", GENERATE_STATEMENT, money_move(periodStart=today(), periodEnd=today()),
-       present("generateStatement"), rule=bills_for_dana),
+    Op(
+        "createChart(clinicianIds: Eve)",
+        CREATE_CHART,
+        new_patient_for_eve,
+        present("createChart"),
+        rule=may_assign_others,
+    ),
+    Op(
+        "assignChart (Dana's chart to Eve)",
+        "mutation($input: ChartAssignmentInput!) { assignChart(input: $input) { chart { id } } }",
+        danas_new_chart("eve"),
+        present("assignChart"),
+        rule=chart_of_dana(NOT_FOUND),
+    ),
+    Op(
+        "unassignChart (Dana from her chart)",
+        "mutation($input: ChartAssignmentInput!) { unassignChart(input: $input) { chart { id } } }",
+        danas_new_chart("dana"),
+        present("unassignChart"),
+        rule=chart_of_dana(NOT_FOUND),
+    ),
+    Op(
+        "addChartNote (Dana's chart)",
+        "mutation($input: AddChartNoteInput!) { addChartNote(input: $input) { note { id } } }",
+        note_on_danas_chart,
+        present("addChartNote"),
+        rule=notes_of_dana(NOT_FOUND, FORBIDDEN),
+    ),
+    Op(
+        "addChartNote (the caller's own chart)",
+        "mutation($input: AddChartNoteInput!) { addChartNote(input: $input) { note { id } } }",
+        note_on_own_chart,
+        present("addChartNote"),
+        rule=own_chart(NOT_FOUND),
+    ),
+    Op(
+        "updateChart (Dana's chart)",
+        UPDATE_CHART,
+        update_danas_chart,
+        present("updateChart"),
+        rule=lambda c: edits_chart(c, assigned=False),
+    ),
+    Op(
+        "updateChart (the caller's own chart)",
+        UPDATE_CHART,
+        update_own_chart,
+        present("updateChart"),
+        rule=lambda c: edits_chart(c, assigned=True),
+    ),
+    Op(
+        "recordCharge (for Dana)", RECORD_CHARGE, charge_for_dana("10.00"), present("recordCharge"), rule=bills_for_dana
+    ),
+    Op(
+        "recordCharge (for oneself, own chart)",
+        RECORD_CHARGE,
+        charge_for_self,
+        present("recordCharge"),
+        rule=bills_for_self,
+    ),
+    Op(
+        "recordAdjustment (for Dana)",
+        "mutation($input: RecordAdjustmentInput!) { recordAdjustment(input: $input) { entry { id } } }",
+        charge_for_dana("-1.00"),
+        present("recordAdjustment"),
+        rule=bills_for_dana,
+    ),
+    Op(
+        "recordPayment (for Dana)",
+        "mutation($input: RecordPaymentInput!) { recordPayment(input: $input) { entry { id } } }",
+        money_move(amount="1.00", occurredOn=today()),
+        present("recordPayment"),
+        rule=bills_for_dana,
+    ),
+    Op(
+        "recordRefund (for Dana)",
+        "mutation($input: RecordRefundInput!) { recordRefund(input: $input) { entry { id } } }",
+        money_move(amount="1.00", occurredOn=today()),
+        present("recordRefund"),
+        rule=bills_for_dana,
+    ),
+    Op(
+        "generateStatement (for Dana)",
+        GENERATE_STATEMENT,
+        money_move(periodStart=today(), periodEnd=today()),
+        present("generateStatement"),
+        rule=bills_for_dana,
+    ),
     Op("createInvoice (for Dana)", CREATE_INVOICE, uninvoiced_charge, present("createInvoice"), rule=bills_for_dana),
-    Op("voidInvoice (Dana's)", "mutation($input: VoidInvoiceInput!) { voidInvoice(input: $input) { invoice { id status } } }",
-       open_invoice_of_dana, present("voidInvoice"), rule=voids_invoice_of_dana),
-    Op("createApiToken", "mutation($input: CreateApiTokenInput!) { createApiToken(input: $input) { token } }", new_token_input,
-       present("createApiToken")),
-    Op("revokeApiToken", "mutation($input: ApiTokenInput!) { revokeApiToken(input: $input) { apiToken { id } } }",
-       live_api_token, present("revokeApiToken"), rule=outsider_gets(NOT_FOUND)),
-    Op("createWebhookEndpoint", CREATE_WEBHOOK, new_webhook, present("createWebhookEndpoint"), rule=outsider_gets(NOT_FOUND)),
-    Op("deleteWebhookEndpoint",
-       "mutation($input: WebhookEndpointInput!) { deleteWebhookEndpoint(input: $input) { webhookEndpoint { id } } }",
-       live_webhook, present("deleteWebhookEndpoint"), rule=outsider_gets(NOT_FOUND)),
+    Op(
+        "voidInvoice (Dana's)",
+        "mutation($input: VoidInvoiceInput!) { voidInvoice(input: $input) { invoice { id status } } }",
+        open_invoice_of_dana,
+        present("voidInvoice"),
+        rule=voids_invoice_of_dana,
+    ),
+    Op(
+        "createApiToken",
+        "mutation($input: CreateApiTokenInput!) { createApiToken(input: $input) { token } }",
+        new_token_input,
+        present("createApiToken"),
+    ),
+    Op(
+        "revokeApiToken",
+        "mutation($input: ApiTokenInput!) { revokeApiToken(input: $input) { apiToken { id } } }",
+        live_api_token,
+        present("revokeApiToken"),
+        rule=outsider_gets(NOT_FOUND),
+    ),
+    Op(
+        "createWebhookEndpoint",
+        CREATE_WEBHOOK,
+        new_webhook,
+        present("createWebhookEndpoint"),
+        rule=outsider_gets(NOT_FOUND),
+    ),
+    Op(
+        "deleteWebhookEndpoint",
+        "mutation($input: WebhookEndpointInput!) { deleteWebhookEndpoint(input: $input) { webhookEndpoint { id } } }",
+        live_webhook,
+        present("deleteWebhookEndpoint"),
+        rule=outsider_gets(NOT_FOUND),
+    ),
 ]
 
 
@@ -1254,11 +1659,16 @@ async def run_op(world: World, op: Op) -> list[Case]:
     prepared = [(c, await op.setup(world, c) if op.setup else {}) for c in quiet]
     before = await fingerprint()
     outcomes = await asyncio.gather(*(op.outcome(world, c, variables) for c, variables in prepared))
-    cases = [Case(op.label, c.label, expected[c.label], outcome, detail) for c, (outcome, detail) in zip(quiet, outcomes, strict=True)]
+    cases = [
+        Case(op.label, c.label, expected[c.label], outcome, detail)
+        for c, (outcome, detail) in zip(quiet, outcomes, strict=True)
+    ]
     if await fingerprint() != before:
         # Blame the cases that went wrong anyway, else every case of the batch.
         suspects = [case for case in cases if case.outcome != case.expected] or cases
-        cases = [replace(case, outcome=f"{case.outcome}, and data changed") if case in suspects else case for case in cases]
+        cases = [
+            replace(case, outcome=f"{case.outcome}, and data changed") if case in suspects else case for case in cases
+        ]
     for c in CALLERS:
         if c not in quiet:
             outcome, detail = await op.outcome(world, c, await op.setup(world, c) if op.setup else {})
@@ -1287,7 +1697,9 @@ async def test_authorization_matrix(api):
         DOC.parent.mkdir(exist_ok=True)
         DOC.write_text(document)
     committed = DOC.read_text() if DOC.exists() else ""
-    assert committed == document, f"docs/authorization.md is out of date: regenerate it with `{REGENERATE}` and commit it"
+    assert committed == document, (
+        f"docs/authorization.md is out of date: regenerate it with `{REGENERATE}` and commit it"
+    )
 
 
 # ====================================================================== the document
@@ -1315,7 +1727,12 @@ def render(cases: list[Case]) -> str:
         "another group practice using this practice's ids, and a request without credentials.",
         "",
     ]
-    lines += ["## Operations and their directives", "", "| operation | directives on its fields, in order |", "|---|---|"]
+    lines += [
+        "## Operations and their directives",
+        "",
+        "| operation | directives on its fields, in order |",
+        "|---|---|",
+    ]
     for op in OPS:
         guards = []
         for c in op.coordinates():
@@ -1334,7 +1751,12 @@ def render(cases: list[Case]) -> str:
         lines.append("")
     lines += ["## Field classification", "", "Every field of every object type, as the test classifies it.", ""]
     for kind in ("guarded", "public", "decided by its resolver"):
-        lines += [f"### {kind.capitalize()}", "", "| field | " + ("directives" if kind == "guarded" else "why") + " |", "|---|---|"]
+        lines += [
+            f"### {kind.capitalize()}",
+            "",
+            "| field | " + ("directives" if kind == "guarded" else "why") + " |",
+            "|---|---|",
+        ]
         lines += [f"| `{c}` | {reason} |" for c, (k, reason) in classes.items() if k == kind]
         lines.append("")
     lines += ["### Object data", "", "| type | fields | why |", "|---|---|---|"]
@@ -1358,7 +1780,9 @@ async def test_a_token_without_read_charts_gets_no_chart_through_billing_rows(ap
     group = await make_group(api)
     await charge(api, group.owner, group.ann_chart, group.ann, "80.00", on=today())
     selection = {"clinicianIds": [group.ann.id], "chartId": group.ann_chart}
-    await api.ok(GENERATE_STATEMENT, {"input": {**selection, "periodStart": today(), "periodEnd": today()}}, group.owner.token)
+    await api.ok(
+        GENERATE_STATEMENT, {"input": {**selection, "periodStart": today(), "periodEnd": today()}}, group.owner.token
+    )
     await api.ok(CREATE_INVOICE, {"input": selection}, group.owner.token)
     query = """{ practice { billing {
         history { edges { node { patientName chart { id dateOfBirth } } } }
@@ -1367,7 +1791,9 @@ async def test_a_token_without_read_charts_gets_no_chart_through_billing_rows(ap
 
     def charts(data: dict) -> list:
         billing = data["practice"]["billing"]
-        return [edge["node"]["chart"] for name in ("history", "statements", "invoices") for edge in billing[name]["edges"]]
+        return [
+            edge["node"]["chart"] for name in ("history", "statements", "invoices") for edge in billing[name]["edges"]
+        ]
 
     billing_only = await insert_api_token(group.owner.row, (TokenScope.READ_BILLING,))
     data = await api.ok(query, token=billing_only)
@@ -1384,7 +1810,8 @@ async def test_a_token_does_not_exercise_management_permissions_on_member_fields
     fields are closed to tokens). It now sees those fields of its creator only, like any member."""
     group = await make_group(api)
     query = """query($id: ID!) { viewer { email plan { code } }
-        node(id: $id) { ... on Member { name email permissions effectivePermissions plan { code } traineeStatus license { reason } } } }"""
+        node(id: $id) { ... on Member { name email permissions effectivePermissions plan { code } traineeStatus license
+        { reason } } } }"""
     private = ("email", "permissions", "effectivePermissions", "plan", "traineeStatus", "license")
 
     session = await api.ok(query, {"id": group.ann.id}, group.owner.token)

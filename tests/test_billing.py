@@ -45,7 +45,10 @@ from tests.factories_billing import (
     pay,
 )
 
-NODE = f"query($id: ID!) {{ node(id: $id) {{ __typename ... on BillingEntry {{ {ENTRY} }} ... on Invoice {{ id number }} }} }}"
+NODE = (
+    "query($id: ID!) "
+    f"{{ node(id: $id) {{ __typename ... on BillingEntry {{ {ENTRY} }} ... on Invoice {{ id number }} }} }}"
+)
 
 
 @pytest.fixture
@@ -70,14 +73,28 @@ async def ledger_snapshot() -> tuple:
 
 
 async def adjust(api, person: Account, chart: str, clinician: Account, amount: str) -> dict:
-    data = await api.ok(RECORD_ADJUSTMENT, {"i": {"chartId": chart, "clinicianId": clinician.id, "amount": amount,
-                                                  "occurredOn": "2026-03-04", "description": "Write-off"}}, person.token)
+    data = await api.ok(
+        RECORD_ADJUSTMENT,
+        {
+            "i": {
+                "chartId": chart,
+                "clinicianId": clinician.id,
+                "amount": amount,
+                "occurredOn": "2026-03-04",
+                "description": "Write-off",
+            }
+        },
+        person.token,
+    )
     return data["recordAdjustment"]
 
 
 async def refund(api, person: Account, chart: str, clinician: Account, amount: str) -> dict:
-    data = await api.ok(RECORD_REFUND, {"i": {"chartId": chart, "clinicianIds": [clinician.id], "amount": amount,
-                                              "occurredOn": "2026-03-05"}}, person.token)
+    data = await api.ok(
+        RECORD_REFUND,
+        {"i": {"chartId": chart, "clinicianIds": [clinician.id], "amount": amount, "occurredOn": "2026-03-05"}},
+        person.token,
+    )
     return data["recordRefund"]
 
 
@@ -147,8 +164,13 @@ async def test_history_attributes_each_entry_to_its_clinician_and_recorder(api, 
 async def test_history_is_newest_first_and_pages_by_keyset(api, group, clock):
     g = group
     # Same occurredOn: createdAt decides; earlier occurredOn recorded later still sorts below.
-    for day, amount in [("2026-03-05", "1.00"), ("2026-03-05", "2.00"), ("2026-03-01", "3.00"), ("2026-03-07", "4.00"),
-                        ("2026-03-05", "5.00")]:
+    for day, amount in [
+        ("2026-03-05", "1.00"),
+        ("2026-03-05", "2.00"),
+        ("2026-03-01", "3.00"),
+        ("2026-03-07", "4.00"),
+        ("2026-03-05", "5.00"),
+    ]:
         await charge(api, g.owner, g.ann_chart, g.ann, amount, on=day)
         clock.advance(timedelta(seconds=1))
     expected = ["4.00", "5.00", "2.00", "1.00", "3.00"]
@@ -183,7 +205,9 @@ async def test_history_filters(api, group):
 
 async def test_history_costs_the_same_queries_whatever_the_page_size(api, group, caplog):
     g = group
-    invoice_query = "{ practice { billing { history(first: 100) { edges { node { " + ENTRY + " invoice { id number } } } } } } }"
+    invoice_query = (
+        "{ practice { billing { history(first: 100) { edges { node { " + ENTRY + " invoice { id number } } } } } } }"
+    )
 
     async def selects() -> int:
         with sql_statements(caplog) as statements:
@@ -248,8 +272,11 @@ async def test_clinicians_are_fenced_to_their_own_billing(api, group):
     assert [e["node"]["amount"]["amount"] for e in shared] == ["60.00"]  # not Ben's 40.00 on the same chart
     # Naming anyone else is FORBIDDEN, alone or with oneself.
     for others in ([g.ben], [g.ann, g.ben]):
-        code, _ = await api.error("query($f: BalanceFilter) { practice { billing { currentBalance(filter: $f) { amount } } } }",
-                                  {"f": {"clinicianIds": [o.id for o in others]}}, g.ann.token)
+        code, _ = await api.error(
+            "query($f: BalanceFilter) { practice { billing { currentBalance(filter: $f) { amount } } } }",
+            {"f": {"clinicianIds": [o.id for o in others]}},
+            g.ann.token,
+        )
         assert code == "FORBIDDEN"
         code, _ = await api.error(HISTORY, {"f": {"clinicianIds": [o.id for o in others]}}, g.ann.token)
         assert code == "FORBIDDEN"
@@ -272,15 +299,34 @@ async def test_a_clinician_records_only_for_themself(api, group):
         (RECORD_PAYMENT, {"clinicianIds": [g.ben.id]}),
         (RECORD_REFUND, {"clinicianIds": [g.ben.id]}),
     ]:
-        code, _ = await api.error(mutation, {"i": {"chartId": g.shared_chart, "amount": "10.00", "occurredOn": "2026-03-02",
-                                                   **fields}}, g.ann.token)
+        code, _ = await api.error(
+            mutation,
+            {"i": {"chartId": g.shared_chart, "amount": "10.00", "occurredOn": "2026-03-02", **fields}},
+            g.ann.token,
+        )
         assert code == "FORBIDDEN"
-    for mutation, fields in [(GENERATE_STATEMENT, {"periodStart": "2026-03-01", "periodEnd": "2026-03-31"}), (CREATE_INVOICE, {})]:
-        code, _ = await api.error(mutation, {"i": {"chartId": g.shared_chart, "clinicianIds": [g.ben.id], **fields}}, g.ann.token)
+    for mutation, fields in [
+        (GENERATE_STATEMENT, {"periodStart": "2026-03-01", "periodEnd": "2026-03-31"}),
+        (CREATE_INVOICE, {}),
+    ]:
+        code, _ = await api.error(
+            mutation, {"i": {"chartId": g.shared_chart, "clinicianIds": [g.ben.id], **fields}}, g.ann.token
+        )
         assert code == "FORBIDDEN"
     # A chart she cannot see does not exist for her, even for her own entries.
-    code, _ = await api.error(RECORD_CHARGE, {"i": {"chartId": g.ben_chart, "clinicianId": g.ann.id, "amount": "10.00",
-                                                    "occurredOn": "2026-03-02", "description": "x"}}, g.ann.token)
+    code, _ = await api.error(
+        RECORD_CHARGE,
+        {
+            "i": {
+                "chartId": g.ben_chart,
+                "clinicianId": g.ann.id,
+                "amount": "10.00",
+                "occurredOn": "2026-03-02",
+                "description": "x",
+            }
+        },
+        g.ann.token,
+    )
     assert code == "NOT_FOUND"
     assert await ledger_snapshot() == before
 
@@ -290,12 +336,33 @@ async def test_the_entrys_clinician_must_be_a_clinician_who_sees_the_chart(api, 
     admin = await g.member("Adam Admin", Role.ADMINISTRATOR, [P.VIEW_BILLING, P.MANAGE_BILLING, P.VIEW_ALL_CHARTS])
     before = await ledger_snapshot()
     for clinician, chart in [(admin, g.ann_chart), (g.ben, g.ann_chart)]:
-        code, body = await api.error(RECORD_CHARGE, {"i": {"chartId": chart, "clinicianId": clinician.id, "amount": "10.00",
-                                                           "occurredOn": "2026-03-02", "description": "x"}}, g.owner.token)
+        code, body = await api.error(
+            RECORD_CHARGE,
+            {
+                "i": {
+                    "chartId": chart,
+                    "clinicianId": clinician.id,
+                    "amount": "10.00",
+                    "occurredOn": "2026-03-02",
+                    "description": "x",
+                }
+            },
+            g.owner.token,
+        )
         assert code == "BAD_USER_INPUT" and body["errors"][0]["extensions"]["field"] == "input.clinicianId"
-    code, _ = await api.error(RECORD_CHARGE, {"i": {"chartId": g.ann_chart, "clinicianId": encode("Member", uuid.uuid4()),
-                                                    "amount": "10.00", "occurredOn": "2026-03-02", "description": "x"}},
-                              g.owner.token)
+    code, _ = await api.error(
+        RECORD_CHARGE,
+        {
+            "i": {
+                "chartId": g.ann_chart,
+                "clinicianId": encode("Member", uuid.uuid4()),
+                "amount": "10.00",
+                "occurredOn": "2026-03-02",
+                "description": "x",
+            }
+        },
+        g.owner.token,
+    )
     assert code == "NOT_FOUND"
     assert await ledger_snapshot() == before
     # The owner bills too, on any chart (the owner sees them all).
@@ -306,18 +373,23 @@ async def test_administrator_without_view_billing_sees_nothing(api, group):
     g = group
     await seed_ledger(api, g)
     admin = await g.member("Adam Admin", Role.ADMINISTRATOR, [P.VIEW_ALL_CHARTS, P.MANAGE_MEMBERS])
-    for query in ["{ practice { billing { currentBalance { amount } } } }",
-                  "{ practice { billing { history { edges { node { id } } } } } }",
-                  "{ practice { billing { statements { edges { node { id } } } } } }",
-                  "{ practice { billing { invoices { edges { node { id } } } } } }"]:
+    for query in [
+        "{ practice { billing { currentBalance { amount } } } }",
+        "{ practice { billing { history { edges { node { id } } } } } }",
+        "{ practice { billing { statements { edges { node { id } } } } } }",
+        "{ practice { billing { invoices { edges { node { id } } } } } }",
+    ]:
         code, body = await api.error(query, token=admin.token)
         assert code == "FORBIDDEN" and body["data"]["practice"]["billing"] is not None
     entry = (await history(api, g.owner))["edges"][0]["node"]["id"]
     assert (await api.ok(NODE, {"id": entry}, admin.token))["node"] is None
     # Nor may they move money.
     before = await ledger_snapshot()
-    code, _ = await api.error(RECORD_PAYMENT, {"i": {"chartId": g.ann_chart, "clinicianIds": [g.ann.id], "amount": "5.00",
-                                                     "occurredOn": "2026-03-03"}}, admin.token)
+    code, _ = await api.error(
+        RECORD_PAYMENT,
+        {"i": {"chartId": g.ann_chart, "clinicianIds": [g.ann.id], "amount": "5.00", "occurredOn": "2026-03-03"}},
+        admin.token,
+    )
     assert code == "FORBIDDEN"
     assert await ledger_snapshot() == before
 
@@ -333,8 +405,11 @@ async def test_administrator_with_view_billing_sees_the_group_but_not_the_charts
     assert {n["patientName"] for n in nodes} == {"Pat Annsson", "Quinn Benson", "Robin Shared"}
     assert {n["chart"] is None for n in nodes} == {True}  # patient names yes, charts no (no VIEW_ALL_CHARTS)
     # Seeing is not moving: MANAGE_BILLING is needed to record for a clinician.
-    code, _ = await api.error(RECORD_PAYMENT, {"i": {"chartId": g.ann_chart, "clinicianIds": [g.ann.id], "amount": "5.00",
-                                                     "occurredOn": "2026-03-03"}}, biller.token)
+    code, _ = await api.error(
+        RECORD_PAYMENT,
+        {"i": {"chartId": g.ann_chart, "clinicianIds": [g.ann.id], "amount": "5.00", "occurredOn": "2026-03-03"}},
+        biller.token,
+    )
     assert code == "FORBIDDEN"
 
 
@@ -347,8 +422,18 @@ async def test_administrator_with_manage_billing_moves_money_for_any_clinician(a
     assert paid["balance"]["amount"] == "60.00"
     assert paid["entry"]["clinician"]["id"] == g.ann.id and paid["entry"]["createdBy"]["id"] == manager.id
     assert paid["entry"]["chart"]["id"] == g.ann_chart
-    statement = await api.ok(GENERATE_STATEMENT, {"i": {"chartId": g.ben_chart, "clinicianIds": [g.ben.id],
-                                                        "periodStart": "2026-03-01", "periodEnd": "2026-03-31"}}, manager.token)
+    statement = await api.ok(
+        GENERATE_STATEMENT,
+        {
+            "i": {
+                "chartId": g.ben_chart,
+                "clinicianIds": [g.ben.id],
+                "periodStart": "2026-03-01",
+                "periodEnd": "2026-03-31",
+            }
+        },
+        manager.token,
+    )
     assert statement["generateStatement"]["statement"]["closingBalance"]["amount"] == "80.00"
     invoice = await api.ok(CREATE_INVOICE, {"i": {"chartId": g.ben_chart, "clinicianIds": [g.ben.id]}}, manager.token)
     assert invoice["createInvoice"]["invoice"]["total"]["amount"] == "80.00"
@@ -361,8 +446,11 @@ async def test_administrator_with_manage_billing_moves_money_for_any_clinician(a
     assert paid["balance"]["amount"] == "55.00" and paid["entry"]["chart"]["id"] == g.ann_chart
     # VIEW_BILLING alone bills nobody else: FORBIDDEN, and nothing written.
     viewer = await g.member("Vi Viewer", Role.ADMINISTRATOR, [P.VIEW_BILLING])
-    code, _ = await api.error(RECORD_PAYMENT, {"i": {"chartId": g.ann_chart, "clinicianIds": [g.ann.id], "amount": "5.00",
-                                                     "occurredOn": "2026-03-03"}}, viewer.token)
+    code, _ = await api.error(
+        RECORD_PAYMENT,
+        {"i": {"chartId": g.ann_chart, "clinicianIds": [g.ann.id], "amount": "5.00", "occurredOn": "2026-03-03"}},
+        viewer.token,
+    )
     assert code == "FORBIDDEN"
     assert await balance(api, g.owner) == "135.00"
 
@@ -376,11 +464,25 @@ async def test_other_practices_see_and_touch_nothing(api, group):
     entry = (await history(api, g.owner))["edges"][0]["node"]["id"]
     assert (await api.ok(NODE, {"id": entry}, stranger.token))["node"] is None
     before = await ledger_snapshot()
-    code, _ = await api.error(RECORD_CHARGE, {"i": {"chartId": g.ann_chart, "clinicianId": stranger.id, "amount": "1.00",
-                                                    "occurredOn": "2026-03-02", "description": "x"}}, stranger.token)
+    code, _ = await api.error(
+        RECORD_CHARGE,
+        {
+            "i": {
+                "chartId": g.ann_chart,
+                "clinicianId": stranger.id,
+                "amount": "1.00",
+                "occurredOn": "2026-03-02",
+                "description": "x",
+            }
+        },
+        stranger.token,
+    )
     assert code == "NOT_FOUND"
-    code, _ = await api.error(RECORD_PAYMENT, {"i": {"chartId": g.ann_chart, "clinicianIds": [g.ann.id], "amount": "1.00",
-                                                     "occurredOn": "2026-03-02"}}, stranger.token)
+    code, _ = await api.error(
+        RECORD_PAYMENT,
+        {"i": {"chartId": g.ann_chart, "clinicianIds": [g.ann.id], "amount": "1.00", "occurredOn": "2026-03-02"}},
+        stranger.token,
+    )
     assert code == "NOT_FOUND"
     assert await ledger_snapshot() == before
 
@@ -390,8 +492,19 @@ async def test_partner_tokens_need_the_billing_scopes(api, group):
     reader = await partner_token(g, g.owner, [TokenScope.READ_BILLING])
     writer = await partner_token(g, g.owner, [TokenScope.WRITE_BILLING])
     entry = (await charge(api, writer, g.ann_chart, g.ann, "12.00"))["entry"]["id"]
-    code, _ = await api.error(RECORD_CHARGE, {"i": {"chartId": g.ann_chart, "clinicianId": g.ann.id, "amount": "1.00",
-                                                    "occurredOn": "2026-03-02", "description": "x"}}, reader.token)
+    code, _ = await api.error(
+        RECORD_CHARGE,
+        {
+            "i": {
+                "chartId": g.ann_chart,
+                "clinicianId": g.ann.id,
+                "amount": "1.00",
+                "occurredOn": "2026-03-02",
+                "description": "x",
+            }
+        },
+        reader.token,
+    )
     assert code == "FORBIDDEN"
     assert await balance(api, reader) == "12.00"
     code, _ = await api.error("{ practice { billing { currentBalance { amount } } } }", token=writer.token)
@@ -411,9 +524,11 @@ async def test_invalid_amounts_are_refused_and_write_nothing(api, group, amount)
     await charge(api, g.owner, g.ann_chart, g.ann, "50.00")
     before = await ledger_snapshot()
     base = {"chartId": g.ann_chart, "amount": amount, "occurredOn": "2026-03-02"}
-    for mutation, fields in [(RECORD_CHARGE, {"clinicianId": g.ann.id, "description": "x"}),
-                             (RECORD_PAYMENT, {"clinicianIds": [g.ann.id]}),
-                             (RECORD_REFUND, {"clinicianIds": [g.ann.id]})]:
+    for mutation, fields in [
+        (RECORD_CHARGE, {"clinicianId": g.ann.id, "description": "x"}),
+        (RECORD_PAYMENT, {"clinicianIds": [g.ann.id]}),
+        (RECORD_REFUND, {"clinicianIds": [g.ann.id]}),
+    ]:
         code, body = await api.error(mutation, {"i": {**base, **fields}}, g.owner.token)
         assert code == "BAD_USER_INPUT" and body["errors"][0]["extensions"]["field"] == "input.amount", body
     assert await ledger_snapshot() == before
@@ -425,8 +540,19 @@ async def test_invalid_amounts_are_refused_and_write_nothing(api, group, amount)
 async def test_invalid_adjustments_are_refused_and_write_nothing(api, group, amount):
     g = group
     before = await ledger_snapshot()
-    code, body = await api.error(RECORD_ADJUSTMENT, {"i": {"chartId": g.ann_chart, "clinicianId": g.ann.id, "amount": amount,
-                                                           "occurredOn": "2026-03-02", "description": "x"}}, g.owner.token)
+    code, body = await api.error(
+        RECORD_ADJUSTMENT,
+        {
+            "i": {
+                "chartId": g.ann_chart,
+                "clinicianId": g.ann.id,
+                "amount": amount,
+                "occurredOn": "2026-03-02",
+                "description": "x",
+            }
+        },
+        g.owner.token,
+    )
     assert code == "BAD_USER_INPUT" and body["errors"][0]["extensions"]["field"] == "input.amount"
     assert await ledger_snapshot() == before
 
@@ -434,8 +560,19 @@ async def test_invalid_adjustments_are_refused_and_write_nothing(api, group, amo
 async def test_amounts_that_are_not_numbers_are_refused(api, group):
     g = group
     before = await ledger_snapshot()
-    code, _ = await api.error(RECORD_CHARGE, {"i": {"chartId": g.ann_chart, "clinicianId": g.ann.id, "amount": "ten",
-                                                    "occurredOn": "2026-03-02", "description": "x"}}, g.owner.token)
+    code, _ = await api.error(
+        RECORD_CHARGE,
+        {
+            "i": {
+                "chartId": g.ann_chart,
+                "clinicianId": g.ann.id,
+                "amount": "ten",
+                "occurredOn": "2026-03-02",
+                "description": "x",
+            }
+        },
+        g.owner.token,
+    )
     assert code == "BAD_USER_INPUT"
     assert await ledger_snapshot() == before
 
@@ -448,16 +585,31 @@ async def test_signed_adjustments_and_trailing_zeros(api, group):
     assert (await adjust(api, g.owner, g.ann_chart, g.ann, "1000000"))["balance"]["amount"] == "1000074.50"
 
 
-@pytest.mark.parametrize("fields", [
-    {"description": "   "},
-    {"description": "x" * 501},
-    {"occurredOn": "2999-01-01"},
-])
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"description": "   "},
+        {"description": "x" * 501},
+        {"occurredOn": "2999-01-01"},
+    ],
+)
 async def test_other_invalid_entry_input_writes_nothing(api, group, fields):
     g = group
     before = await ledger_snapshot()
-    code, _ = await api.error(RECORD_CHARGE, {"i": {"chartId": g.ann_chart, "clinicianId": g.ann.id, "amount": "10.00",
-                                                    "occurredOn": "2026-03-02", "description": "Session", **fields}}, g.owner.token)
+    code, _ = await api.error(
+        RECORD_CHARGE,
+        {
+            "i": {
+                "chartId": g.ann_chart,
+                "clinicianId": g.ann.id,
+                "amount": "10.00",
+                "occurredOn": "2026-03-02",
+                "description": "Session",
+                **fields,
+            }
+        },
+        g.owner.token,
+    )
     assert code == "BAD_USER_INPUT"
     assert await ledger_snapshot() == before
 
@@ -471,13 +623,27 @@ async def test_every_billing_write_is_audited(api, group):
     await adjust(api, g.owner, g.ann_chart, g.ann, "-5.00")
     await pay(api, g.ann, g.ann_chart, g.ann, "5.00")
     await refund(api, g.ann, g.ann_chart, g.ann, "1.00")
-    statement = await api.ok(GENERATE_STATEMENT, {"i": {"chartId": g.ann_chart, "clinicianIds": [g.ann.id],
-                                                        "periodStart": "2026-03-01", "periodEnd": "2026-03-31"}}, g.ann.token)
+    statement = await api.ok(
+        GENERATE_STATEMENT,
+        {
+            "i": {
+                "chartId": g.ann_chart,
+                "clinicianIds": [g.ann.id],
+                "periodStart": "2026-03-01",
+                "periodEnd": "2026-03-31",
+            }
+        },
+        g.ann.token,
+    )
     invoice = await api.ok(CREATE_INVOICE, {"i": {"chartId": g.ann_chart, "clinicianIds": [g.ann.id]}}, g.ann.token)
     events = await AuditEvent.filter(action__startswith="billing.").order_by("sequence")
     assert [e.action for e in events] == [
-        "billing.charge_recorded", "billing.adjustment_recorded", "billing.payment_recorded", "billing.refund_recorded",
-        "billing.statement_generated", "billing.invoice_created",
+        "billing.charge_recorded",
+        "billing.adjustment_recorded",
+        "billing.payment_recorded",
+        "billing.refund_recorded",
+        "billing.statement_generated",
+        "billing.invoice_created",
     ]
     assert events[0].target_id == entry and events[0].actor_id == g.owner.row.id
     assert events[0].details == {"amount": "100.00", "clinician": g.ann.id, "chart": g.ann_chart}
@@ -487,7 +653,10 @@ async def test_every_billing_write_is_audited(api, group):
 
 # ------------------------------------------------------------------ invoices and payments
 
-INVOICES = "query($s: InvoiceStatus) { practice { billing { invoices(status: $s) { totalCount edges { node { number status } } } } } }"
+INVOICES = (
+    "query($s: InvoiceStatus) { practice { billing { invoices(status: $s) { totalCount edges { node { number "
+    "status } } } } } }"
+)
 
 
 async def test_an_invoice_holds_the_clinicians_uninvoiced_charges_and_payments_pay_it(api, group):
@@ -496,9 +665,12 @@ async def test_an_invoice_holds_the_clinicians_uninvoiced_charges_and_payments_p
     second = (await charge(api, g.owner, g.shared_chart, g.ann, "50.00"))["entry"]["id"]
     await charge(api, g.owner, g.shared_chart, g.ben, "70.00")  # Ben's: not on Ann's invoice
     await pay(api, g.ann, g.shared_chart, g.ann, "5.00")  # a payment: never on an invoice
-    invoice = (await api.ok(CREATE_INVOICE, {"i": {"chartId": g.shared_chart, "clinicianIds": [g.ann.id]}}, g.ann.token))[
-        "createInvoice"]["invoice"]
-    assert invoice["number"] == "INV-000001" and invoice["status"] == "OPEN" and invoice["patientName"] == "Robin Shared"
+    invoice = (
+        await api.ok(CREATE_INVOICE, {"i": {"chartId": g.shared_chart, "clinicianIds": [g.ann.id]}}, g.ann.token)
+    )["createInvoice"]["invoice"]
+    assert (
+        invoice["number"] == "INV-000001" and invoice["status"] == "OPEN" and invoice["patientName"] == "Robin Shared"
+    )
     assert invoice["total"]["amount"] == invoice["amountDue"]["amount"] == "150.00"
     assert sorted(e["node"]["id"] for e in invoice["entries"]["edges"]) == sorted([first, second])
     # The charge knows its invoice.
@@ -510,18 +682,51 @@ async def test_an_invoice_holds_the_clinicians_uninvoiced_charges_and_payments_p
     assert partial["balance"]["amount"] == "45.00"
     # More than is due is refused, and writes nothing.
     before = await ledger_snapshot()
-    code, _ = await api.error(RECORD_PAYMENT, {"i": {"chartId": g.shared_chart, "clinicianIds": [g.ann.id], "amount": "50.01",
-                                                     "occurredOn": "2026-03-03", "invoiceId": invoice["id"]}}, g.ann.token)
+    code, _ = await api.error(
+        RECORD_PAYMENT,
+        {
+            "i": {
+                "chartId": g.shared_chart,
+                "clinicianIds": [g.ann.id],
+                "amount": "50.01",
+                "occurredOn": "2026-03-03",
+                "invoiceId": invoice["id"],
+            }
+        },
+        g.ann.token,
+    )
     assert code == "BAD_USER_INPUT"
     assert await ledger_snapshot() == before
     paid = await pay(api, g.owner, g.shared_chart, g.ann, "50.00", invoice=invoice["id"])
     assert paid["invoice"] == {"id": invoice["id"], "status": "PAID", "amountDue": {"amount": "0.00"}}
-    code, _ = await api.error(RECORD_PAYMENT, {"i": {"chartId": g.shared_chart, "clinicianIds": [g.ann.id], "amount": "1.00",
-                                                     "occurredOn": "2026-03-03", "invoiceId": invoice["id"]}}, g.ann.token)
+    code, _ = await api.error(
+        RECORD_PAYMENT,
+        {
+            "i": {
+                "chartId": g.shared_chart,
+                "clinicianIds": [g.ann.id],
+                "amount": "1.00",
+                "occurredOn": "2026-03-03",
+                "invoiceId": invoice["id"],
+            }
+        },
+        g.ann.token,
+    )
     assert code == "CONFLICT"
     # An invoice is paid only for its own clinician and chart.
-    code, _ = await api.error(RECORD_PAYMENT, {"i": {"chartId": g.shared_chart, "clinicianIds": [g.ben.id], "amount": "1.00",
-                                                     "occurredOn": "2026-03-03", "invoiceId": invoice["id"]}}, g.owner.token)
+    code, _ = await api.error(
+        RECORD_PAYMENT,
+        {
+            "i": {
+                "chartId": g.shared_chart,
+                "clinicianIds": [g.ben.id],
+                "amount": "1.00",
+                "occurredOn": "2026-03-03",
+                "invoiceId": invoice["id"],
+            }
+        },
+        g.owner.token,
+    )
     assert code == "NOT_FOUND"
     listed = (await api.ok(INVOICES, {"s": "PAID"}, g.owner.token))["practice"]["billing"]["invoices"]
     assert listed == {"totalCount": 1, "edges": [{"node": {"number": "INV-000001", "status": "PAID"}}]}
@@ -532,19 +737,26 @@ async def test_a_charge_is_on_at_most_one_invoice(api, group):
     g = group
     charged = (await charge(api, g.ann, g.ann_chart, g.ann, "100.00"))["entry"]["id"]
     payment = (await pay(api, g.ann, g.ann_chart, g.ann, "10.00"))["entry"]["id"]
-    first = await api.ok(CREATE_INVOICE, {"i": {"chartId": g.ann_chart, "clinicianIds": [g.ann.id], "entryIds": [charged]}},
-                         g.ann.token)
+    first = await api.ok(
+        CREATE_INVOICE, {"i": {"chartId": g.ann_chart, "clinicianIds": [g.ann.id], "entryIds": [charged]}}, g.ann.token
+    )
     assert first["createInvoice"]["invoice"]["number"] == "INV-000001"
     for entry_ids in ([charged], None):
-        code, _ = await api.error(CREATE_INVOICE, {"i": {"chartId": g.ann_chart, "clinicianIds": [g.ann.id], "entryIds": entry_ids}},
-                                  g.ann.token)
+        code, _ = await api.error(
+            CREATE_INVOICE,
+            {"i": {"chartId": g.ann_chart, "clinicianIds": [g.ann.id], "entryIds": entry_ids}},
+            g.ann.token,
+        )
         assert code == "CONFLICT"
     # Only this clinician's charges for this chart go on an invoice.
     ben_charge = (await charge(api, g.owner, g.shared_chart, g.ben, "5.00"))["entry"]["id"]
     before = await ledger_snapshot()
     for entry_ids in ([payment], [ben_charge], [encode("BillingEntry", uuid.uuid4())], []):
-        code, body = await api.error(CREATE_INVOICE, {"i": {"chartId": g.ann_chart, "clinicianIds": [g.ann.id],
-                                                            "entryIds": entry_ids}}, g.ann.token)
+        code, body = await api.error(
+            CREATE_INVOICE,
+            {"i": {"chartId": g.ann_chart, "clinicianIds": [g.ann.id], "entryIds": entry_ids}},
+            g.ann.token,
+        )
         assert code == "BAD_USER_INPUT" and body["errors"][0]["extensions"]["field"] == "input.entryIds"
     assert await ledger_snapshot() == before
     # A refused invoice gave its number back: the next one follows without a gap.
@@ -562,11 +774,23 @@ async def test_concurrent_payments_all_land(api, group):
     g = group
     await charge(api, g.owner, g.shared_chart, g.ann, "500.00")
     payers = [g.owner, g.ann]
-    results = await asyncio.gather(*[
-        api.post(RECORD_PAYMENT, {"i": {"chartId": g.shared_chart, "clinicianIds": [g.ann.id], "amount": "7.50",
-                                        "occurredOn": "2026-03-03"}}, payers[i % 2].token)
-        for i in range(24)
-    ])
+    results = await asyncio.gather(
+        *[
+            api.post(
+                RECORD_PAYMENT,
+                {
+                    "i": {
+                        "chartId": g.shared_chart,
+                        "clinicianIds": [g.ann.id],
+                        "amount": "7.50",
+                        "occurredOn": "2026-03-03",
+                    }
+                },
+                payers[i % 2].token,
+            )
+            for i in range(24)
+        ]
+    )
     assert all(not r.get("errors") for r in results), [r["errors"] for r in results if r.get("errors")]
     assert sorted(Decimal(r["data"]["recordPayment"]["balance"]["amount"]) for r in results) == [
         Decimal("500.00") - Decimal("7.50") * n for n in range(24, 0, -1)
@@ -578,11 +802,24 @@ async def test_concurrent_payments_all_land(api, group):
 @postgres_only()
 async def test_concurrent_first_entries_share_one_running_total(api, group):
     g = group
-    results = await asyncio.gather(*[
-        api.post(RECORD_CHARGE, {"i": {"chartId": g.ben_chart, "clinicianId": g.ben.id, "amount": "10.00",
-                                       "occurredOn": "2026-03-02", "description": "Session"}}, g.ben.token)
-        for _ in range(10)
-    ])
+    results = await asyncio.gather(
+        *[
+            api.post(
+                RECORD_CHARGE,
+                {
+                    "i": {
+                        "chartId": g.ben_chart,
+                        "clinicianId": g.ben.id,
+                        "amount": "10.00",
+                        "occurredOn": "2026-03-02",
+                        "description": "Session",
+                    }
+                },
+                g.ben.token,
+            )
+            for _ in range(10)
+        ]
+    )
     assert all(not r.get("errors") for r in results)
     assert await BillingBalance.all().count() == 1
     assert await balance(api, g.owner) == "100.00"
@@ -611,11 +848,24 @@ async def test_concurrent_payments_across_clinicians_and_charts_all_land(api, gr
     pairs = [(g.ann_chart, g.ann), (g.ben_chart, g.ben), (g.shared_chart, g.ann), (g.shared_chart, g.ben)]
     for chart, clinician in pairs:
         await charge(api, g.owner, chart, clinician, "100.00")
-    results = await asyncio.gather(*[
-        api.post(RECORD_PAYMENT, {"i": {"chartId": chart, "clinicianIds": [clinician.id], "amount": "10.00",
-                                        "occurredOn": "2026-03-03"}}, g.owner.token)
-        for _ in range(5) for chart, clinician in pairs
-    ])
+    results = await asyncio.gather(
+        *[
+            api.post(
+                RECORD_PAYMENT,
+                {
+                    "i": {
+                        "chartId": chart,
+                        "clinicianIds": [clinician.id],
+                        "amount": "10.00",
+                        "occurredOn": "2026-03-03",
+                    }
+                },
+                g.owner.token,
+            )
+            for _ in range(5)
+            for chart, clinician in pairs
+        ]
+    )
     assert all(not r.get("errors") for r in results), [r["errors"] for r in results if r.get("errors")]
     for chart, clinician in pairs:
         assert await balance(api, g.owner, clinicians=[clinician], chart=chart) == "50.00"
@@ -628,15 +878,39 @@ async def test_the_ledger_is_append_only(api, group):
     await pay(api, g.ann, g.ann_chart, g.ann, "10.00")
 
     async def rows() -> set[tuple]:
-        return {(e.id, e.kind, e.delta_cents, e.occurred_on, e.description, e.invoice_id, e.clinician_id, e.chart_id,
-                 e.created_by_id, e.created_at) for e in await BillingEntry.all()}
+        return {
+            (
+                e.id,
+                e.kind,
+                e.delta_cents,
+                e.occurred_on,
+                e.description,
+                e.invoice_id,
+                e.clinician_id,
+                e.chart_id,
+                e.created_by_id,
+                e.created_at,
+            )
+            for e in await BillingEntry.all()
+        }
 
     before = await rows()
     invoice = (await api.ok(CREATE_INVOICE, {"i": {"chartId": g.ann_chart, "clinicianIds": [g.ann.id]}}, g.ann.token))[
-        "createInvoice"]["invoice"]
+        "createInvoice"
+    ]["invoice"]
     await pay(api, g.ann, g.ann_chart, g.ann, "100.00", invoice=invoice["id"])
-    await api.ok(GENERATE_STATEMENT, {"i": {"chartId": g.ann_chart, "clinicianIds": [g.ann.id], "periodStart": "2026-03-01",
-                                            "periodEnd": "2026-03-31"}}, g.ann.token)
+    await api.ok(
+        GENERATE_STATEMENT,
+        {
+            "i": {
+                "chartId": g.ann_chart,
+                "clinicianIds": [g.ann.id],
+                "periodStart": "2026-03-01",
+                "periodEnd": "2026-03-31",
+            }
+        },
+        g.ann.token,
+    )
     after = await rows()
     assert before < after and len(after) == len(before) + 1  # invoicing, paying and statements change no entry
     # Nothing an entry points at can be deleted from under it (RESTRICT).

@@ -26,7 +26,9 @@ OTHER_APP = "https://evil.example.com"
 
 SIGN_UP = """mutation($i: SignUpInput!) { signUp(input: $i) { accessToken refreshToken member { id } } }"""
 LOG_IN = "mutation($i: LogInInput!) { logIn(input: $i) { accessToken refreshToken member { id } } }"
-ACCEPT = "mutation($i: AcceptInvitationInput!) { acceptInvitation(input: $i) { accessToken refreshToken member { id } } }"
+ACCEPT = (
+    "mutation($i: AcceptInvitationInput!) { acceptInvitation(input: $i) { accessToken refreshToken member { id } } }"
+)
 REFRESH = "mutation { refreshSession(input: {}) { accessToken refreshToken member { id } } }"
 REFRESH_WITH = "mutation($t: String) { refreshSession(input: {refreshToken: $t}) { accessToken refreshToken } }"
 LOG_OUT = "mutation { logOut(input: {}) { loggedOut } }"
@@ -54,7 +56,9 @@ class Browser:
             headers["Authorization"] = f"Bearer {token}"
         if self.cookie:
             headers["Cookie"] = f"{REFRESH_COOKIE}={self.cookie}"
-        response = await self.client.post("/graphql", json={"query": query, "variables": variables or {}}, headers=headers)
+        response = await self.client.post(
+            "/graphql", json={"query": query, "variables": variables or {}}, headers=headers
+        )
         assert response.status_code == 200, response.text
         self.last = None
         for header in response.headers.get_list("set-cookie"):
@@ -76,7 +80,15 @@ class Browser:
 
 
 def sign_up_variables(email: str = "owner@example.com") -> dict:
-    return {"i": {"practiceName": "Calm Minds", "name": "Olive Owner", "email": email, "password": PASSWORD, "planCode": "erx-lite"}}
+    return {
+        "i": {
+            "practiceName": "Calm Minds",
+            "name": "Olive Owner",
+            "email": email,
+            "password": PASSWORD,
+            "planCode": "erx-lite",
+        }
+    }
 
 
 def cors_headers(response: httpx.Response) -> dict[str, str]:
@@ -91,10 +103,14 @@ async def session_rows() -> list[tuple]:
 
 
 async def test_a_preflight_from_a_listed_origin_is_answered_for_credentials(client):
-    response = await client.options("/graphql", headers={
-        "Origin": APP, "Access-Control-Request-Method": "POST",
-        "Access-Control-Request-Headers": "authorization, content-type, x-request-id",
-    })
+    response = await client.options(
+        "/graphql",
+        headers={
+            "Origin": APP,
+            "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "authorization, content-type, x-request-id",
+        },
+    )
     assert response.status_code == 200
     assert response.headers["access-control-allow-origin"] == APP
     assert response.headers["access-control-allow-credentials"] == "true"
@@ -112,8 +128,14 @@ async def test_a_preflight_from_a_listed_origin_is_answered_for_credentials(clie
 
 @pytest.mark.parametrize("origin", [OTHER_APP, "http://localhost:5174", "null", APP + ".evil.com"])
 async def test_other_origins_get_no_cors_headers(client, origin):
-    preflight = await client.options("/graphql", headers={"Origin": origin, "Access-Control-Request-Method": "POST",
-                                                           "Access-Control-Request-Headers": "content-type"})
+    preflight = await client.options(
+        "/graphql",
+        headers={
+            "Origin": origin,
+            "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "content-type",
+        },
+    )
     assert preflight.status_code == 405
     assert cors_headers(preflight) == {}
     answer = await client.post("/graphql", json={"query": "{ plans { code } }"}, headers={"Origin": origin})
@@ -128,7 +150,11 @@ async def test_without_listed_origins_there_is_no_cors_at_all(app, settings):
         preflight = await http.options("/graphql", headers={"Origin": APP, "Access-Control-Request-Method": "POST"})
         assert preflight.status_code == 405 and cors_headers(preflight) == {}
         # ... and no cookie mode either: the refresh token stays in the body.
-        body = (await http.post("/graphql", json={"query": SIGN_UP, "variables": sign_up_variables()}, headers={"Origin": APP})).json()
+        body = (
+            await http.post(
+                "/graphql", json={"query": SIGN_UP, "variables": sign_up_variables()}, headers={"Origin": APP}
+            )
+        ).json()
     assert body["data"]["signUp"]["refreshToken"]
 
 

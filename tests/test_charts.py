@@ -25,16 +25,24 @@ from tests import factories_charts as factories
 from tests.conftest import postgres_only
 from tests.factories_charts import CREATE_CHART, Actor
 
-ASSIGN = "mutation($input: ChartAssignmentInput!) { assignChart(input: $input) { chart { id assignedClinicians { id } } } }"
-UNASSIGN = "mutation($input: ChartAssignmentInput!) { unassignChart(input: $input) { chart { id assignedClinicians { id } } } }"
+ASSIGN = (
+    "mutation($input: ChartAssignmentInput!) { assignChart(input: $input) { chart { id assignedClinicians { id } } } }"
+)
+UNASSIGN = (
+    "mutation($input: ChartAssignmentInput!) { unassignChart(input: $input) { chart { id assignedClinicians { "
+    "id } } } }"
+)
 CHARTS = """query($first: Int, $after: String, $clinicianId: ID, $search: String, $status: ChartStatus) { practice {
     charts(first: $first, after: $after, clinicianId: $clinicianId, search: $search, status: $status) {
-      totalCount pageInfo { hasNextPage hasPreviousPage startCursor endCursor } edges { cursor node { id patientName } } } } }"""
+      totalCount pageInfo { hasNextPage hasPreviousPage startCursor endCursor } edges { cursor node { id patientName } }
+      } } }"""
 NODE = "query($id: ID!) { node(id: $id) { id ... on Chart { patientName } ... on ChartNote { body } } }"
 CHART_NOTES = """query($id: ID!, $first: Int, $after: String) { node(id: $id) { ... on Chart { patientName
-    notes(first: $first, after: $after) { totalCount pageInfo { hasNextPage endCursor } edges { node { id body author { id } } } } } } }"""
+    notes(first: $first, after: $after) { totalCount pageInfo { hasNextPage endCursor } edges { node { id body author {
+    id } } } } } } }"""
 ASSIGNED_CHARTS = """query($id: ID!, $first: Int, $after: String) { node(id: $id) { ... on Member {
-    assignedCharts(first: $first, after: $after) { totalCount pageInfo { hasNextPage endCursor } edges { node { id } } } } } }"""
+    assignedCharts(first: $first, after: $after) { totalCount pageInfo { hasNextPage endCursor } edges { node { id } } }
+    } } }"""
 DEACTIVATE = """mutation($input: DeactivateMemberInput!) { deactivateMember(input: $input) { member { id status } } }"""
 
 SEEN, ABSENT, ALLOWED = "seen", "absent", "allowed"
@@ -202,18 +210,18 @@ OPERATIONS = {
 # fmt: off
 # ASSIGN_CHARTS and MANAGE_BILLING find every chart (not its notes); notes: the owner, the assigned clinicians and
 # clinicians holding VIEW_ALL_CHARTS, never an administrator.
-EXPECTED = {  # owner      assigned   unassigned cl_view_all adm_view_all admin    admin_assign cl_assign adm_billing outsider
-    "Practice.charts":           (SEEN,      SEEN,      ABSENT,    SEEN,      SEEN,      ABSENT,    SEEN,      SEEN,      SEEN,      ABSENT),
-    "node(Chart)":               (SEEN,      SEEN,      ABSENT,    SEEN,      SEEN,      ABSENT,    SEEN,      SEEN,      SEEN,      ABSENT),
-    "Member.assignedCharts":     (SEEN,      SEEN,      ABSENT,    SEEN,      SEEN,      ABSENT,    SEEN,      SEEN,      SEEN,      ABSENT),
-    "Chart.assignedClinicians":  (SEEN,      SEEN,      ABSENT,    SEEN,      SEEN,      ABSENT,    SEEN,      SEEN,      SEEN,      ABSENT),
-    "Chart.notes":               (SEEN,      SEEN,      ABSENT,    SEEN,      FORBIDDEN, ABSENT,    FORBIDDEN, FORBIDDEN, FORBIDDEN, ABSENT),
-    "node(ChartNote)":           (SEEN,      SEEN,      ABSENT,    SEEN,      ABSENT,    ABSENT,    ABSENT,    ABSENT,    ABSENT,    ABSENT),
-    "createChart":               (ALLOWED,   ALLOWED,   ALLOWED,   ALLOWED,   ALLOWED,   ALLOWED,   ALLOWED,   ALLOWED,   ALLOWED,   ALLOWED),
-    "createChart(clinicianIds)": (ALLOWED,   FORBIDDEN, FORBIDDEN, FORBIDDEN, FORBIDDEN, FORBIDDEN, ALLOWED,   ALLOWED,   FORBIDDEN, NOT_FOUND),
-    "assignChart":               (ALLOWED,   FORBIDDEN, FORBIDDEN, FORBIDDEN, FORBIDDEN, FORBIDDEN, ALLOWED,   ALLOWED,   FORBIDDEN, NOT_FOUND),
-    "unassignChart":             (ALLOWED,   FORBIDDEN, FORBIDDEN, FORBIDDEN, FORBIDDEN, FORBIDDEN, ALLOWED,   ALLOWED,   FORBIDDEN, NOT_FOUND),
-    "addChartNote":              (ALLOWED,   ALLOWED,   NOT_FOUND, ALLOWED,   FORBIDDEN, FORBIDDEN, FORBIDDEN, FORBIDDEN, FORBIDDEN, NOT_FOUND),
+EXPECTED = {  # owner      assigned   unassigned cl_view_all adm_view_all admin    admin_assign cl_assign adm_billing outsider  # noqa: E501
+    "Practice.charts":           (SEEN,      SEEN,      ABSENT,    SEEN,      SEEN,      ABSENT,    SEEN,      SEEN,      SEEN,      ABSENT),  # noqa: E501
+    "node(Chart)":               (SEEN,      SEEN,      ABSENT,    SEEN,      SEEN,      ABSENT,    SEEN,      SEEN,      SEEN,      ABSENT),  # noqa: E501
+    "Member.assignedCharts":     (SEEN,      SEEN,      ABSENT,    SEEN,      SEEN,      ABSENT,    SEEN,      SEEN,      SEEN,      ABSENT),  # noqa: E501
+    "Chart.assignedClinicians":  (SEEN,      SEEN,      ABSENT,    SEEN,      SEEN,      ABSENT,    SEEN,      SEEN,      SEEN,      ABSENT),  # noqa: E501
+    "Chart.notes":               (SEEN,      SEEN,      ABSENT,    SEEN,      FORBIDDEN, ABSENT,    FORBIDDEN, FORBIDDEN, FORBIDDEN, ABSENT),  # noqa: E501
+    "node(ChartNote)":           (SEEN,      SEEN,      ABSENT,    SEEN,      ABSENT,    ABSENT,    ABSENT,    ABSENT,    ABSENT,    ABSENT),  # noqa: E501
+    "createChart":               (ALLOWED,   ALLOWED,   ALLOWED,   ALLOWED,   ALLOWED,   ALLOWED,   ALLOWED,   ALLOWED,   ALLOWED,   ALLOWED),  # noqa: E501
+    "createChart(clinicianIds)": (ALLOWED,   FORBIDDEN, FORBIDDEN, FORBIDDEN, FORBIDDEN, FORBIDDEN, ALLOWED,   ALLOWED,   FORBIDDEN, NOT_FOUND),  # noqa: E501
+    "assignChart":               (ALLOWED,   FORBIDDEN, FORBIDDEN, FORBIDDEN, FORBIDDEN, FORBIDDEN, ALLOWED,   ALLOWED,   FORBIDDEN, NOT_FOUND),  # noqa: E501
+    "unassignChart":             (ALLOWED,   FORBIDDEN, FORBIDDEN, FORBIDDEN, FORBIDDEN, FORBIDDEN, ALLOWED,   ALLOWED,   FORBIDDEN, NOT_FOUND),  # noqa: E501
+    "addChartNote":              (ALLOWED,   ALLOWED,   NOT_FOUND, ALLOWED,   FORBIDDEN, FORBIDDEN, FORBIDDEN, FORBIDDEN, FORBIDDEN, NOT_FOUND),  # noqa: E501
 }
 # fmt: on
 
@@ -221,7 +229,8 @@ EXPECTED = {  # owner      assigned   unassigned cl_view_all adm_view_all admin 
 @pytest.mark.parametrize("role", ROLES)
 @pytest.mark.parametrize("operation", list(OPERATIONS))
 async def test_access_by_role(api, world, operation, role):
-    """Each role against each chart operation and field: allowed, denied with a code, or as if the chart did not exist."""
+    """Each role against each chart operation and field: allowed, denied with a code, or as if the chart did not
+    exist."""
     outcome = await OPERATIONS[operation](api, world, world[role])
     assert outcome == EXPECTED[operation][ROLES.index(role)]
 
@@ -240,7 +249,9 @@ async def test_a_clinician_who_creates_a_chart_is_assigned_to_it(api):
     assert [m["id"] for m in by_clinician["assignedClinicians"]] == [clinician.id]
     # The owner and administrators are not assigned by creating; they may assign on creation.
     assert (await factories.create_chart(api, owner.token, "Sam Roe"))["assignedClinicians"] == []
-    by_owner = await factories.create_chart(api, owner.token, "Max Moe", clinicianIds=[owner.id, clinician.id, clinician.id])
+    by_owner = await factories.create_chart(
+        api, owner.token, "Max Moe", clinicianIds=[owner.id, clinician.id, clinician.id]
+    )
     assert [m["id"] for m in by_owner["assignedClinicians"]] == [clinician.id, owner.id]  # same moment: by name
     by_admin = await factories.create_chart(api, admin.token, "Ann Poe", clinicianIds=[clinician.id])
     assert [m["id"] for m in by_admin["assignedClinicians"]] == [clinician.id]
@@ -252,7 +263,12 @@ async def test_a_clinician_who_creates_a_chart_is_assigned_to_it(api):
 async def test_create_chart_keeps_the_fields_given(api):
     owner = await factories.owner(api)
     chart = await factories.create_chart(
-        api, owner.token, "  Pat   Patient ", dateOfBirth="1984-06-01", email=" Pat@Example.COM ", phone=" +1 (555)  010-2030 "
+        api,
+        owner.token,
+        "  Pat   Patient ",
+        dateOfBirth="1984-06-01",
+        email=" Pat@Example.COM ",
+        phone=" +1 (555)  010-2030 ",
     )
     assert chart["patientName"] == "Pat   Patient"
     assert (chart["dateOfBirth"], chart["email"], chart["phone"], chart["status"]) == (
@@ -297,9 +313,13 @@ async def test_charts_are_assigned_only_to_active_owners_and_clinicians_of_the_p
 
     for member in (admin, gone):
         for query in (ASSIGN, UNASSIGN):
-            code, body = await api.error(query, {"input": {"chartId": chart["id"], "clinicianId": member.id}}, owner.token)
+            code, body = await api.error(
+                query, {"input": {"chartId": chart["id"], "clinicianId": member.id}}, owner.token
+            )
             assert (code, body["errors"][0]["extensions"]["field"]) == (BAD_INPUT, "input.clinicianId")
-        code, body = await api.error(CREATE_CHART, {"input": {"patientName": "X Y", "clinicianIds": [member.id]}}, owner.token)
+        code, body = await api.error(
+            CREATE_CHART, {"input": {"patientName": "X Y", "clinicianIds": [member.id]}}, owner.token
+        )
         assert (code, body["errors"][0]["extensions"]["field"]) == (BAD_INPUT, "input.clinicianIds")
     code, _ = await api.error(ASSIGN, {"input": {"chartId": chart["id"], "clinicianId": outsider.id}}, owner.token)
     assert code == NOT_FOUND
@@ -349,7 +369,9 @@ async def test_concurrent_reads_are_all_audited(api):
     results = await asyncio.gather(*(api.post(NODE, {"id": chart["id"]}, owner.token) for _ in range(8)))
     assert all(not r.get("errors") and r["data"]["node"] for r in results), results
     assert len(await audit_events("chart.read")) == 8
-    assert audit.verify_chain(await AuditEvent.filter(practice_id=owner.member.practice_id).order_by("sequence")) is None
+    assert (
+        audit.verify_chain(await AuditEvent.filter(practice_id=owner.member.practice_id).order_by("sequence")) is None
+    )
 
 
 async def test_a_clinician_with_assign_charts_finds_every_chart_but_reads_the_notes_of_their_own(api):
@@ -379,7 +401,10 @@ async def test_a_clinician_with_assign_charts_finds_every_chart_but_reads_the_no
 
     # Taking themself off their own chart: still found, its notes now closed to them.
     await api.ok(UNASSIGN, {"input": {"chartId": mine["id"], "clinicianId": lead.id}}, lead.token)
-    assert (await api.ok(NODE, {"id": mine["id"]}, lead.token))["node"] == {"id": mine["id"], "patientName": "Mine Patient"}
+    assert (await api.ok(NODE, {"id": mine["id"]}, lead.token))["node"] == {
+        "id": mine["id"],
+        "patientName": "Mine Patient",
+    }
     code, _ = await api.error(factories.ADD_NOTE, {"input": {"chartId": mine["id"], "body": "x"}}, lead.token)
     assert code == FORBIDDEN
 
@@ -389,7 +414,9 @@ async def test_notes_of_a_chart_no_longer_visible_are_forbidden_in_a_payload(api
     lead = await factories.add_member(api, owner, "lead@example.com", permissions=[Permission.ASSIGN_CHARTS])
     chart = await factories.create_chart(api, lead.token)
     await factories.add_note(api, lead.token, chart["id"], "secret")
-    query = "mutation($input: ChartAssignmentInput!) { unassignChart(input: $input) { chart { id notes { totalCount } } } }"
+    query = (
+        "mutation($input: ChartAssignmentInput!) { unassignChart(input: $input) { chart { id notes { totalCount } } } }"
+    )
     body = await api.post(query, {"input": {"chartId": chart["id"], "clinicianId": lead.id}}, lead.token)
     assert body["data"]["unassignChart"]["chart"] == {"id": chart["id"], "notes": None}
     assert body["errors"][0]["extensions"]["code"] == FORBIDDEN
@@ -405,7 +432,9 @@ async def test_deactivating_a_clinician_moves_their_charts_to_the_successor(api)
 
     # A successor who cannot hold charts is refused, and nothing moves.
     admin = await factories.add_member(api, owner, "adm@example.com", role=Role.ADMINISTRATOR)
-    code, _ = await api.error(DEACTIVATE, {"input": {"memberId": leaving.id, "reassignChartsTo": admin.id}}, owner.token)
+    code, _ = await api.error(
+        DEACTIVATE, {"input": {"memberId": leaving.id, "reassignChartsTo": admin.id}}, owner.token
+    )
     assert code == BAD_INPUT
     assert await ChartAssignment.filter(clinician_id=leaving.member.id).count() == 2
 
@@ -438,15 +467,24 @@ async def test_practice_charts_pages_newest_first(api, clock):
     newest_first = created[::-1]
 
     first = (await api.ok(CHARTS, {"first": 2}, owner.token))["practice"]["charts"]
-    assert (edge_ids(first), first["totalCount"], first["pageInfo"]["hasNextPage"], first["pageInfo"]["hasPreviousPage"]) == (
+    assert (
+        edge_ids(first),
+        first["totalCount"],
+        first["pageInfo"]["hasNextPage"],
+        first["pageInfo"]["hasPreviousPage"],
+    ) == (
         newest_first[:2],
         5,
         True,
         False,
     )
-    second = (await api.ok(CHARTS, {"first": 2, "after": first["pageInfo"]["endCursor"]}, owner.token))["practice"]["charts"]
+    second = (await api.ok(CHARTS, {"first": 2, "after": first["pageInfo"]["endCursor"]}, owner.token))["practice"][
+        "charts"
+    ]
     assert (edge_ids(second), second["pageInfo"]["hasPreviousPage"]) == (newest_first[2:4], True)
-    last = (await api.ok(CHARTS, {"first": 2, "after": second["pageInfo"]["endCursor"]}, owner.token))["practice"]["charts"]
+    last = (await api.ok(CHARTS, {"first": 2, "after": second["pageInfo"]["endCursor"]}, owner.token))["practice"][
+        "charts"
+    ]
     assert (edge_ids(last), last["pageInfo"]["hasNextPage"]) == (newest_first[4:], False)
     code, _ = await api.error(CHARTS, {"first": 101}, owner.token)
     assert code == BAD_INPUT
@@ -509,7 +547,9 @@ async def test_member_assigned_charts_pages_each_member_in_one_request(api, cloc
     bo = await factories.add_member(api, owner, "bo@example.com")
     ada_charts = []
     for i in range(3):
-        ada_charts.append((await factories.create_chart(api, owner.token, f"Ada Patient {i}", clinicianIds=[ada.id]))["id"])
+        ada_charts.append(
+            (await factories.create_chart(api, owner.token, f"Ada Patient {i}", clinicianIds=[ada.id]))["id"]
+        )
         clock.advance(timedelta(minutes=1))
     bo_chart = (await factories.create_chart(api, owner.token, "Bo Patient", clinicianIds=[bo.id]))["id"]
 
@@ -537,7 +577,9 @@ async def test_member_assigned_charts_pages_each_member_in_one_request(api, cloc
     # A clinician sees only the charts they share with a colleague.
     assert (await api.ok(ASSIGNED_CHARTS, {"id": ada.id}, bo.token))["node"]["assignedCharts"]["totalCount"] == 0
     assert edge_ids(
-        (await api.ok("{ viewer { assignedCharts { edges { node { id } } } } }", token=bo.token))["viewer"]["assignedCharts"]
+        (await api.ok("{ viewer { assignedCharts { edges { node { id } } } } }", token=bo.token))["viewer"][
+            "assignedCharts"
+        ]
     ) == [bo_chart]
 
 
@@ -547,7 +589,9 @@ async def test_notes_are_newest_first_and_paged(api, clock):
     chart = await factories.create_chart(api, clinician.token)
     written = []
     for body in ("one", "two", "three"):
-        written.append(await factories.add_note(api, clinician.token if body != "two" else owner.token, chart["id"], body))
+        written.append(
+            await factories.add_note(api, clinician.token if body != "two" else owner.token, chart["id"], body)
+        )
         clock.advance(timedelta(minutes=1))
     assert written[1]["author"] == {"id": owner.id}
 
@@ -557,9 +601,9 @@ async def test_notes_are_newest_first_and_paged(api, clock):
         3,
         True,
     )
-    rest = (await api.ok(CHART_NOTES, {"id": chart["id"], "after": page["pageInfo"]["endCursor"]}, clinician.token))["node"][
-        "notes"
-    ]
+    rest = (await api.ok(CHART_NOTES, {"id": chart["id"], "after": page["pageInfo"]["endCursor"]}, clinician.token))[
+        "node"
+    ]["notes"]
     assert [e["node"]["body"] for e in rest["edges"]] == ["one"]
     code, body = await api.error(factories.ADD_NOTE, {"input": {"chartId": chart["id"], "body": "  "}}, clinician.token)
     assert (code, body["errors"][0]["extensions"]["field"]) == (BAD_INPUT, "input.body")
@@ -670,7 +714,8 @@ async def test_chart_writes_are_audited_without_patient_data(api):
 NESTED = """query($n: Int) { practice {
   charts(first: $n) { totalCount edges { node { id patientName assignedClinicians { id name }
     notes(first: 2) { totalCount edges { node { id body author { id name } } } } } } }
-  members { edges { node { id assignedCharts(first: $n) { totalCount edges { node { id assignedClinicians { id } } } } } } } } }"""
+  members { edges { node { id assignedCharts(first: $n) { totalCount edges { node { id assignedClinicians { id } } } } }
+  } } } }"""
 
 
 async def test_sql_statements_per_request_do_not_grow_with_the_page_size(api, caplog):
@@ -692,9 +737,21 @@ async def test_sql_statements_per_request_do_not_grow_with_the_page_size(api, ca
     small, small_statements = await run(2)
     large, large_statements = await run(10)
     charts_conn = large["practice"]["charts"]
-    assert (len(small["practice"]["charts"]["edges"]), len(charts_conn["edges"]), charts_conn["totalCount"]) == (2, 10, 12)
-    assert all(len(e["node"]["assignedClinicians"]) == 2 and len(e["node"]["notes"]["edges"]) == 2 for e in charts_conn["edges"])
-    assert sorted(e["node"]["assignedCharts"]["totalCount"] for e in large["practice"]["members"]["edges"]) == [0, 8, 8, 8]
+    assert (len(small["practice"]["charts"]["edges"]), len(charts_conn["edges"]), charts_conn["totalCount"]) == (
+        2,
+        10,
+        12,
+    )
+    assert all(
+        len(e["node"]["assignedClinicians"]) == 2 and len(e["node"]["notes"]["edges"]) == 2
+        for e in charts_conn["edges"]
+    )
+    assert sorted(e["node"]["assignedCharts"]["totalCount"] for e in large["practice"]["members"]["edges"]) == [
+        0,
+        8,
+        8,
+        8,
+    ]
     assert 0 < small_statements == large_statements
 
 
@@ -714,7 +771,9 @@ async def test_deleting_a_member_or_a_practice_never_deletes_charts_or_notes(api
     author = await factories.add_member(api, owner, "author@example.com", log_in=False)
     chart = await factories.create_chart(api, owner.token, clinicianIds=[holder.id])
     chart_pk = ids.parse(chart["id"])[1]
-    await ChartNote.create(id=uuid.uuid4(), chart_id=chart_pk, author_id=author.member.id, body="x", created_at=datetime.now(UTC))
+    await ChartNote.create(
+        id=uuid.uuid4(), chart_id=chart_pk, author_id=author.member.id, body="x", created_at=datetime.now(UTC)
+    )
 
     for doomed in (
         Member.filter(id=holder.member.id),
@@ -757,9 +816,12 @@ async def test_concurrent_chart_writes_in_one_practice_all_succeed(api):
         for i in range(6)
     ]
     writes += [
-        api.post(factories.ADD_NOTE, {"input": {"chartId": chart["id"], "body": f"note {i}"}}, owner.token) for i in range(6)
+        api.post(factories.ADD_NOTE, {"input": {"chartId": chart["id"], "body": f"note {i}"}}, owner.token)
+        for i in range(6)
     ]
     results = await asyncio.gather(*writes)
     assert all(not r.get("errors") for r in results), [r["errors"] for r in results if r.get("errors")]
     assert (await Chart.all().count(), await ChartNote.all().count()) == (7, 6)
-    assert audit.verify_chain(await AuditEvent.filter(practice_id=owner.member.practice_id).order_by("sequence")) is None
+    assert (
+        audit.verify_chain(await AuditEvent.filter(practice_id=owner.member.practice_id).order_by("sequence")) is None
+    )

@@ -39,7 +39,11 @@ async def test_a_server_killed_mid_burst_leaves_nothing_half_written(tmp_path):
             await soak.set_up()
             burst = asyncio.create_task(soak.run(clients=CLIENTS, seconds=120, mix=Soak.WRITES))
             deadline = time.monotonic() + 90
-            while acknowledged_writes(soak) < ACKNOWLEDGED_BEFORE_KILL and time.monotonic() < deadline and not burst.done():
+            while (
+                acknowledged_writes(soak) < ACKNOWLEDGED_BEFORE_KILL
+                and time.monotonic() < deadline
+                and not burst.done()
+            ):
                 await asyncio.sleep(0.05)
             soak.stopping = True
             server.kill()

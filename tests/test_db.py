@@ -14,14 +14,26 @@ from tests.conftest import PG_URL, postgres_only
 @pytest.mark.parametrize(
     ("url", "renamed", "admin"),
     [
-        ("postgres://postgres@127.0.0.1:5432", "postgres://postgres@127.0.0.1:5432/fresh",
-         "postgresql://postgres@127.0.0.1:5432/postgres"),
-        ("postgres://postgres@127.0.0.1:5432/", "postgres://postgres@127.0.0.1:5432/fresh",
-         "postgresql://postgres@127.0.0.1:5432/postgres"),
-        ("postgres://postgres@127.0.0.1:5432/test", "postgres://postgres@127.0.0.1:5432/fresh",
-         "postgresql://postgres@127.0.0.1:5432/test"),
-        ("postgres://u:p%40ss@db.example:6543/test?minsize=1&maxsize=5",
-         "postgres://u:p%40ss@db.example:6543/fresh?minsize=1&maxsize=5", "postgresql://u:p%40ss@db.example:6543/test"),
+        (
+            "postgres://postgres@127.0.0.1:5432",
+            "postgres://postgres@127.0.0.1:5432/fresh",
+            "postgresql://postgres@127.0.0.1:5432/postgres",
+        ),
+        (
+            "postgres://postgres@127.0.0.1:5432/",
+            "postgres://postgres@127.0.0.1:5432/fresh",
+            "postgresql://postgres@127.0.0.1:5432/postgres",
+        ),
+        (
+            "postgres://postgres@127.0.0.1:5432/test",
+            "postgres://postgres@127.0.0.1:5432/fresh",
+            "postgresql://postgres@127.0.0.1:5432/test",
+        ),
+        (
+            "postgres://u:p%40ss@db.example:6543/test?minsize=1&maxsize=5",
+            "postgres://u:p%40ss@db.example:6543/fresh?minsize=1&maxsize=5",
+            "postgresql://u:p%40ss@db.example:6543/test",
+        ),
         ("postgresql://u@[::1]:5432/test", "postgresql://u@[::1]:5432/fresh", "postgresql://u@[::1]:5432/test"),
     ],
 )

@@ -18,7 +18,9 @@ async def post(client, query: str, token: str | None = None, **headers: str):
     return await client.post("/graphql", json={"query": query}, headers=headers)
 
 
-async def test_an_unexpected_exception_is_masked_as_internal_and_logged_with_the_request_id(api, client, monkeypatch, caplog):
+async def test_an_unexpected_exception_is_masked_as_internal_and_logged_with_the_request_id(
+    api, client, monkeypatch, caplog
+):
     owner = await sign_up(api)
 
     def explode(ctx):
@@ -33,7 +35,12 @@ async def test_an_unexpected_exception_is_masked_as_internal_and_logged_with_the
     assert request_id != "req-123"
     assert body["data"] == {"viewer": {"id": owner.id}, "practice": None}
     assert body["errors"] == [
-        {"message": "internal error", "locations": [{"line": 1, "column": 17}], "path": ["practice"], "extensions": {"code": "INTERNAL"}}
+        {
+            "message": "internal error",
+            "locations": [{"line": 1, "column": 17}],
+            "path": ["practice"],
+            "extensions": {"code": "INTERNAL"},
+        }
     ]
     assert "hunter2" not in response.text
     [record] = [r for r in caplog.records if r.name == "groups_api.errors"]
@@ -124,7 +131,9 @@ async def test_readyz_is_503_when_the_database_does_not_answer(client, monkeypat
 async def test_a_client_that_leaves_before_its_body_arrives_is_not_a_server_error(app, caplog):
     """wrk and impatient clients close connections mid-request: nothing runs, nothing is answered, nothing is
     logged as an error (uvicorn logged 'Exception in ASGI application' with a traceback for each)."""
-    messages = iter([{"type": "http.request", "body": b'{"query": "{ pr', "more_body": True}, {"type": "http.disconnect"}])
+    messages = iter(
+        [{"type": "http.request", "body": b'{"query": "{ pr', "more_body": True}, {"type": "http.disconnect"}]
+    )
     sent: list[dict] = []
 
     async def receive() -> dict:
@@ -134,10 +143,18 @@ async def test_a_client_that_leaves_before_its_body_arrives_is_not_a_server_erro
         sent.append(message)
 
     scope = {
-        "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST", "scheme": "http",
-        "path": "/graphql", "raw_path": b"/graphql", "query_string": b"", "root_path": "",
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": "/graphql",
+        "raw_path": b"/graphql",
+        "query_string": b"",
+        "root_path": "",
         "headers": [(b"content-type", b"application/json"), (b"host", b"test")],
-        "client": ("127.0.0.1", 5000), "server": ("test", 80),
+        "client": ("127.0.0.1", 5000),
+        "server": ("test", 80),
     }
     with caplog.at_level(logging.INFO):
         await app(scope, receive, send)

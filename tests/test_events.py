@@ -16,7 +16,8 @@ from tests.conftest import postgres_only
 from tests.factories_billing import CREATE_INVOICE, GENERATE_STATEMENT, Group, charge, make_group, partner_token, pay
 from tests.factories_subscriptions import accept, invite
 
-FEED = """query($first: Int, $after: String, $types: [EventType!]) { practice { events(first: $first, after: $after, types: $types) {
+FEED = """query($first: Int, $after: String, $types: [EventType!]) { practice { events(first: $first, after: $after,
+types: $types) {
   edges { cursor node { id type subjectId occurredAt } } pageInfo { hasNextPage hasPreviousPage endCursor } } } }"""
 CREATE_CHART = "mutation($i: CreateChartInput!) { createChart(input: $i) { chart { id } } }"
 ASSIGN = "mutation($i: ChartAssignmentInput!) { assignChart(input: $i) { chart { id } } }"
@@ -28,7 +29,9 @@ REACTIVATE = "mutation($i: ReactivateMemberInput!) { reactivateMember(input: $i)
 NODE = "query($id: ID!) { node(id: $id) { id ... on Event { type subjectId } } }"
 
 
-async def feed(api, token: str, *, first: int | None = 100, after: str | None = None, types: list[str] | None = None) -> dict:
+async def feed(
+    api, token: str, *, first: int | None = 100, after: str | None = None, types: list[str] | None = None
+) -> dict:
     return (await api.ok(FEED, {"first": first, "after": after, "types": types}, token))["practice"]["events"]
 
 
@@ -46,14 +49,23 @@ async def test_each_change_is_one_event_oldest_first(api, group: Group):
     assert await seen(api, owner.token) == []  # sign-up, activation and the rows the factory inserted are no events
     chart = await create_chart(api, owner.token, clinicians=[ann.id])
     await api.ok(ASSIGN, {"i": {"chartId": chart, "clinicianId": ben.id}}, owner.token)
-    await api.ok(ASSIGN, {"i": {"chartId": chart, "clinicianId": ben.id}}, owner.token)  # idempotent: no change, no event
+    await api.ok(
+        ASSIGN, {"i": {"chartId": chart, "clinicianId": ben.id}}, owner.token
+    )  # idempotent: no change, no event
     await api.ok(UNASSIGN, {"i": {"chartId": chart, "clinicianId": ben.id}}, owner.token)
     entry = (await charge(api, owner, chart, ann, "100.00"))["entry"]["id"]
-    invoice = (await api.ok(CREATE_INVOICE, {"i": {"chartId": chart, "clinicianIds": [ann.id]}}, owner.token))["createInvoice"]["invoice"]["id"]
+    invoice = (await api.ok(CREATE_INVOICE, {"i": {"chartId": chart, "clinicianIds": [ann.id]}}, owner.token))[
+        "createInvoice"
+    ]["invoice"]["id"]
     partial = (await pay(api, owner, chart, ann, "40.00", invoice=invoice))["entry"]["id"]
     rest = (await pay(api, owner, chart, ann, "60.00", invoice=invoice))["entry"]["id"]
-    statement = (await api.ok(GENERATE_STATEMENT, {"i": {"chartId": chart, "clinicianIds": [ann.id], "periodStart": "2026-03-01",
-                                                          "periodEnd": "2026-03-31"}}, owner.token))["generateStatement"]["statement"]["id"]
+    statement = (
+        await api.ok(
+            GENERATE_STATEMENT,
+            {"i": {"chartId": chart, "clinicianIds": [ann.id], "periodStart": "2026-03-01", "periodEnd": "2026-03-31"}},
+            owner.token,
+        )
+    )["generateStatement"]["statement"]["id"]
     await api.ok(UPDATE_MEMBER, {"i": {"memberId": ben.id, "planCode": "erx-lite", "role": "CLINICIAN"}}, owner.token)
     await api.ok(PERMISSIONS, {"i": {"memberId": ben.id, "permissions": ["VIEW_BILLING"]}}, owner.token)
     await api.ok(DEACTIVATE, {"i": {"memberId": ben.id}}, owner.token)
@@ -101,8 +113,11 @@ async def test_the_feed_resumes_from_its_last_cursor(api, group: Group):
     assert (await feed(api, owner.token, after=cursor))["edges"] == []  # caught up: keep the cursor
     entry = (await charge(api, owner, charts[0], owner, "10.00"))["entry"]["id"]
     later = await create_chart(api, owner.token, "Patient 5")
-    assert [(e["node"]["type"], e["node"]["subjectId"]) for e in (await feed(api, owner.token, after=cursor))["edges"]] == [
-        ("BILLING_ENTRY_RECORDED", entry), ("CHART_CREATED", later),
+    assert [
+        (e["node"]["type"], e["node"]["subjectId"]) for e in (await feed(api, owner.token, after=cursor))["edges"]
+    ] == [
+        ("BILLING_ENTRY_RECORDED", entry),
+        ("CHART_CREATED", later),
     ]
     assert await seen(api, owner.token, after=cursor, types=["CHART_CREATED"]) == [("CHART_CREATED", later)]
     assert await seen(api, owner.token, types=[]) == []
@@ -118,7 +133,9 @@ async def test_a_clinician_sees_events_of_their_own_charts_and_entries(api, grou
     await charge(api, owner, ben_chart, group.ben, "20.00")
     await api.ok(PERMISSIONS, {"i": {"memberId": group.ben.id, "permissions": ["VIEW_BILLING"]}}, owner.token)
     assert await seen(api, ann.token) == [
-        ("CHART_CREATED", ann_chart), ("BILLING_ENTRY_RECORDED", ann_entry), ("MEMBER_UPDATED", group.ben.id),
+        ("CHART_CREATED", ann_chart),
+        ("BILLING_ENTRY_RECORDED", ann_entry),
+        ("MEMBER_UPDATED", group.ben.id),
     ]
     # Taken off her chart, she no longer sees its events: the rule is the one of reading the chart, now.
     await api.ok(UNASSIGN, {"i": {"chartId": ann_chart, "clinicianId": ann.id}}, owner.token)
@@ -169,7 +186,9 @@ async def test_a_rolled_back_write_leaves_no_event_and_a_refusal_changes_nothing
     assert code == "INTERNAL"
     assert (await Member.get(id=ben.row.id)).status == MemberStatus.DEACTIVATED
     assert await Event.all().count() == before
-    code, _ = await api.error(CREATE_INVOICE, {"i": {"chartId": group.ann_chart, "clinicianIds": [group.ann.id]}}, owner.token)
+    code, _ = await api.error(
+        CREATE_INVOICE, {"i": {"chartId": group.ann_chart, "clinicianIds": [group.ann.id]}}, owner.token
+    )
     assert code == "CONFLICT"  # no charges to invoice
     assert await Event.all().count() == before
     monkeypatch.undo()
@@ -249,11 +268,19 @@ def test_event_ids_are_opaque():
 async def test_updating_a_chart_and_voiding_an_invoice_are_events(api, group: Group):
     owner = group.owner
     chart = await create_chart(api, owner.token, "Pat Before", clinicians=[group.ann.id])
-    await api.ok("mutation($i: UpdateChartInput!) { updateChart(input: $i) { chart { id } } }",
-                 {"i": {"chartId": chart, "patientName": "Pat After"}}, owner.token)
+    await api.ok(
+        "mutation($i: UpdateChartInput!) { updateChart(input: $i) { chart { id } } }",
+        {"i": {"chartId": chart, "patientName": "Pat After"}},
+        owner.token,
+    )
     await charge(api, owner, chart, group.ann, "50.00")
-    invoice = (await api.ok(CREATE_INVOICE, {"i": {"chartId": chart, "clinicianIds": [group.ann.id]}}, owner.token))["createInvoice"]["invoice"]["id"]
-    await api.ok("mutation($i: VoidInvoiceInput!) { voidInvoice(input: $i) { invoice { id } } }",
-                 {"i": {"invoiceId": invoice, "reason": "Issued in error"}}, owner.token)
+    invoice = (await api.ok(CREATE_INVOICE, {"i": {"chartId": chart, "clinicianIds": [group.ann.id]}}, owner.token))[
+        "createInvoice"
+    ]["invoice"]["id"]
+    await api.ok(
+        "mutation($i: VoidInvoiceInput!) { voidInvoice(input: $i) { invoice { id } } }",
+        {"i": {"invoiceId": invoice, "reason": "Issued in error"}},
+        owner.token,
+    )
     kinds = await seen(api, owner.token)
     assert ("CHART_UPDATED", chart) in kinds and kinds[-1] == ("INVOICE_VOIDED", invoice)

@@ -23,14 +23,19 @@ from server.graphql import GraphQLApp
 from tests import factories
 from tests.factories_billing import charge, make_group, pay
 
-MEMBER_FIELDS = "id name role status email plan { code name monthlyPrice { amount currency } } permissions effectivePermissions"
+MEMBER_FIELDS = (
+    "id name role status email plan { code name monthlyPrice { amount currency } } permissions effectivePermissions"
+)
 
 CASES = {
     "dashboard": (screens.DASHBOARD, {}),
     "chart list": (screens.CHART_LIST, {"first": 2}),
     "billing history": (screens.BILLING_HISTORY, {}),
     "balances": (screens.clinician_balances(2), None),  # variables filled in per group
-    "private fields of others are null": (f"{{ practice {{ members {{ edges {{ node {{ {MEMBER_FIELDS} }} }} }} }} }}", {}),
+    "private fields of others are null": (
+        f"{{ practice {{ members {{ edges {{ node {{ {MEMBER_FIELDS} }} }} }} }} }}",
+        {},
+    ),
     "aliases, fragments, variables": (
         """query($n: Int, $withEmail: Boolean!) {
              p: practice {
@@ -47,16 +52,19 @@ CASES = {
         {"n": 3, "withEmail": True},
     ),
     "node and typename": (
-        "query($id: ID!) { node(id: $id) { __typename id ... on Member { name plan { name } } } bad: node(id: \"nope\") { id } }",
+        'query($id: ID!) { node(id: $id) { __typename id ... on Member { name plan { name } } } bad: node(id: "nope") '
+        "{ id } }",
         None,
     ),
     "bad argument": ("{ practice { members(first: 500) { totalCount } charts(first: 1) { totalCount } } }", {}),
     "assigned clinicians and notes": (
-        "{ practice { charts { edges { node { patientName assignedClinicians { name email } notes { totalCount } } } } } }",
+        "{ practice { charts { edges { node { patientName assignedClinicians { name email } notes { totalCount } } } } "
+        "} }",
         {},
     ),
     "history with creators and charts": (
-        "{ practice { billing { history { edges { node { kind amount { amount } clinician { name } createdBy { name plan { code } } chart { patientName } } } } } } }",
+        "{ practice { billing { history { edges { node { kind amount { amount } clinician { name } createdBy { name "
+        "plan { code } } chart { patientName } } } } } } }",
         {},
     ),
 }
@@ -68,16 +76,23 @@ async def endpoints(app):
 
     def endpoint(fast: bool) -> GraphQLApp:
         return GraphQLApp(
-            build_schema(fast_execution=fast), settings=app.state.settings, clock=app.state.clock, codec=app.state.codec,
+            build_schema(fast_execution=fast),
+            settings=app.state.settings,
+            clock=app.state.clock,
+            codec=app.state.codec,
             limit_store=limits.MemoryStore(),
         )
 
-    both = Starlette(routes=[Route("/fast", endpoint(True), methods=["POST"]), Route("/stock", endpoint(False), methods=["POST"])])
+    both = Starlette(
+        routes=[Route("/fast", endpoint(True), methods=["POST"]), Route("/stock", endpoint(False), methods=["POST"])]
+    )
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=both), base_url="http://test") as client:
 
         async def post(fast: bool, query: str, variables: dict | None, token: str | None) -> dict:
             headers = {"Authorization": f"Bearer {token}"} if token else {}
-            response = await client.post("/fast" if fast else "/stock", json={"query": query, "variables": variables}, headers=headers)
+            response = await client.post(
+                "/fast" if fast else "/stock", json={"query": query, "variables": variables}, headers=headers
+            )
             return response.json()
 
         yield post
@@ -89,8 +104,11 @@ async def group(api):
     await charge(api, group.owner, group.ann_chart, group.ann, "120.00")
     await charge(api, group.owner, group.shared_chart, group.ben, "80.50", description="Family session")
     await pay(api, group.owner, group.shared_chart, group.ben, "30.00")
-    await api.ok("mutation($i: AddChartNoteInput!) { addChartNote(input: $i) { note { id } } }",
-                 {"i": {"chartId": group.ann_chart, "body": "Doing better."}}, group.owner.token)
+    await api.ok(
+        "mutation($i: AddChartNoteInput!) { addChartNote(input: $i) { note { id } } }",
+        {"i": {"chartId": group.ann_chart, "body": "Doing better."}},
+        group.owner.token,
+    )
     group.admin = await group.member("Ada Admin", Role.ADMINISTRATOR)
     group.partner = await factories.insert_api_token(group.owner.row, (TokenScope.READ_BILLING,))
     return group
@@ -98,8 +116,11 @@ async def group(api):
 
 def callers(group) -> dict[str, str | None]:
     return {
-        "owner": group.owner.token, "clinician": group.ann.token, "administrator": group.admin.token,
-        "partner token": group.partner, "anonymous": None,
+        "owner": group.owner.token,
+        "clinician": group.ann.token,
+        "administrator": group.admin.token,
+        "partner token": group.partner,
+        "anonymous": None,
     }
 
 
@@ -133,7 +154,9 @@ async def test_nulls_in_non_null_fields_propagate_as_in_stock_execution(endpoint
     """A member who cannot be built is a null where the schema says Member!: in lists, in edges and in entries."""
     of = member_schema.Member.of.__func__
     ben = group.ben.row.id
-    monkeypatch.setattr(member_schema.Member, "of", classmethod(lambda cls, row: None if row.id == ben else of(cls, row)))
+    monkeypatch.setattr(
+        member_schema.Member, "of", classmethod(lambda cls, row: None if row.id == ben else of(cls, row))
+    )
     for case in ("dashboard", "assigned clinicians and notes", "history with creators and charts"):
         query, variables = CASES[case]
         answer = await assert_same(endpoints, query, variables_for(case, variables, group), group.owner.token)

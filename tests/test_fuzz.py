@@ -119,7 +119,9 @@ CURSORS = st.one_of(
 TEXT = st.one_of(
     st.text(max_size=40),
     st.emails(),
-    st.sampled_from(["", " ", "\x00", "a\x00b", "\ud800", "a\udfffb", "\u202e", "%", "_", "\\", "'", '"', "null", "-1", "9" * 40]),
+    st.sampled_from(
+        ["", " ", "\x00", "a\x00b", "\ud800", "a\udfffb", "\u202e", "%", "_", "\\", "'", '"', "null", "-1", "9" * 40]
+    ),
     st.builds(lambda char, count: char * count, st.characters(), st.integers(1000, 200_000)),
 )
 IDS = st.one_of(
@@ -131,25 +133,59 @@ IDS = st.one_of(
 DECIMALS = st.one_of(
     st.decimals(allow_nan=False, allow_infinity=False, places=2).map(str),
     st.decimals().map(str),
-    st.sampled_from(["0", "-0", "0.001", "1e3", "1E-2", "1e999999", "-1e-999999", "NaN", "Infinity", "-inf", "sNaN", "1_000", " 5 ", "5.", ".5"]),
+    st.sampled_from(
+        [
+            "0",
+            "-0",
+            "0.001",
+            "1e3",
+            "1E-2",
+            "1e999999",
+            "-1e-999999",
+            "NaN",
+            "Infinity",
+            "-inf",
+            "sNaN",
+            "1_000",
+            " 5 ",
+            "5.",
+            ".5",
+        ]
+    ),
     st.sampled_from(["123456789012345678901234567890.123", "-999999.99", "1000000.01"]),
     st.text(max_size=12),
 )
-DATES = st.one_of(st.dates().map(str), st.sampled_from(["0001-01-01", "9999-12-31", "2026-02-30", "2026-1-1", "20260101"]), st.text(max_size=12))
+DATES = st.one_of(
+    st.dates().map(str),
+    st.sampled_from(["0001-01-01", "9999-12-31", "2026-02-30", "2026-1-1", "20260101"]),
+    st.text(max_size=12),
+)
 DATETIMES = st.one_of(
     st.datetimes(timezones=st.one_of(st.none(), st.timezones())).map(lambda d: d.isoformat()),
-    st.sampled_from(["0001-01-01T00:00:00+14:00", "9999-12-31T23:59:59-12:00", "9999-12-31T23:59:59Z", "2026-01-01", "now"]),
+    st.sampled_from(
+        ["0001-01-01T00:00:00+14:00", "9999-12-31T23:59:59-12:00", "9999-12-31T23:59:59Z", "2026-01-01", "now"]
+    ),
     st.text(max_size=20),
 )
 STRINGS = st.one_of(TEXT, CURSORS, IDS, DECIMALS, DATES, DATETIMES, pick(WORLD.strings))
 INTEGERS = st.one_of(st.integers(-(2**31), 2**31 - 1), st.sampled_from([0, -1, 101, 2**31, -(2**63), 2**64]))
 # Any JSON value a variable could be given in place of another.
-JSON_VALUES = st.one_of(STRINGS, INTEGERS, st.floats(), st.booleans(), st.none(), st.lists(STRINGS, max_size=3), st.dictionaries(TEXT, STRINGS, max_size=2))
+JSON_VALUES = st.one_of(
+    STRINGS,
+    INTEGERS,
+    st.floats(),
+    st.booleans(),
+    st.none(),
+    st.lists(STRINGS, max_size=3),
+    st.dictionaries(TEXT, STRINGS, max_size=2),
+)
 
 # Custom scalars, and the built-in ID and String overridden with values that reach further than random text.
 schemathesis.graphql.scalar("ID", st.one_of(IDS.map(nodes.String), st.integers().map(nodes.Int)))
 schemathesis.graphql.scalar("String", st.one_of(TEXT, CURSORS, pick(WORLD.strings)).map(nodes.String))
-schemathesis.graphql.scalar("Decimal", st.one_of(DECIMALS.map(nodes.String), st.integers().map(nodes.Int), st.floats().map(nodes.Float)))
+schemathesis.graphql.scalar(
+    "Decimal", st.one_of(DECIMALS.map(nodes.String), st.integers().map(nodes.Int), st.floats().map(nodes.Float))
+)
 schemathesis.graphql.scalar("Date", DATES.map(nodes.String))
 schemathesis.graphql.scalar("DateTime", DATETIMES.map(nodes.String))
 
@@ -179,15 +215,20 @@ def hoist_arguments(document: str) -> tuple[str, dict]:
         variables[name] = graphql.value_from_ast_untyped(argument.value)
         definitions.append(
             graphql.VariableDefinitionNode(
-                variable=graphql.VariableNode(name=graphql.NameNode(value=name)), type=graphql.parse_type(str(arg_def.type))
+                variable=graphql.VariableNode(name=graphql.NameNode(value=name)),
+                type=graphql.parse_type(str(arg_def.type)),
             )
         )
-        arguments.append(graphql.ArgumentNode(name=argument.name, value=graphql.VariableNode(name=graphql.NameNode(value=name))))
+        arguments.append(
+            graphql.ArgumentNode(name=argument.name, value=graphql.VariableNode(name=graphql.NameNode(value=name)))
+        )
     hoisted_field = replace(field_node, arguments=tuple(arguments))
     hoisted = replace(
         operation,
         variable_definitions=tuple(definitions),
-        selection_set=replace(operation.selection_set, selections=(hoisted_field, *operation.selection_set.selections[1:])),
+        selection_set=replace(
+            operation.selection_set, selections=(hoisted_field, *operation.selection_set.selections[1:])
+        ),
     )
     definitions_ = tuple(hoisted if d is operation else d for d in ast.definitions)
     return graphql.print_ast(replace(ast, definitions=definitions_)), variables
@@ -230,7 +271,25 @@ def _replaced(value: Any, path: tuple, new: Any) -> Any:
 
 # Characters that text columns, encoders, LIKE patterns or log lines may treat specially.
 NASTY_CHARACTERS = st.sampled_from(
-    ["\x00", "\ud800", "\udfff", "\x7f", "\x1b", "\n", "\t", "\u0085", "\u2028", "\u202e", "\ufeff", "%", "_", "\\", "'", '"', "😀"]
+    [
+        "\x00",
+        "\ud800",
+        "\udfff",
+        "\x7f",
+        "\x1b",
+        "\n",
+        "\t",
+        "\u0085",
+        "\u2028",
+        "\u202e",
+        "\ufeff",
+        "%",
+        "_",
+        "\\",
+        "'",
+        '"',
+        "😀",
+    ]
 )
 
 
@@ -243,11 +302,15 @@ def _hostile(value: Any) -> st.SearchStrategy:
     """A value to put where ``value`` was: mostly a near miss of the same JSON type (so the request gets past
     validation and into the resolvers and the database), sometimes anything, sometimes nothing."""
     if isinstance(value, str):
-        same = st.one_of(_tainted(value), _tainted(value), st.builds(lambda count: value * count, st.integers(2, 5000)), STRINGS)
+        same = st.one_of(
+            _tainted(value), _tainted(value), st.builds(lambda count: value * count, st.integers(2, 5000)), STRINGS
+        )
     elif isinstance(value, bool | int):
         same = INTEGERS
     elif isinstance(value, list):
-        same = st.one_of(st.lists(STRINGS, max_size=3), st.builds(lambda item, count: [item] * count, STRINGS, st.integers(50, 3000)))
+        same = st.one_of(
+            st.lists(STRINGS, max_size=3), st.builds(lambda item, count: [item] * count, STRINGS, st.integers(50, 3000))
+        )
     else:
         same = JSON_VALUES
     return st.one_of(same, same, same, JSON_VALUES, st.just(DROP))
@@ -274,14 +337,19 @@ def fuzz_settings(database_url: str) -> Settings:
     # A budget (and a sign-up limit) that thousands of operations cannot spend: RATE_LIMITED answers would hide every
     # later path.
     return Settings(
-        env="test", database_url=database_url, jwt_secret="test-secret-" + "x" * 40, public_url="http://test", rate_limit_points=10**9,
+        env="test",
+        database_url=database_url,
+        jwt_secret="test-secret-" + "x" * 40,
+        public_url="http://test",
+        rate_limit_points=10**9,
         sign_ups_per_hour=10**9,
     )
 
 
 @dataclass
 class Credentials:
-    """The three callers, and how to get each a fresh credential when an operation ended it (logOut, a revoked token)."""
+    """The three callers, and how to get each a fresh credential when an operation ended it (logOut, a revoked
+    token)."""
 
     tokens: dict[str, str]
     owner: charts.Actor
@@ -307,11 +375,20 @@ async def _direct_session(member) -> str:
     codec = JwtCodec(settings.jwt_secret, issuer=settings.jwt_issuer, audience=settings.jwt_audience)
     now = datetime.now(UTC)
     session = await Session.create(
-        id=uuid.uuid4(), member_id=member.id, refresh_token_hash=hash_secret(new_secret()), created_at=now, last_refreshed_at=now,
+        id=uuid.uuid4(),
+        member_id=member.id,
+        refresh_token_hash=hash_secret(new_secret()),
+        created_at=now,
+        last_refreshed_at=now,
         expires_at=now + timedelta(days=1),
     )
-    return codec.issue(member_id=member.id, practice_id=member.practice_id, session_id=session.id, now=now,
-                       expires_at=now + timedelta(minutes=15))
+    return codec.issue(
+        member_id=member.id,
+        practice_id=member.practice_id,
+        session_id=session.id,
+        now=now,
+        expires_at=now + timedelta(minutes=15),
+    )
 
 
 async def seed_practice(api: Api) -> Credentials:
@@ -319,21 +396,34 @@ async def seed_practice(api: Api) -> Credentials:
     invitation, tokens) and a second practice; fills WORLD and returns the three credentials. The clinician's own
     id stays out of WORLD.ids: an owner's operation could deactivate them for good."""
     owner = await charts.owner(api)
-    clinician = await charts.add_member(api, owner, "clare@example.com", permissions=[Permission.ASSIGN_CHARTS, Permission.VIEW_BILLING])
+    clinician = await charts.add_member(
+        api, owner, "clare@example.com", permissions=[Permission.ASSIGN_CHARTS, Permission.VIEW_BILLING]
+    )
     colleague = await charts.add_member(api, owner, "colin@example.com")
-    admin = await charts.add_member(api, owner, "ada@example.com", role=Role.ADMINISTRATOR, permissions=[Permission.MANAGE_MEMBERS])
+    admin = await charts.add_member(
+        api, owner, "ada@example.com", role=Role.ADMINISTRATOR, permissions=[Permission.MANAGE_MEMBERS]
+    )
     token = await charts.api_token(owner, list(TokenScope))
     other = await charts.owner(api, practice="Elsewhere", email="else@example.com")
     found = [owner.id, colleague.id, admin.id, other.id]
     billed = []
     for index, who in enumerate([clinician, colleague, owner]):
-        chart = await charts.create_chart(api, owner.token, f"Patient {index}", clinicianIds=[who.id], dateOfBirth=f"1990-01-0{index + 1}")
+        chart = await charts.create_chart(
+            api, owner.token, f"Patient {index}", clinicianIds=[who.id], dateOfBirth=f"1990-01-0{index + 1}"
+        )
         note = await charts.add_note(api, owner.token, chart["id"])
         charged = await billing.charge(api, owner, chart["id"], who, "120.00", on="2026-01-05")
         await billing.charge(api, owner, chart["id"], who, "80.50", on="2026-01-12")
         paid = await billing.pay(api, owner, chart["id"], who, "50.00", on="2026-01-13")
-        invoice = await api.ok(billing.CREATE_INVOICE, {"i": {"chartId": chart["id"], "clinicianIds": [who.id]}}, owner.token)
-        period = {"chartId": chart["id"], "clinicianIds": [who.id], "periodStart": "2026-01-01", "periodEnd": "2026-01-31"}
+        invoice = await api.ok(
+            billing.CREATE_INVOICE, {"i": {"chartId": chart["id"], "clinicianIds": [who.id]}}, owner.token
+        )
+        period = {
+            "chartId": chart["id"],
+            "clinicianIds": [who.id],
+            "periodStart": "2026-01-01",
+            "periodEnd": "2026-01-31",
+        }
         statement = await api.ok(billing.GENERATE_STATEMENT, {"i": period}, owner.token)
         uninvoiced = await billing.charge(api, owner, chart["id"], who, "60.00", on="2026-01-20")
         invoice_id = invoice["createInvoice"]["invoice"]["id"]
@@ -348,9 +438,19 @@ async def seed_practice(api: Api) -> Credentials:
     found += [edge["node"]["id"] for edge in events["practice"]["auditLog"]["edges"]]
     WORLD.ids[:] = found
     slug = (await api.ok("{ practice { slug } }", token=owner.token))["practice"]["slug"]
-    WORLD.strings[:] = [slug, "elsewhere", invitation["token"], "erx-lite", "therapist-essential", "owner@example.com", "clare@example.com"]
+    WORLD.strings[:] = [
+        slug,
+        "elsewhere",
+        invitation["token"],
+        "erx-lite",
+        "therapist-essential",
+        "owner@example.com",
+        "clare@example.com",
+    ]
     cursors = await api.ok(CURSORS_QUERY, {"chart": billed[0][0]}, owner.token)
-    WORLD.templates[:] = near_valid_templates(slug, billed[:2], colleague.id, owner.id, partner["apiToken"]["id"], invitation["token"], cursors)
+    WORLD.templates[:] = near_valid_templates(
+        slug, billed[:2], colleague.id, owner.id, partner["apiToken"]["id"], invitation["token"], cursors
+    )
     return Credentials({"owner": owner.token, "clinician": clinician.token, "api_token": token}, owner, clinician)
 
 
@@ -364,7 +464,13 @@ CURSORS_QUERY = """query($chart: ID!) { practice {
 
 
 def near_valid_templates(
-    slug: str, billed: list[tuple[str, str, str, str]], colleague: str, owner: str, partner_token: str, invitation: str, cursors: dict
+    slug: str,
+    billed: list[tuple[str, str, str, str]],
+    colleague: str,
+    owner: str,
+    partner_token: str,
+    invitation: str,
+    cursors: dict,
 ) -> list[Template]:
     """One valid operation of each kind the fuzz breaks, for the two (chart, clinician) pairs of ``billed``
     (chart, clinician, invoice, uninvoiced charge): the clinician's own, and a colleague's."""
@@ -379,26 +485,101 @@ def near_valid_templates(
     }
     soon = (datetime.now(UTC) + timedelta(days=30)).isoformat()
     shared = [
-        Template("createChart", CREATE_CHART, {"i": {"patientName": "Pat New", "dateOfBirth": "1980-02-03", "email": "pat@example.com",
-                                                     "phone": "+1 555 0100", "clinicianIds": [colleague]}}),
-        Template("inviteMember", INVITE, {"i": {"email": "zed@example.com", "role": "CLINICIAN", "planCode": "erx-lite",
-                                                "traineeStatus": "PRESCRIBER_TRAINEE", "trainingProofValidUntil": "2027-01-01",
-                                                "permissions": ["VIEW_BILLING"]}}),
-        Template("updateMember", UPDATE_MEMBER, {"i": {"memberId": colleague, "role": "CLINICIAN", "planCode": "erx-lite",
-                                                       "traineeStatus": "NONE", "trainingProofValidUntil": None, "clearTrainingProof": False}}),
-        Template("setMemberPermissions", SET_PERMISSIONS, {"i": {"memberId": colleague, "permissions": ["VIEW_BILLING"]}}),
-        Template("createApiToken", CREATE_API_TOKEN, {"i": {"name": "Partner", "scopes": ["READ_CHARTS"], "expiresAt": soon}}),
+        Template(
+            "createChart",
+            CREATE_CHART,
+            {
+                "i": {
+                    "patientName": "Pat New",
+                    "dateOfBirth": "1980-02-03",
+                    "email": "pat@example.com",
+                    "phone": "+1 555 0100",
+                    "clinicianIds": [colleague],
+                }
+            },
+        ),
+        Template(
+            "inviteMember",
+            INVITE,
+            {
+                "i": {
+                    "email": "zed@example.com",
+                    "role": "CLINICIAN",
+                    "planCode": "erx-lite",
+                    "traineeStatus": "PRESCRIBER_TRAINEE",
+                    "trainingProofValidUntil": "2027-01-01",
+                    "permissions": ["VIEW_BILLING"],
+                }
+            },
+        ),
+        Template(
+            "updateMember",
+            UPDATE_MEMBER,
+            {
+                "i": {
+                    "memberId": colleague,
+                    "role": "CLINICIAN",
+                    "planCode": "erx-lite",
+                    "traineeStatus": "NONE",
+                    "trainingProofValidUntil": None,
+                    "clearTrainingProof": False,
+                }
+            },
+        ),
+        Template(
+            "setMemberPermissions", SET_PERMISSIONS, {"i": {"memberId": colleague, "permissions": ["VIEW_BILLING"]}}
+        ),
+        Template(
+            "createApiToken", CREATE_API_TOKEN, {"i": {"name": "Partner", "scopes": ["READ_CHARTS"], "expiresAt": soon}}
+        ),
         Template("logIn", LOG_IN, {"i": {"practiceSlug": slug, "email": "colin@example.com", "password": PASSWORD}}),
-        Template("signUp", SIGN_UP, {"i": {"practiceName": "Fresh Start", "name": "Fay", "email": "fay@example.com",
-                                           "password": PASSWORD, "planCode": "erx-lite"}}),
+        Template(
+            "signUp",
+            SIGN_UP,
+            {
+                "i": {
+                    "practiceName": "Fresh Start",
+                    "name": "Fay",
+                    "email": "fay@example.com",
+                    "password": PASSWORD,
+                    "planCode": "erx-lite",
+                }
+            },
+        ),
         Template("acceptInvitation", ACCEPT, {"i": {"token": invitation, "name": "New Person", "password": PASSWORD}}),
-        Template("charts", CHARTS, {"first": 2, "after": cursor["charts"], "clinician": colleague, "search": "Pat", "status": "ACTIVE"}),
+        Template(
+            "charts",
+            CHARTS,
+            {"first": 2, "after": cursor["charts"], "clinician": colleague, "search": "Pat", "status": "ACTIVE"},
+        ),
         Template("members", MEMBERS, {"first": 2, "after": cursor["members"], "role": "CLINICIAN", "all": True}),
-        Template("auditLog", AUDIT_LOG, {"f": {"actorId": owner, "targetId": billed[0][0], "action": "chart.created",
-                                               "apiTokenId": partner_token, "from": "2026-01-01T00:00:00Z", "to": soon},
-                                         "first": 3, "after": cursor["audit"]}),
-        Template("seatQuote", SEAT_QUOTE, {"role": "CLINICIAN", "plan": "erx-lite", "trainee": "PRESCRIBER_TRAINEE",
-                                           "proof": "2027-01-01", "member": colleague}),
+        Template(
+            "auditLog",
+            AUDIT_LOG,
+            {
+                "f": {
+                    "actorId": owner,
+                    "targetId": billed[0][0],
+                    "action": "chart.created",
+                    "apiTokenId": partner_token,
+                    "from": "2026-01-01T00:00:00Z",
+                    "to": soon,
+                },
+                "first": 3,
+                "after": cursor["audit"],
+            },
+        ),
+        Template(
+            "seatQuote",
+            SEAT_QUOTE,
+            {
+                "role": "CLINICIAN",
+                "plan": "erx-lite",
+                "trainee": "PRESCRIBER_TRAINEE",
+                "proof": "2027-01-01",
+                "member": colleague,
+            },
+        ),
     ]
     per_chart = []
     for chart, clinician, invoice, entry in billed:
@@ -406,46 +587,126 @@ def near_valid_templates(
         per_chart += [
             Template("addChartNote", ADD_NOTE, {"i": {"chartId": chart, "body": "Went well."}}),
             Template("assignChart", ASSIGN, {"i": {"chartId": chart, "clinicianId": clinician}}),
-            Template("recordCharge", billing.RECORD_CHARGE, {"i": {"chartId": chart, "clinicianId": clinician, "amount": "12.50",
-                                                                   "occurredOn": "2026-02-01", "description": "Session"}}),
-            Template("recordAdjustment", billing.RECORD_ADJUSTMENT, {"i": {"chartId": chart, "clinicianId": clinician, "amount": "-2.00",
-                                                                           "occurredOn": "2026-02-01", "description": "Discount"}}),
-            Template("recordPayment", billing.RECORD_PAYMENT, {"i": {"chartId": chart, "clinicianIds": one, "amount": "5.00",
-                                                                     "occurredOn": "2026-02-02", "description": "Card", "invoiceId": invoice}}),
-            Template("recordRefund", billing.RECORD_REFUND, {"i": {"chartId": chart, "clinicianIds": one, "amount": "1.00",
-                                                                   "occurredOn": "2026-02-03", "description": "Refund"}}),
-            Template("generateStatement", billing.GENERATE_STATEMENT, {"i": {"chartId": chart, "clinicianIds": one,
-                                                                             "periodStart": "2026-02-01", "periodEnd": "2026-02-28"}}),
-            Template("createInvoice", billing.CREATE_INVOICE, {"i": {"chartId": chart, "clinicianIds": one, "entryIds": [entry]}}),
-            Template("history", billing.HISTORY, {"f": {"clinicianIds": one, "chartId": chart, "from": "2026-01-01", "to": "2026-12-31",
-                                                        "kinds": ["CHARGE", "PAYMENT"]}, "first": 5, "after": cursor["history"]}),
-            Template("invoices", INVOICES, {"f": {"clinicianIds": one, "chartId": chart}, "s": "OPEN", "first": 2, "after": cursor["invoices"]}),
+            Template(
+                "recordCharge",
+                billing.RECORD_CHARGE,
+                {
+                    "i": {
+                        "chartId": chart,
+                        "clinicianId": clinician,
+                        "amount": "12.50",
+                        "occurredOn": "2026-02-01",
+                        "description": "Session",
+                    }
+                },
+            ),
+            Template(
+                "recordAdjustment",
+                billing.RECORD_ADJUSTMENT,
+                {
+                    "i": {
+                        "chartId": chart,
+                        "clinicianId": clinician,
+                        "amount": "-2.00",
+                        "occurredOn": "2026-02-01",
+                        "description": "Discount",
+                    }
+                },
+            ),
+            Template(
+                "recordPayment",
+                billing.RECORD_PAYMENT,
+                {
+                    "i": {
+                        "chartId": chart,
+                        "clinicianIds": one,
+                        "amount": "5.00",
+                        "occurredOn": "2026-02-02",
+                        "description": "Card",
+                        "invoiceId": invoice,
+                    }
+                },
+            ),
+            Template(
+                "recordRefund",
+                billing.RECORD_REFUND,
+                {
+                    "i": {
+                        "chartId": chart,
+                        "clinicianIds": one,
+                        "amount": "1.00",
+                        "occurredOn": "2026-02-03",
+                        "description": "Refund",
+                    }
+                },
+            ),
+            Template(
+                "generateStatement",
+                billing.GENERATE_STATEMENT,
+                {"i": {"chartId": chart, "clinicianIds": one, "periodStart": "2026-02-01", "periodEnd": "2026-02-28"}},
+            ),
+            Template(
+                "createInvoice",
+                billing.CREATE_INVOICE,
+                {"i": {"chartId": chart, "clinicianIds": one, "entryIds": [entry]}},
+            ),
+            Template(
+                "history",
+                billing.HISTORY,
+                {
+                    "f": {
+                        "clinicianIds": one,
+                        "chartId": chart,
+                        "from": "2026-01-01",
+                        "to": "2026-12-31",
+                        "kinds": ["CHARGE", "PAYMENT"],
+                    },
+                    "first": 5,
+                    "after": cursor["history"],
+                },
+            ),
+            Template(
+                "invoices",
+                INVOICES,
+                {"f": {"clinicianIds": one, "chartId": chart}, "s": "OPEN", "first": 2, "after": cursor["invoices"]},
+            ),
             Template("balance", billing.BALANCE, {"f": {"clinicianIds": one, "chartId": chart}}),
             Template("notes", NOTES, {"id": chart, "first": 2, "after": cursor["notes"]}),
         ]
     return shared + per_chart
 
 
-CREATE_CHART = "mutation($i: CreateChartInput!) { createChart(input: $i) { chart { id patientName dateOfBirth email phone } } }"
+CREATE_CHART = (
+    "mutation($i: CreateChartInput!) { createChart(input: $i) { chart { id patientName dateOfBirth email phone } } }"
+)
 ADD_NOTE = "mutation($i: AddChartNoteInput!) { addChartNote(input: $i) { note { id body } } }"
 ASSIGN = "mutation($i: ChartAssignmentInput!) { assignChart(input: $i) { chart { id } } }"
 INVITE = "mutation($i: InviteMemberInput!) { inviteMember(input: $i) { token invitation { id expiresAt } } }"
 UPDATE_MEMBER = "mutation($i: UpdateMemberInput!) { updateMember(input: $i) { member { id role plan { code } } } }"
-SET_PERMISSIONS = "mutation($i: SetMemberPermissionsInput!) { setMemberPermissions(input: $i) { member { id permissions } } }"
-CREATE_API_TOKEN = "mutation($i: CreateApiTokenInput!) { createApiToken(input: $i) { token apiToken { id expiresAt } } }"
+SET_PERMISSIONS = (
+    "mutation($i: SetMemberPermissionsInput!) { setMemberPermissions(input: $i) { member { id permissions } } }"
+)
+CREATE_API_TOKEN = (
+    "mutation($i: CreateApiTokenInput!) { createApiToken(input: $i) { token apiToken { id expiresAt } } }"
+)
 LOG_IN = "mutation($i: LogInInput!) { logIn(input: $i) { member { id } } }"
 SIGN_UP = "mutation($i: SignUpInput!) { signUp(input: $i) { member { id } } }"
 ACCEPT = "mutation($i: AcceptInvitationInput!) { acceptInvitation(input: $i) { member { id } } }"
 CHARTS = """query($first: Int, $after: String, $clinician: ID, $search: String, $status: ChartStatus) { practice {
-    charts(first: $first, after: $after, clinicianId: $clinician, search: $search, status: $status) { totalCount edges { cursor node { id } } } } }"""
+    charts(first: $first, after: $after, clinicianId: $clinician, search: $search, status: $status) { totalCount edges {
+    cursor node { id } } } } }"""
 MEMBERS = """query($first: Int, $after: String, $role: Role, $all: Boolean) { practice {
-    members(first: $first, after: $after, role: $role, includeDeactivated: $all) { edges { cursor node { id name email } } } } }"""
+    members(first: $first, after: $after, role: $role, includeDeactivated: $all) { edges { cursor node { id name email }
+    } } } }"""
 AUDIT_LOG = """query($f: AuditFilter, $first: Int, $after: String) { practice {
     auditLog(filter: $f, first: $first, after: $after) { edges { cursor node { id action } } } } }"""
-SEAT_QUOTE = """query($role: Role!, $plan: String, $trainee: TraineeStatus, $proof: Date, $member: ID) { practice { subscription {
-    seatQuote(role: $role, planCode: $plan, traineeStatus: $trainee, trainingProofValidUntil: $proof, memberId: $member) { reason } } } }"""
+SEAT_QUOTE = """query($role: Role!, $plan: String, $trainee: TraineeStatus, $proof: Date, $member: ID) { practice {
+subscription {
+    seatQuote(role: $role, planCode: $plan, traineeStatus: $trainee, trainingProofValidUntil: $proof, memberId: $member)
+    { reason } } } }"""
 INVOICES = """query($f: BillingFilter, $s: InvoiceStatus, $first: Int, $after: String) { practice { billing {
-    invoices(filter: $f, status: $s, first: $first, after: $after) { edges { cursor node { id number entries(first: 2) { totalCount } } } }
+    invoices(filter: $f, status: $s, first: $first, after: $after) { edges { cursor node { id number entries(first: 2) {
+    totalCount } } } }
     statements(filter: $f, first: $first, after: $after) { edges { node { id number } } } } } }"""
 NOTES = """query($id: ID!, $first: Int, $after: String) { node(id: $id) { ... on Chart {
     notes(first: $first, after: $after) { edges { cursor node { id } } } } } }"""
@@ -488,7 +749,9 @@ class FuzzTarget:
         # Log-ins that renew a credential come from another address than the fuzzed ones, which the guessing
         # throttle may be refusing by then.
         self.renewals = 0
-        self.side_client = httpx.AsyncClient(transport=httpx.ASGITransport(app=self.app, client=("10.9.9.9", 1)), base_url="http://test")
+        self.side_client = httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=self.app, client=("10.9.9.9", 1)), base_url="http://test"
+        )
         logging.getLogger("groups_api").addHandler(self.logged)
         return self
 
@@ -541,8 +804,10 @@ class FuzzTarget:
         """The figures since the last summary (printed: pytest -s shows them)."""
         stats, self.stats = self.stats, Stats()
         seconds = time.perf_counter() - stats.started
-        print(f"\n{title}: {stats.total} operations in {seconds:.1f} s, {stats.clean} without errors, {self.renewals} renewals so far; "
-              f"codes {dict(stats.codes.most_common())}")
+        print(
+            f"\n{title}: {stats.total} operations in {seconds:.1f} s, {stats.clean} without errors, {self.renewals} "
+            f"renewals so far; codes {dict(stats.codes.most_common())}"
+        )
         return stats
 
 
@@ -571,14 +836,22 @@ def fuzz(target: FuzzTarget, credential: str, requests: st.SearchStrategy[dict],
 
     @seed(SEED)
     @hypothesis_settings(
-        max_examples=examples, deadline=None, database=None, phases=[Phase.generate, Phase.shrink], suppress_health_check=list(HealthCheck)
+        max_examples=examples,
+        deadline=None,
+        database=None,
+        phases=[Phase.generate, Phase.shrink],
+        suppress_health_check=list(HealthCheck),
     )
     @given(request=requests)
     def operation(request: dict) -> None:
         status, content = target.send(request, credential)
         problems = response_problems(status, content)
         assert not problems, "\n".join(
-            [f"{request['label']} as {credential}:", _short(request["query"]), f"variables: {_short(request['variables'])}"]
+            [
+                f"{request['label']} as {credential}:",
+                _short(request["query"]),
+                f"variables: {_short(request['variables'])}",
+            ]
             + problems
             + [target.logged.explain()]
         )
@@ -607,25 +880,50 @@ def test_generated_operations_never_fail_inside(database_url: str, credential: s
 # ------------------------------------------------------------------ malformed HTTP requests
 
 HTTP_EXAMPLES = max(100, EXAMPLES // 5)
-SHORT_TEXT = st.one_of(st.text(max_size=40), NASTY_CHARACTERS, st.sampled_from(["null", "[]", "{}", "5", '"x"', "[[[[[[[[", '{"a": 1}']))
-QUERIES = st.one_of(st.sampled_from(["{ __typename }", "{ viewer { id } }", "mutation { logOut(input: {}) { loggedOut } }"]), SHORT_TEXT)
+SHORT_TEXT = st.one_of(
+    st.text(max_size=40), NASTY_CHARACTERS, st.sampled_from(["null", "[]", "{}", "5", '"x"', "[[[[[[[[", '{"a": 1}'])
+)
+QUERIES = st.one_of(
+    st.sampled_from(["{ __typename }", "{ viewer { id } }", "mutation { logOut(input: {}) { loggedOut } }"]), SHORT_TEXT
+)
 REQUEST_JSON = st.recursive(
-    st.one_of(st.none(), st.booleans(), st.integers(-(2**63), 2**63 - 1), st.floats(allow_nan=False, allow_infinity=False), TEXT),
+    st.one_of(
+        st.none(),
+        st.booleans(),
+        st.integers(-(2**63), 2**63 - 1),
+        st.floats(allow_nan=False, allow_infinity=False),
+        TEXT,
+    ),
     lambda inner: st.one_of(st.lists(inner, max_size=3), st.dictionaries(TEXT, inner, max_size=3)),
     max_leaves=8,
 )
 REQUEST_OBJECTS = st.fixed_dictionaries(
-    {}, optional={"query": st.one_of(QUERIES, REQUEST_JSON), "variables": REQUEST_JSON, "operationName": REQUEST_JSON, "extensions": REQUEST_JSON}
+    {},
+    optional={
+        "query": st.one_of(QUERIES, REQUEST_JSON),
+        "variables": REQUEST_JSON,
+        "operationName": REQUEST_JSON,
+        "extensions": REQUEST_JSON,
+    },
 )
 BODIES = st.one_of(
     REQUEST_OBJECTS.map(lambda value: json.dumps(value).encode()),
     REQUEST_JSON.map(lambda value: json.dumps(value).encode()),
     st.binary(max_size=64),
     st.builds(lambda depth: b"[" * depth + b"]" * depth, st.integers(1, 100_000)),
-    REQUEST_OBJECTS.map(lambda value: json.dumps(value).encode()).flatmap(lambda body: st.builds(lambda junk: body + junk, st.binary(max_size=4))),
+    REQUEST_OBJECTS.map(lambda value: json.dumps(value).encode()).flatmap(
+        lambda body: st.builds(lambda junk: body + junk, st.binary(max_size=4))
+    ),
 )
 CONTENT_TYPES = st.sampled_from(
-    ["application/json", "application/json; charset=utf-8", "application/graphql", "text/plain", "multipart/form-data", None]
+    [
+        "application/json",
+        "application/json; charset=utf-8",
+        "application/graphql",
+        "text/plain",
+        "multipart/form-data",
+        None,
+    ]
 )
 
 
@@ -634,7 +932,10 @@ def http_requests(draw) -> tuple[str, dict, dict, bytes | None]:
     """(method, query parameters, headers, body): what reaches /graphql before any GraphQL is read."""
     if draw(st.booleans()):
         params = draw(
-            st.fixed_dictionaries({"query": QUERIES}, optional={"variables": SHORT_TEXT, "operationName": SHORT_TEXT, "extensions": SHORT_TEXT})
+            st.fixed_dictionaries(
+                {"query": QUERIES},
+                optional={"variables": SHORT_TEXT, "operationName": SHORT_TEXT, "extensions": SHORT_TEXT},
+            )
         )
         return "GET", params, {}, None
     content_type = draw(CONTENT_TYPES)
@@ -646,16 +947,21 @@ def test_malformed_requests_are_refused_with_a_code(database_url: str) -> None:
     with FuzzTarget(database_url) as target:
 
         @seed(SEED)
-        @hypothesis_settings(max_examples=HTTP_EXAMPLES, deadline=None, database=None, suppress_health_check=list(HealthCheck))
+        @hypothesis_settings(
+            max_examples=HTTP_EXAMPLES, deadline=None, database=None, suppress_health_check=list(HealthCheck)
+        )
         @given(request=http_requests())
         def request(request: tuple[str, dict, dict, bytes | None]) -> None:
             method, params, headers, body = request
             headers = {**headers, "authorization": f"Bearer {target.credentials.tokens['owner']}"}
-            # Percent-encoded by hand: a client may send the bytes of an unpaired surrogate, which httpx would refuse to encode.
+            # Percent-encoded by hand: a client may send the bytes of an unpaired surrogate, which httpx would refuse to
+            # encode.
             url = "/graphql?" + urlencode(params, errors="surrogatepass") if params else "/graphql"
             response = target.runner.run(target.client.request(method, url, headers=headers, content=body))
             problems = response_problems(response.status_code, response.content)
-            assert not problems, "\n".join([f"{method} {params} {headers}", _short(body)] + problems + [target.logged.explain()])
+            assert not problems, "\n".join(
+                [f"{method} {params} {headers}", _short(body)] + problems + [target.logged.explain()]
+            )
             target.count(f"{method} {response.status_code}", response.content)
 
         request()

@@ -19,8 +19,14 @@ from tests import factories_billing as billing
 from tests import factories_charts as charts
 from tests.fuzz_checks import response_problems
 
-AUDIT_LOG = "query($f: AuditFilter, $after: String) { practice { auditLog(filter: $f, after: $after) { edges { node { id action } } } } }"
-CHARTS = "query($after: String, $search: String) { practice { charts(after: $after, search: $search) { edges { node { id } } } } }"
+AUDIT_LOG = (
+    "query($f: AuditFilter, $after: String) { practice { auditLog(filter: $f, after: $after) { edges { node { "
+    "id action } } } } }"
+)
+CHARTS = (
+    "query($after: String, $search: String) { practice { charts(after: $after, search: $search) { edges { node { "
+    "id } } } } }"
+)
 LOG_IN = "mutation($i: LogInInput!) { logIn(input: $i) { accessToken } }"
 
 
@@ -46,7 +52,10 @@ async def test_log_in_with_a_slug_or_email_longer_than_their_columns_is_invalid_
     """Was INTERNAL: Tortoise validates filter values against the column length and raised ValidationError."""
     await api.sign_up()
     for slug, email in (("x" * 81, "owner@example.com"), ("calm-minds", "o" * 400 + "@example.com")):
-        _, body = await answer(client, {"query": LOG_IN, "variables": {"i": {"practiceSlug": slug, "email": email, "password": "whatever it is"}}})
+        _, body = await answer(
+            client,
+            {"query": LOG_IN, "variables": {"i": {"practiceSlug": slug, "email": email, "password": "whatever it is"}}},
+        )
         assert codes(body) == ["UNAUTHENTICATED"]
 
 
@@ -67,13 +76,18 @@ async def test_a_nul_character_in_a_string_literal_is_bad_input(api, client):
     query = 'mutation { createChart(input: {patientName: "Pat\\u0000Patient"}) { chart { id } } }'
     _, body = await answer(client, {"query": query}, owner.token)
     assert codes(body) == ["BAD_USER_INPUT"]
-    assert (await api.ok("{ practice { charts { totalCount } } }", token=owner.token))["practice"]["charts"]["totalCount"] == 0
+    assert (await api.ok("{ practice { charts { totalCount } } }", token=owner.token))["practice"]["charts"][
+        "totalCount"
+    ] == 0
 
 
 @pytest.mark.parametrize(
     "operation, variables",
     [
-        (LOG_IN, {"i": {"practiceSlug": "calm\x00minds", "email": "owner@example.com", "password": "correct horse battery"}}),
+        (
+            LOG_IN,
+            {"i": {"practiceSlug": "calm\x00minds", "email": "owner@example.com", "password": "correct horse battery"}},
+        ),
         (CHARTS, {"search": "Pat\x00"}),
         (AUDIT_LOG, {"f": {"action": "chart.created\x00"}}),
     ],
@@ -96,8 +110,13 @@ async def test_an_unpaired_surrogate_is_refused_before_anything_reads_it(api, cl
 async def test_an_amount_of_more_digits_than_decimals_hold_is_bad_input(api, client):
     """Was INTERNAL: quantizing it to cents raised decimal.InvalidOperation before the range was checked."""
     group = await billing.make_group(api)
-    entry = {"chartId": group.ann_chart, "clinicianId": group.ann.id, "amount": "123456789012345678901234567890.123",
-             "occurredOn": "2026-03-02", "description": "Session"}
+    entry = {
+        "chartId": group.ann_chart,
+        "clinicianId": group.ann.id,
+        "amount": "123456789012345678901234567890.123",
+        "occurredOn": "2026-03-02",
+        "description": "Session",
+    }
     _, body = await answer(client, {"query": billing.RECORD_CHARGE, "variables": {"i": entry}}, group.owner.token)
     assert codes(body) == ["BAD_USER_INPUT"] and body["errors"][0]["extensions"]["field"] == "input.amount"
 
@@ -163,7 +182,9 @@ async def test_a_cursor_of_the_list_still_pages(api, client):
     owner = await charts.owner(api)
     for name in ("Ann", "Ben"):
         await charts.create_chart(api, owner.token, name)
-    first = await api.ok("{ practice { charts(first: 1) { pageInfo { endCursor } edges { node { patientName } } } } }", token=owner.token)
+    first = await api.ok(
+        "{ practice { charts(first: 1) { pageInfo { endCursor } edges { node { patientName } } } } }", token=owner.token
+    )
     after = first["practice"]["charts"]["pageInfo"]["endCursor"]
     _, body = await answer(client, {"query": CHARTS, "variables": {"after": after}}, owner.token)
     assert [e["node"]["id"] for e in body["data"]["practice"]["charts"]["edges"]] and not body.get("errors")
@@ -178,7 +199,15 @@ async def test_a_malformed_date_names_the_expected_form_not_the_python_error(api
     group = await billing.make_group(api)
     if scalar == "Date":
         query = billing.RECORD_CHARGE
-        variables = {"i": {"chartId": group.ann_chart, "clinicianId": group.ann.id, "amount": "5", "occurredOn": value, "description": "x"}}
+        variables = {
+            "i": {
+                "chartId": group.ann_chart,
+                "clinicianId": group.ann.id,
+                "amount": "5",
+                "occurredOn": value,
+                "description": "x",
+            }
+        }
     else:
         query, variables = AUDIT_LOG, {"f": {"from": value}}
     _, body = await answer(client, {"query": query, "variables": variables}, group.owner.token)
@@ -199,7 +228,8 @@ async def test_a_malformed_date_names_the_expected_form_not_the_python_error(api
         b"null",
         b"[" * 100_000 + b"]" * 100_000,  # was a 500: RecursionError in json.loads
         b'{"query": "{ __typename }"}\xff',  # was a 500: UnicodeDecodeError
-        b'{"query": "{ __typename }", "operationName": "\\ud800"}',  # was a 500: the plain-text 400 could not be encoded
+        # was a 500: the plain-text 400 could not be encoded
+        b'{"query": "{ __typename }", "operationName": "\\ud800"}',
         b"not json",  # were plain-text 400s without a code
         b"{}",
         b'[{"query": "{ __typename }"}]',

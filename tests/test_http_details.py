@@ -31,7 +31,9 @@ async def test_answers_over_a_kilobyte_are_gzipped_when_asked(api, client, capsy
     with capsys.disabled():
         print(f"\n50-row history page: {raw} bytes, {compressed} bytes gzipped")
     # Small answers are left alone.
-    small = await client.post("/graphql", json={"query": "{ viewer { id } }"}, headers={**auth, "accept-encoding": "gzip"})
+    small = await client.post(
+        "/graphql", json={"query": "{ viewer { id } }"}, headers={**auth, "accept-encoding": "gzip"}
+    )
     assert "content-encoding" not in small.headers and len(small.content) < 1024
 
 
@@ -52,7 +54,16 @@ async def test_pdf_urls_use_the_api_base(app, settings):
         await billing.charge(linked_api, g.owner, g.ann_chart, g.ann, "10.00")
         statement = await linked_api.ok(
             """mutation($i: GenerateStatementInput!) { generateStatement(input: $i) { statement { pdfUrl } } }""",
-            {"i": {"chartId": g.ann_chart, "clinicianIds": [g.ann.id], "periodStart": "2026-03-01", "periodEnd": "2026-03-31"}}, g.owner.token)
+            {
+                "i": {
+                    "chartId": g.ann_chart,
+                    "clinicianIds": [g.ann.id],
+                    "periodStart": "2026-03-01",
+                    "periodEnd": "2026-03-31",
+                }
+            },
+            g.owner.token,
+        )
     assert statement["generateStatement"]["statement"]["pdfUrl"].startswith("https://api.example.com/statements/")
 
 
@@ -62,17 +73,28 @@ async def test_pdf_urls_use_the_api_base(app, settings):
 async def test_every_invalid_variable_field_is_one_error_naming_its_input_path(api):
     g = await billing.make_group(api)
     before = (await BillingEntry.all().count(), await AuditEvent.all().count())
-    body = await api.post(billing.RECORD_PAYMENT, {"i": {
-        "amount": "abc",                  # unreadable: the Decimal scalar's NaN, refused with the others
-        "occurredOn": "not a date",
-        "clinicianIds": [g.ann.id, None],  # an item that must not be null
-        "colour": "blue",                 # no such field
-        # chartId (required) left out
-    }}, g.owner.token)
+    body = await api.post(
+        billing.RECORD_PAYMENT,
+        {
+            "i": {
+                "amount": "abc",  # unreadable: the Decimal scalar's NaN, refused with the others
+                "occurredOn": "not a date",
+                "clinicianIds": [g.ann.id, None],  # an item that must not be null
+                "colour": "blue",  # no such field
+                # chartId (required) left out
+            }
+        },
+        g.owner.token,
+    )
     assert body["data"] is None
     fields = sorted(e["extensions"]["field"] for e in body["errors"])
-    assert fields == ["input.amount", "input.chartId", "input.clientIds.1".replace("client", "clinician"), "input.colour",
-                      "input.occurredOn"], body
+    assert fields == [
+        "input.amount",
+        "input.chartId",
+        "input.clientIds.1".replace("client", "clinician"),
+        "input.colour",
+        "input.occurredOn",
+    ], body
     assert {e["extensions"]["code"] for e in body["errors"]} == {"BAD_USER_INPUT"}
     assert (await BillingEntry.all().count(), await AuditEvent.all().count()) == before
 
@@ -80,21 +102,34 @@ async def test_every_invalid_variable_field_is_one_error_naming_its_input_path(a
 async def test_a_variable_nested_in_a_literal_input_is_named_by_its_place(api):
     g = await billing.make_group(api)
     body = await api.post(
-        """mutation($a: Decimal!, $d: Date!) { recordPayment(input: {chartId: "x", amount: $a, occurredOn: $d}) { entry { id } } }""",
-        {"a": "12.00", "d": 20260303}, g.owner.token)
-    assert [(e["extensions"]["code"], e["extensions"]["field"]) for e in body["errors"]] == [("BAD_USER_INPUT", "input.occurredOn")]
+        """mutation($a: Decimal!, $d: Date!) { recordPayment(input: {chartId: "x", amount: $a, occurredOn: $d}) { entry
+        { id } } }""",
+        {"a": "12.00", "d": 20260303},
+        g.owner.token,
+    )
+    assert [(e["extensions"]["code"], e["extensions"]["field"]) for e in body["errors"]] == [
+        ("BAD_USER_INPUT", "input.occurredOn")
+    ]
 
 
 async def test_a_missing_required_variable_names_its_argument(api):
     await api.sign_up()
     body = await api.post("mutation($i: SignUpInput!) { signUp(input: $i) { accessToken } }", {})
-    assert [(e["extensions"]["code"], e["extensions"]["field"]) for e in body["errors"]] == [("BAD_USER_INPUT", "input")]
+    assert [(e["extensions"]["code"], e["extensions"]["field"]) for e in body["errors"]] == [
+        ("BAD_USER_INPUT", "input")
+    ]
 
 
 async def test_sign_up_with_several_fields_of_the_wrong_type_answers_each(api):
-    body = await api.post("mutation($i: SignUpInput!) { signUp(input: $i) { accessToken } }", {"i": {
-        "practiceName": 7, "name": "Olive", "email": ["olive@example.com"], "password": PASSWORD}})
-    assert sorted(e["extensions"]["field"] for e in body["errors"]) == ["input.email", "input.planCode", "input.practiceName"]
+    body = await api.post(
+        "mutation($i: SignUpInput!) { signUp(input: $i) { accessToken } }",
+        {"i": {"practiceName": 7, "name": "Olive", "email": ["olive@example.com"], "password": PASSWORD}},
+    )
+    assert sorted(e["extensions"]["field"] for e in body["errors"]) == [
+        "input.email",
+        "input.planCode",
+        "input.practiceName",
+    ]
     assert await Practice.all().count() == 0
 
 
@@ -102,8 +137,11 @@ async def test_sign_up_with_several_fields_of_the_wrong_type_answers_each(api):
 async def test_an_unreadable_amount_alone_is_still_refused_by_its_own_check(api, amount):
     """The Decimal scalar passes unreadable values on as NaN; with nothing else wrong, validation.amount names them."""
     g = await billing.make_group(api)
-    code, body = await api.error(billing.RECORD_PAYMENT, {"i": {"chartId": g.ann_chart, "clinicianIds": [g.ann.id],
-                                                                "amount": amount, "occurredOn": "2026-03-03"}}, g.owner.token)
+    code, body = await api.error(
+        billing.RECORD_PAYMENT,
+        {"i": {"chartId": g.ann_chart, "clinicianIds": [g.ann.id], "amount": amount, "occurredOn": "2026-03-03"}},
+        g.owner.token,
+    )
     assert code == "BAD_USER_INPUT" and [e["extensions"]["field"] for e in body["errors"]] == ["input.amount"]
 
 
@@ -119,21 +157,35 @@ def test_links_follow_the_serving_address_outside_production(tmp_path):
     server = Server(f"sqlite://{tmp_path / 'links.sqlite3'}", log=tmp_path / "server.log")
     server.start()
     try:
+
         def gql(query: str, variables: dict | None = None, token: str | None = None) -> dict:
             headers = {"authorization": f"Bearer {token}"} if token else {}
-            body = httpx.post(f"{server.url}/graphql", json={"query": query, "variables": variables or {}}, headers=headers).json()
+            body = httpx.post(
+                f"{server.url}/graphql", json={"query": query, "variables": variables or {}}, headers=headers
+            ).json()
             assert not body.get("errors"), body
             return body["data"]
 
         signed = gql("""mutation { signUp(input: {practiceName: "Links", name: "Lee", email: "lee@example.com",
-                        password: "correct horse battery", planCode: "erx-lite"}) { accessToken member { id } } }""")["signUp"]
+                        password: "correct horse battery", planCode: "erx-lite"}) { accessToken member { id } } }""")[
+            "signUp"
+        ]
         token, owner = signed["accessToken"], signed["member"]["id"]
-        chart = gql('mutation { createChart(input: {patientName: "Pat"}) { chart { id } } }', token=token)["createChart"]["chart"]["id"]
-        gql("""mutation($c: ID!, $m: ID!) { recordCharge(input: {chartId: $c, clinicianId: $m, amount: "120.00",
-               occurredOn: "2026-01-05", description: "Intake"}) { entry { id } } }""", {"c": chart, "m": owner}, token)
-        pdf_url = gql("""mutation($c: ID!, $m: ID!) { generateStatement(input: {chartId: $c, clinicianIds: [$m],
+        chart = gql('mutation { createChart(input: {patientName: "Pat"}) { chart { id } } }', token=token)[
+            "createChart"
+        ]["chart"]["id"]
+        gql(
+            """mutation($c: ID!, $m: ID!) { recordCharge(input: {chartId: $c, clinicianId: $m, amount: "120.00",
+               occurredOn: "2026-01-05", description: "Intake"}) { entry { id } } }""",
+            {"c": chart, "m": owner},
+            token,
+        )
+        pdf_url = gql(
+            """mutation($c: ID!, $m: ID!) { generateStatement(input: {chartId: $c, clinicianIds: [$m],
                          periodStart: "2026-01-01", periodEnd: "2026-01-31"}) { statement { pdfUrl } } }""",
-                      {"c": chart, "m": owner}, token)["generateStatement"]["statement"]["pdfUrl"]
+            {"c": chart, "m": owner},
+            token,
+        )["generateStatement"]["statement"]["pdfUrl"]
         assert pdf_url.startswith(f"{server.url}/statements/"), pdf_url
         pdf = httpx.get(pdf_url, headers={"authorization": f"Bearer {token}"})
         assert pdf.status_code == 200 and pdf.content.startswith(b"%PDF")
@@ -143,8 +195,10 @@ def test_links_follow_the_serving_address_outside_production(tmp_path):
 
 # ------------------------------------------------------------------ every invalid field in one answer
 
+
 async def test_every_invalid_field_of_an_input_is_refused_in_one_answer(api):
-    """A form with several bad fields gets one BAD_USER_INPUT error per field, each naming it, and nothing is written."""
+    """A form with several bad fields gets one BAD_USER_INPUT error per field, each naming it, and nothing is
+    written."""
     from models import Chart, Practice
 
     practices = await Practice.all().count()
@@ -177,9 +231,20 @@ async def test_every_invalid_field_of_a_ledger_entry_is_refused_in_one_answer(ap
     entries = await BillingEntry.all().count()
     body = await api.post(
         RECORD_CHARGE,
-        {"i": {"chartId": group.ann_chart, "clinicianId": group.ann.id, "amount": "0.001", "occurredOn": "2999-01-01",
-               "description": "  "}},
+        {
+            "i": {
+                "chartId": group.ann_chart,
+                "clinicianId": group.ann.id,
+                "amount": "0.001",
+                "occurredOn": "2999-01-01",
+                "description": "  ",
+            }
+        },
         group.owner.token,
     )
-    assert [e["extensions"]["field"] for e in body["errors"]] == ["input.amount", "input.occurredOn", "input.description"]
+    assert [e["extensions"]["field"] for e in body["errors"]] == [
+        "input.amount",
+        "input.occurredOn",
+        "input.description",
+    ]
     assert await BillingEntry.all().count() == entries

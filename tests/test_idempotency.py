@@ -83,8 +83,16 @@ async def snapshot() -> tuple:
 
 
 def payment(g: Group, amount: str = "40.00", key: str | None = "pay-1", **extra) -> dict:
-    return {"i": {"chartId": g.ann_chart, "clinicianIds": [g.ann.id], "amount": amount, "occurredOn": "2026-03-03",
-                  "idempotencyKey": key, **extra}}
+    return {
+        "i": {
+            "chartId": g.ann_chart,
+            "clinicianIds": [g.ann.id],
+            "amount": amount,
+            "occurredOn": "2026-03-03",
+            "idempotencyKey": key,
+            **extra,
+        }
+    }
 
 
 # ------------------------------------------------------------------ replays
@@ -112,7 +120,7 @@ async def test_a_retried_payment_answers_the_first_payment_and_posts_once(api, g
 async def test_a_retried_invoice_payment_answers_the_same_entry_and_invoice(api, group):
     g = group
     await charge(api, g.owner, g.ann_chart, g.ann, "80.00")
-    invoice = (await api.ok(CREATE_INVOICE, {"i": {"chartId": g.ann_chart, "clinicianIds": [g.ann.id]}}, g.owner.token))
+    invoice = await api.ok(CREATE_INVOICE, {"i": {"chartId": g.ann_chart, "clinicianIds": [g.ann.id]}}, g.owner.token)
     invoice_id = invoice["createInvoice"]["invoice"]["id"]
     first = await api.ok(RECORD_PAYMENT, payment(g, "80.00", invoiceId=invoice_id), g.owner.token)
     assert first["recordPayment"]["invoice"] == {"id": invoice_id, "status": "PAID", "amountDue": {"amount": "0.00"}}
@@ -125,13 +133,39 @@ async def test_every_guarded_mutation_answers_its_first_objects_again(api, group
     g = group
     entry = (await charge(api, g.owner, g.ann_chart, g.ann, "50.00"))["entry"]["id"]
     calls = [
-        (RECORD_CHARGE, {"chartId": g.ann_chart, "clinicianId": g.ann.id, "amount": "30.00", "occurredOn": "2026-03-02",
-                         "description": "Session"}),
-        (RECORD_ADJUSTMENT, {"chartId": g.ann_chart, "clinicianId": g.ann.id, "amount": "-5.00", "occurredOn": "2026-03-02",
-                             "description": "Write-off"}),
-        (RECORD_REFUND, {"chartId": g.ann_chart, "clinicianIds": [g.ann.id], "amount": "5.00", "occurredOn": "2026-03-04"}),
-        (GENERATE_STATEMENT, {"chartId": g.ann_chart, "clinicianIds": [g.ann.id], "periodStart": "2026-03-01",
-                              "periodEnd": "2026-03-31"}),
+        (
+            RECORD_CHARGE,
+            {
+                "chartId": g.ann_chart,
+                "clinicianId": g.ann.id,
+                "amount": "30.00",
+                "occurredOn": "2026-03-02",
+                "description": "Session",
+            },
+        ),
+        (
+            RECORD_ADJUSTMENT,
+            {
+                "chartId": g.ann_chart,
+                "clinicianId": g.ann.id,
+                "amount": "-5.00",
+                "occurredOn": "2026-03-02",
+                "description": "Write-off",
+            },
+        ),
+        (
+            RECORD_REFUND,
+            {"chartId": g.ann_chart, "clinicianIds": [g.ann.id], "amount": "5.00", "occurredOn": "2026-03-04"},
+        ),
+        (
+            GENERATE_STATEMENT,
+            {
+                "chartId": g.ann_chart,
+                "clinicianIds": [g.ann.id],
+                "periodStart": "2026-03-01",
+                "periodEnd": "2026-03-31",
+            },
+        ),
         (CREATE_INVOICE, {"chartId": g.ann_chart, "clinicianIds": [g.ann.id], "entryIds": [entry]}),
         (CREATE_CHART, {"patientName": "Sam Retry", "email": "sam@example.com", "clinicianIds": [g.ben.id]}),
         (INVITE, {"email": "new.clinician@example.com", "role": "CLINICIAN", "planCode": "therapist-essential"}),
@@ -145,9 +179,13 @@ async def test_every_guarded_mutation_answers_its_first_objects_again(api, group
     assert await IdempotencyKey.all().count() == len(calls)
     assert await OutboxMessage.all().count() == 1  # the invitation was mailed once
     # The replayed invitation token is the first one, and it works.
-    token = (await api.ok(INVITE, {"i": {**calls[-1][1], "idempotencyKey": "key-6"}}, g.owner.token))["inviteMember"]["token"]
-    accepted = await api.ok("""mutation($i: AcceptInvitationInput!) { acceptInvitation(input: $i) { member { role } } }""",
-                            {"i": {"token": token, "name": "New Clinician", "password": "correct horse battery"}})
+    token = (await api.ok(INVITE, {"i": {**calls[-1][1], "idempotencyKey": "key-6"}}, g.owner.token))["inviteMember"][
+        "token"
+    ]
+    accepted = await api.ok(
+        """mutation($i: AcceptInvitationInput!) { acceptInvitation(input: $i) { member { role } } }""",
+        {"i": {"token": token, "name": "New Clinician", "password": "correct horse battery"}},
+    )
     assert accepted["acceptInvitation"]["member"]["role"] == "CLINICIAN"
 
 
@@ -160,8 +198,19 @@ async def test_the_same_key_with_another_input_or_on_another_mutation_is_conflic
         (RECORD_PAYMENT, payment(g, "41.00")),
         (RECORD_PAYMENT, payment(g, description="Cash")),
         (RECORD_REFUND, payment(g)),
-        (RECORD_CHARGE, {"i": {"chartId": g.ann_chart, "clinicianId": g.ann.id, "amount": "40.00", "occurredOn": "2026-03-03",
-                               "description": "Payment", "idempotencyKey": "pay-1"}}),
+        (
+            RECORD_CHARGE,
+            {
+                "i": {
+                    "chartId": g.ann_chart,
+                    "clinicianId": g.ann.id,
+                    "amount": "40.00",
+                    "occurredOn": "2026-03-03",
+                    "description": "Payment",
+                    "idempotencyKey": "pay-1",
+                }
+            },
+        ),
     ]:
         code, body = await api.error(query, variables, g.owner.token)
         assert code == "CONFLICT", body
@@ -174,12 +223,20 @@ async def test_the_same_key_with_another_input_or_on_another_mutation_is_conflic
 
 
 async def test_keys_belong_to_one_caller_in_one_practice(api, group):
-    """The same key from another member, from a partner token of the same member, or in another practice is another key."""
+    """The same key from another member, from a partner token of the same member, or in another practice is another
+    key."""
     g = group
     await charge(api, g.owner, g.shared_chart, g.ann, "100.00")
     token = await partner_token(g, g.owner, [TokenScope.WRITE_BILLING, TokenScope.READ_BILLING])
-    variables = {"i": {"chartId": g.shared_chart, "clinicianIds": [g.ann.id], "amount": "10.00", "occurredOn": "2026-03-03",
-                       "idempotencyKey": "same"}}
+    variables = {
+        "i": {
+            "chartId": g.shared_chart,
+            "clinicianIds": [g.ann.id],
+            "amount": "10.00",
+            "occurredOn": "2026-03-03",
+            "idempotencyKey": "same",
+        }
+    }
     answers = [await api.ok(RECORD_PAYMENT, variables, caller.token) for caller in (g.owner, g.ann, token)]
     assert len({a["recordPayment"]["entry"]["id"] for a in answers}) == 3
     assert [a["recordPayment"]["balance"]["amount"] for a in answers] == ["90.00", "80.00", "70.00"]
@@ -188,8 +245,11 @@ async def test_keys_belong_to_one_caller_in_one_practice(api, group):
         assert await api.ok(RECORD_PAYMENT, variables, caller.token) == answer
     other = await make_group(api, practice="Other Minds", email="owner@other.example.com")
     await charge(api, other.owner, other.ann_chart, other.ann, "100.00")
-    theirs = await api.ok(RECORD_PAYMENT, {"i": {**variables["i"], "chartId": other.ann_chart, "clinicianIds": [other.ann.id]}},
-                          other.owner.token)
+    theirs = await api.ok(
+        RECORD_PAYMENT,
+        {"i": {**variables["i"], "chartId": other.ann_chart, "clinicianIds": [other.ann.id]}},
+        other.owner.token,
+    )
     assert theirs["recordPayment"]["balance"]["amount"] == "90.00"
     assert await BillingEntry.filter(kind="PAYMENT").count() == 4
     assert await IdempotencyKey.all().count() == 4
@@ -199,7 +259,8 @@ async def test_keys_belong_to_one_caller_in_one_practice(api, group):
 
 
 async def test_a_refused_request_stores_nothing_under_its_key(api, group):
-    """Bad input, the single-clinician rule, not found, forbidden and a conflict leave the key free for the fixed retry."""
+    """Bad input, the single-clinician rule, not found, forbidden and a conflict leave the key free for the fixed
+    retry."""
     g = group
     await charge(api, g.owner, g.ann_chart, g.ann, "100.00")
     admin = await g.member("Ada Admin", role=Role.ADMINISTRATOR)
@@ -214,16 +275,22 @@ async def test_a_refused_request_stores_nothing_under_its_key(api, group):
     for variables, caller, expected in refusals:
         code, body = await api.error(RECORD_PAYMENT, variables, caller.token)
         assert code == expected, body
-    code, _ = await api.error(CREATE_INVOICE, {"i": {"chartId": g.ben_chart, "clinicianIds": [g.ben.id], "idempotencyKey": "inv"}},
-                              g.owner.token)
+    code, _ = await api.error(
+        CREATE_INVOICE,
+        {"i": {"chartId": g.ben_chart, "clinicianIds": [g.ben.id], "idempotencyKey": "inv"}},
+        g.owner.token,
+    )
     assert code == "CONFLICT"  # nothing to invoice yet
     assert await snapshot() == before
     assert await IdempotencyKey.all().count() == 0
     # The fixed requests run under the same keys.
     assert (await api.ok(RECORD_PAYMENT, payment(g), g.owner.token))["recordPayment"]["balance"]["amount"] == "60.00"
     await charge(api, g.owner, g.ben_chart, g.ben, "25.00")
-    invoice = await api.ok(CREATE_INVOICE, {"i": {"chartId": g.ben_chart, "clinicianIds": [g.ben.id], "idempotencyKey": "inv"}},
-                           g.owner.token)
+    invoice = await api.ok(
+        CREATE_INVOICE,
+        {"i": {"chartId": g.ben_chart, "clinicianIds": [g.ben.id], "idempotencyKey": "inv"}},
+        g.owner.token,
+    )
     assert invoice["createInvoice"]["invoice"]["total"]["amount"] == "25.00"
     assert await IdempotencyKey.all().count() == 2
 
@@ -287,15 +354,25 @@ def test_the_maintenance_purge_command(settings, clock, tmp_path: Path):
     async def seed() -> None:
         application = create_app(settings.with_(database_url=database_url), clock=clock, generate_schemas=True)
         transport = httpx.ASGITransport(app=application)
-        async with application.router.lifespan_context(application), httpx.AsyncClient(transport=transport,
-                                                                                         base_url="http://test") as http:
+        async with (
+            application.router.lifespan_context(application),
+            httpx.AsyncClient(transport=transport, base_url="http://test") as http,
+        ):
             await Api(http).sign_up()
             practice = await Practice.get(slug="calm-minds")
             now = datetime.now(UTC)
             for number, age in enumerate((timedelta(hours=25), timedelta(days=3), timedelta(hours=1))):
-                await IdempotencyKey.create(id=uuid.uuid4(), practice=practice, caller="member:x", key_hash=f"{number:064d}",
-                                            mutation="recordPayment", input_hash="0" * 64, status="DONE", result={},
-                                            created_at=now - age)
+                await IdempotencyKey.create(
+                    id=uuid.uuid4(),
+                    practice=practice,
+                    caller="member:x",
+                    key_hash=f"{number:064d}",
+                    mutation="recordPayment",
+                    input_hash="0" * 64,
+                    status="DONE",
+                    result={},
+                    created_at=now - age,
+                )
 
     async def remaining() -> int:
         application = create_app(settings.with_(database_url=database_url), clock=clock)
@@ -306,7 +383,12 @@ def test_the_maintenance_purge_command(settings, clock, tmp_path: Path):
     env = {**os.environ, "GROUPS_API_JWT_SECRET": "x" * 40, "GROUPS_API_ENV": "development"}
     run = subprocess.run(
         [sys.executable, "-m", "server.cli", "maintenance", "purge", "--database-url", database_url],
-        check=False, capture_output=True, text=True, env=env, cwd=Path(__file__).resolve().parent.parent, timeout=120,
+        check=False,
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=Path(__file__).resolve().parent.parent,
+        timeout=120,
     )
     assert run.returncode == 0, run.stderr
     assert run.stdout.splitlines()[0] == "maintenance purge: 2 idempotency key(s) older than 24 hours deleted"
@@ -380,10 +462,19 @@ async def _waiting(monitor: asyncpg.Connection, blocker: asyncpg.Connection, cou
 @postgres_only()
 async def test_concurrent_invitations_and_charts_with_one_key_write_once(api, group):
     g = group
-    invite = {"i": {"email": "racer@example.com", "role": "CLINICIAN", "planCode": "therapist-essential", "idempotencyKey": "inv"}}
+    invite = {
+        "i": {
+            "email": "racer@example.com",
+            "role": "CLINICIAN",
+            "planCode": "therapist-essential",
+            "idempotencyKey": "inv",
+        }
+    }
     chart = {"input": {"patientName": "Ray Racer", "idempotencyKey": "chart"}}
-    results = await asyncio.gather(*[api.post(INVITE, invite, g.owner.token) for _ in range(4)],
-                                   *[api.post(CREATE_CHART, chart, g.owner.token) for _ in range(4)])
+    results = await asyncio.gather(
+        *[api.post(INVITE, invite, g.owner.token) for _ in range(4)],
+        *[api.post(CREATE_CHART, chart, g.owner.token) for _ in range(4)],
+    )
     for name, group_results in (("inviteMember", results[:4]), ("createChart", results[4:])):
         answered = [r["data"][name] for r in group_results if not r.get("errors")]
         assert {r["errors"][0]["extensions"]["code"] for r in group_results if r.get("errors")} <= {"CONFLICT"}

@@ -30,7 +30,10 @@ LIST = """query($status: InvitationStatus) { practice { invitations(status: $sta
   id email status } } } } }"""
 RESEND = "mutation($i: InvitationInput!) { resendInvitation(input: $i) { token invitation { id status expiresAt } } }"
 REVOKE = "mutation($i: InvitationInput!) { revokeInvitation(input: $i) { invitation { id status } } }"
-VIEWER = "{ viewer { id name role email permissions plan { code } traineeStatus trainingProofValidUntil } practice { slug } }"
+VIEWER = (
+    "{ viewer { id name role email permissions plan { code } traineeStatus trainingProofValidUntil } practice { "
+    "slug } }"
+)
 
 
 @pytest.fixture
@@ -47,7 +50,9 @@ async def accept_error(api, token: str) -> tuple[str, dict]:
 
 async def test_a_solo_practice_cannot_invite(api):
     owner = (await api.sign_up())["accessToken"]
-    code, _ = await api.error(INVITE, {"i": {"email": "clin@example.com", "role": "CLINICIAN", "planCode": "erx-lite"}}, owner)
+    code, _ = await api.error(
+        INVITE, {"i": {"email": "clin@example.com", "role": "CLINICIAN", "planCode": "erx-lite"}}, owner
+    )
     assert code == "GROUP_PRACTICE_REQUIRED"
     assert await Invitation.all().count() == 0
 
@@ -110,7 +115,9 @@ async def test_inviting_needs_manage_members(api):
     code, _ = await api.error(INVITE, {"i": {"email": "x@example.com", "role": "ADMINISTRATOR"}}, plain)
     assert code == "FORBIDDEN"
     manager = (await join(api, owner, "manager@example.com", permissions=["MANAGE_MEMBERS"]))["accessToken"]
-    assert (await invite(api, manager, "x@example.com", role="ADMINISTRATOR", plan=None))["invitation"]["status"] == "PENDING"
+    assert (await invite(api, manager, "x@example.com", role="ADMINISTRATOR", plan=None))["invitation"][
+        "status"
+    ] == "PENDING"
 
 
 async def test_only_the_owner_may_grant_permissions_with_an_invitation(api):
@@ -139,7 +146,8 @@ async def test_inviting_again_replaces_the_pending_invitation(api):
     code, _ = await accept_error(api, first["token"])
     assert code == "BAD_USER_INPUT"
     statuses = {
-        e["node"]["id"]: e["node"]["status"] for e in (await api.ok(LIST, token=owner))["practice"]["invitations"]["edges"]
+        e["node"]["id"]: e["node"]["status"]
+        for e in (await api.ok(LIST, token=owner))["practice"]["invitations"]["edges"]
     }
     assert statuses == {first["invitation"]["id"]: "REVOKED", second["invitation"]["id"]: "PENDING"}
     member = (await accept(api, second["token"]))["member"]
@@ -312,7 +320,11 @@ async def test_invitation_changes_are_audited(api, clock):
     other = await invite(api, owner, "other@example.com")
     await api.ok(REVOKE, {"i": {"invitationId": other["invitation"]["id"]}}, owner)
     await accept(api, replaced["token"])
-    events = await AuditEvent.filter(action__startswith="invitation.").order_by("sequence").values_list("action", "target_id")
+    events = (
+        await AuditEvent.filter(action__startswith="invitation.")
+        .order_by("sequence")
+        .values_list("action", "target_id")
+    )
     assert events == [
         ("invitation.created", issued["invitation"]["id"]),
         ("invitation.resent", issued["invitation"]["id"]),

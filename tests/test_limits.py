@@ -136,7 +136,10 @@ def nest(levels: int, first: str = "") -> str:
 def test_cost_is_the_page_size_of_each_connection_nested_sizes_multiplied_per_hundred():
     assert cost("{ item { name } }") == 1  # no connection: the minimum
     assert cost("{ items(first: 10) { edges { node { name } } } }") == 1
-    assert cost("{ a: items(first: 100) { edges { node { name } } } b: items(first: 100) { edges { node { name } } } }") == 2
+    assert (
+        cost("{ a: items(first: 100) { edges { node { name } } } b: items(first: 100) { edges { node { name } } } }")
+        == 2
+    )
     # 100 + 100 * 10 = 1,100 nodes
     assert cost("{ items(first: 100) { edges { node { children(first: 10) { edges { node { name } } } } } } }") == 11
     # Left out, first is 50: 50 + 50 * 50 = 2,550 nodes, 25.5 points, rounded up.
@@ -226,8 +229,10 @@ async def test_rate_limit_reports_and_spends_the_hourly_budget(api, clock, pract
     assert timedelta(minutes=59) < reset_at - clock.now() <= timedelta(hours=1)
 
     # Three connections of 100: 3 points.
-    costly = "{ a: practice { members(first: 100) { totalCount } } b: practice { members(first: 100) { totalCount } } " \
-             "c: practice { members(first: 100) { totalCount } } rateLimit { cost remaining resetAt } }"
+    costly = (
+        "{ a: practice { members(first: 100) { totalCount } } b: practice { members(first: 100) { totalCount } } "
+        "c: practice { members(first: 100) { totalCount } } rateLimit { cost remaining resetAt } }"
+    )
     second = (await api.ok(costly, token=owner))["rateLimit"]
     assert (second["cost"], second["remaining"], second["resetAt"]) == (3, 16, first["resetAt"])
 
@@ -237,7 +242,9 @@ async def test_over_budget_is_rate_limited_with_the_time_to_retry(api, client, c
     token = (await create_token(api, owner, ["READ_MEMBERS"]))["token"]
     for _ in range(20):
         await api.ok("{ viewer { id } }", token=token)
-    response = await client.post("/graphql", json={"query": "{ viewer { id } }"}, headers={"Authorization": f"Bearer {token}"})
+    response = await client.post(
+        "/graphql", json={"query": "{ viewer { id } }"}, headers={"Authorization": f"Bearer {token}"}
+    )
     body = response.json()
     error = body["errors"][0]
     assert error["extensions"]["code"] == "RATE_LIMITED" and body["data"] is None
@@ -281,7 +288,10 @@ async def test_anonymous_requests_are_charged_to_their_address(api, app):
     assert body["errors"][0]["extensions"]["retryAfter"] > 0
     code, _ = await api.error(RATE)
     assert code == "RATE_LIMITED"  # charged before the field could say UNAUTHENTICATED
-    elsewhere = httpx.AsyncClient(transport=httpx.ASGITransport(app=app, client=(f"2001:db8::{uuid.uuid4().hex[:4]}", 5000)), base_url="http://test")
+    elsewhere = httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app, client=(f"2001:db8::{uuid.uuid4().hex[:4]}", 5000)),
+        base_url="http://test",
+    )
     async with elsewhere:
         response = await elsewhere.post("/graphql", json={"query": "{ plans { code } }"})
     assert not response.json().get("errors")
@@ -304,12 +314,16 @@ async def test_redis_budgets_are_shared_and_charged_atomically(redis_url):
     key, now = f"test:{uuid.uuid4().hex}", datetime.now(UTC)
     try:
         charges = [
-            store.charge(key, 1, limit=60, window=timedelta(hours=1), now=now) for store in (first, second) for _ in range(50)
+            store.charge(key, 1, limit=60, window=timedelta(hours=1), now=now)
+            for store in (first, second)
+            for _ in range(50)
         ]
         results = await asyncio.gather(*charges)
         assert sum(u.allowed for u in results) == 60
         seen = await first.charge(key, 0, limit=60, window=timedelta(hours=1), now=now)
-        assert seen.used == 60 and not (await second.charge(key, 1, limit=60, window=timedelta(hours=1), now=now)).allowed
+        assert (
+            seen.used == 60 and not (await second.charge(key, 1, limit=60, window=timedelta(hours=1), now=now)).allowed
+        )
         # The window follows the service clock: an hour later it starts again.
         later = await second.charge(key, 5, limit=60, window=timedelta(hours=1), now=now + timedelta(hours=1))
         assert later.allowed and later.used == 5
@@ -404,7 +418,9 @@ async def test_a_throttled_log_in_answers_retry_after(api, client, practice_name
     for i in range(guesses):
         email = "owner@example.com" if throttle == "account and address" else f"guess{i}@example.com"
         variables = {"i": {"practiceSlug": slug, "email": email, "password": "wrong password!!"}}
-        assert "Retry-After" not in (await client.post("/graphql", json={"query": LOG_IN, "variables": variables})).headers
+        assert (
+            "Retry-After" not in (await client.post("/graphql", json={"query": LOG_IN, "variables": variables})).headers
+        )
     variables = {"i": {"practiceSlug": slug, "email": "owner@example.com", "password": PASSWORD}}
     response = await client.post("/graphql", json={"query": LOG_IN, "variables": variables})
     error = response.json()["errors"][0]
@@ -458,7 +474,9 @@ async def test_guessing_invitation_tokens_is_throttled_per_address(api, app, pra
 
     elsewhere = httpx.ASGITransport(app=app, client=(random_address(), 40000))
     async with httpx.AsyncClient(transport=elsewhere, base_url="http://test") as http:
-        code, _ = await Api(http).error(ACCEPT, {"i": {"token": "from-elsewhere", "name": "Mallory", "password": PASSWORD}})
+        code, _ = await Api(http).error(
+            ACCEPT, {"i": {"token": "from-elsewhere", "name": "Mallory", "password": PASSWORD}}
+        )
         assert code == "BAD_USER_INPUT"
 
 
@@ -467,8 +485,11 @@ async def test_guessing_invitation_tokens_is_throttled_per_address(api, app, pra
 
 async def test_request_bodies_over_a_megabyte_are_refused(client, practice_name):
     padding = "#" * 1_000_001
-    response = await client.post("/graphql", content=f'{{"query": "{{ plans {{ code }} }} {padding}"}}',
-                                 headers={"content-type": "application/json"})
+    response = await client.post(
+        "/graphql",
+        content=f'{{"query": "{{ plans {{ code }} }} {padding}"}}',
+        headers={"content-type": "application/json"},
+    )
     assert response.status_code == 413
 
     async def chunks():  # no Content-Length: the cap is counted as the body arrives
@@ -480,8 +501,11 @@ async def test_request_bodies_over_a_megabyte_are_refused(client, practice_name)
     response = await client.post("/graphql", content=chunks(), headers={"content-type": "application/json"})
     assert response.status_code == 413
 
-    response = await client.post("/graphql", content=f'{{"query": "{{ plans {{ code }} }} {"#" * 900_000}"}}',
-                                 headers={"content-type": "application/json"})
+    response = await client.post(
+        "/graphql",
+        content=f'{{"query": "{{ plans {{ code }} }} {"#" * 900_000}"}}',
+        headers={"content-type": "application/json"},
+    )
     assert response.status_code == 200 and response.json()["data"]["plans"]
 
 

@@ -14,12 +14,15 @@ from tests.factories import Account, add_member, insert_member, sign_up
 
 UPDATE = "mutation($i: UpdateMemberInput!) { updateMember(input: $i) { member { id role plan { code } } } }"
 SET_PERMISSIONS = (
-    "mutation($i: SetMemberPermissionsInput!) { setMemberPermissions(input: $i) { member { id permissions effectivePermissions } } }"
+    "mutation($i: SetMemberPermissionsInput!) { setMemberPermissions(input: $i) { member { id "
+    "permissions effectivePermissions } } }"
 )
 DEACTIVATE = "mutation($i: DeactivateMemberInput!) { deactivateMember(input: $i) { member { id status } } }"
 ALL_PERMISSIONS = [p.value for p in Permission]
 
-MEMBER_FIELDS = "id name role status email permissions effectivePermissions plan { code } traineeStatus trainingProofValidUntil"
+MEMBER_FIELDS = (
+    "id name role status email permissions effectivePermissions plan { code } traineeStatus trainingProofValidUntil"
+)
 PRIVATE = ("email", "permissions", "effectivePermissions")
 MONEY = ("plan", "traineeStatus", "trainingProofValidUntil")
 
@@ -42,7 +45,9 @@ async def clinician(api, owner) -> Account:
 @pytest.fixture
 async def manager(api, owner) -> Account:
     """An administrator holding MANAGE_MEMBERS."""
-    return await add_member(api, owner.slug, "max@example.com", role=Role.ADMINISTRATOR, permissions=(Permission.MANAGE_MEMBERS,))
+    return await add_member(
+        api, owner.slug, "max@example.com", role=Role.ADMINISTRATOR, permissions=(Permission.MANAGE_MEMBERS,)
+    )
 
 
 # ------------------------------------------------------------------ updateMember: roles
@@ -75,13 +80,17 @@ async def test_the_owner_role_cannot_be_given(api, owner, clinician):
 
 @pytest.mark.parametrize("role", ["CLINICIAN", "ADMINISTRATOR"])
 async def test_the_owner_role_cannot_be_taken(api, owner, manager, role):
-    code, _ = await api.error(UPDATE, {"i": {"memberId": owner.id, "role": role, "planCode": None}}, token=manager.token)
+    code, _ = await api.error(
+        UPDATE, {"i": {"memberId": owner.id, "role": role, "planCode": None}}, token=manager.token
+    )
     assert code == "FORBIDDEN"
     assert (await owner.reload()).role == Role.OWNER
 
 
 async def test_nobody_changes_their_own_role(api, owner, manager):
-    code, _ = await api.error(UPDATE, {"i": {"memberId": manager.id, "role": "CLINICIAN", "planCode": "therapist-plus"}}, token=manager.token)
+    code, _ = await api.error(
+        UPDATE, {"i": {"memberId": manager.id, "role": "CLINICIAN", "planCode": "therapist-plus"}}, token=manager.token
+    )
     assert code == "FORBIDDEN"
     assert (await manager.reload()).role == Role.ADMINISTRATOR
     code, _ = await api.error(UPDATE, {"i": {"memberId": owner.id, "role": "ADMINISTRATOR"}}, token=owner.token)
@@ -96,16 +105,22 @@ async def test_an_administrator_becomes_a_clinician_only_with_a_plan(api, owner)
     assert body["errors"][0]["extensions"]["field"] == "input.planCode"
     assert (await admin.reload()).role == Role.ADMINISTRATOR
 
-    code, body = await api.error(UPDATE, {"i": {"memberId": admin.id, "role": "CLINICIAN", "planCode": "nope"}}, token=owner.token)
+    code, body = await api.error(
+        UPDATE, {"i": {"memberId": admin.id, "role": "CLINICIAN", "planCode": "nope"}}, token=owner.token
+    )
     assert (code, body["errors"][0]["extensions"]["field"]) == ("BAD_USER_INPUT", "input.planCode")
     assert (await admin.reload()).role == Role.ADMINISTRATOR
 
-    data = await api.ok(UPDATE, {"i": {"memberId": admin.id, "role": "CLINICIAN", "planCode": "therapist-plus"}}, token=owner.token)
+    data = await api.ok(
+        UPDATE, {"i": {"memberId": admin.id, "role": "CLINICIAN", "planCode": "therapist-plus"}}, token=owner.token
+    )
     assert data["updateMember"]["member"] == {"id": admin.id, "role": "CLINICIAN", "plan": {"code": "therapist-plus"}}
 
 
 async def test_an_administrator_has_no_plan(api, owner, clinician):
-    code, body = await api.error(UPDATE, {"i": {"memberId": clinician.id, "role": "ADMINISTRATOR", "planCode": "erx-lite"}}, token=owner.token)
+    code, body = await api.error(
+        UPDATE, {"i": {"memberId": clinician.id, "role": "ADMINISTRATOR", "planCode": "erx-lite"}}, token=owner.token
+    )
     assert (code, body["errors"][0]["extensions"]["field"]) == ("BAD_USER_INPUT", "input.planCode")
     row = await clinician.reload()
     assert (row.role, row.plan_code) == (Role.CLINICIAN, "therapist-essential")
@@ -142,13 +157,17 @@ async def test_the_owner_grants_exactly_the_given_permissions(api, owner, clinic
     member = data["setMemberPermissions"]["member"]
     assert member["permissions"] == member["effectivePermissions"] == ["ASSIGN_CHARTS", "VIEW_BILLING"]
 
-    data = await api.ok(SET_PERMISSIONS, {"i": {"memberId": clinician.id, "permissions": ["VIEW_AUDIT_LOG"]}}, token=owner.token)
+    data = await api.ok(
+        SET_PERMISSIONS, {"i": {"memberId": clinician.id, "permissions": ["VIEW_AUDIT_LOG"]}}, token=owner.token
+    )
     assert data["setMemberPermissions"]["member"]["permissions"] == ["VIEW_AUDIT_LOG"]
     assert (await clinician.reload()).permissions == ["VIEW_AUDIT_LOG"]
 
 
 async def test_only_the_owner_grants_permissions(api, clinician, manager):
-    code, _ = await api.error(SET_PERMISSIONS, {"i": {"memberId": clinician.id, "permissions": ["VIEW_BILLING"]}}, token=manager.token)
+    code, _ = await api.error(
+        SET_PERMISSIONS, {"i": {"memberId": clinician.id, "permissions": ["VIEW_BILLING"]}}, token=manager.token
+    )
     assert code == "FORBIDDEN"
     assert (await clinician.reload()).permissions == []
 
@@ -156,10 +175,14 @@ async def test_only_the_owner_grants_permissions(api, clinician, manager):
 async def test_nobody_changes_their_own_permissions(api, owner, manager):
     code, _ = await api.error(SET_PERMISSIONS, {"i": {"memberId": owner.id, "permissions": []}}, token=owner.token)
     assert code == "FORBIDDEN"
-    code, _ = await api.error(SET_PERMISSIONS, {"i": {"memberId": manager.id, "permissions": ALL_PERMISSIONS}}, token=manager.token)
+    code, _ = await api.error(
+        SET_PERMISSIONS, {"i": {"memberId": manager.id, "permissions": ALL_PERMISSIONS}}, token=manager.token
+    )
     assert code == "FORBIDDEN"
     assert (await manager.reload()).permissions == ["MANAGE_MEMBERS"]
-    assert (await api.ok("{ viewerAccess { effectivePermissions } }", token=owner.token))["viewerAccess"]["effectivePermissions"] == ALL_PERMISSIONS
+    assert (await api.ok("{ viewerAccess { effectivePermissions } }", token=owner.token))["viewerAccess"][
+        "effectivePermissions"
+    ] == ALL_PERMISSIONS
 
 
 # ------------------------------------------------------------------ deactivateMember
@@ -172,8 +195,10 @@ async def test_deactivation_ends_every_session_of_the_member_at_once(api, owner,
     for token in (clinician.token, second["accessToken"]):
         code, _ = await api.error("{ viewer { id } }", token=token)
         assert code == "UNAUTHENTICATED"
-    code, _ = await api.error("mutation($t: String) { refreshSession(input: {refreshToken: $t}) { accessToken } }",
-                              {"t": clinician.refresh_token})
+    code, _ = await api.error(
+        "mutation($t: String) { refreshSession(input: {refreshToken: $t}) { accessToken } }",
+        {"t": clinician.refresh_token},
+    )
     assert code == "UNAUTHENTICATED"
 
 
@@ -214,11 +239,17 @@ async def test_a_member_is_deactivated_once(api, owner, clinician):
 
 async def test_deactivated_members_are_listed_only_on_request(api, owner, clinician):
     await api.ok(DEACTIVATE, {"i": {"memberId": clinician.id}}, token=owner.token)
-    query = "query($all: Boolean) { practice { members(includeDeactivated: $all) { totalCount edges { node { id status } } } } }"
+    query = (
+        "query($all: Boolean) { practice { members(includeDeactivated: $all) { totalCount edges { node { id status "
+        "} } } } }"
+    )
     active = (await api.ok(query, {"all": False}, token=owner.token))["practice"]["members"]
     assert [e["node"]["id"] for e in active["edges"]] == [owner.id]
     everyone = (await api.ok(query, {"all": True}, token=owner.token))["practice"]["members"]
-    assert {e["node"]["id"]: e["node"]["status"] for e in everyone["edges"]} == {owner.id: "ACTIVE", clinician.id: "DEACTIVATED"}
+    assert {e["node"]["id"]: e["node"]["status"] for e in everyone["edges"]} == {
+        owner.id: "ACTIVE",
+        clinician.id: "DEACTIVATED",
+    }
     assert everyone["totalCount"] == 2
 
 
@@ -228,7 +259,9 @@ async def test_deactivated_members_are_listed_only_on_request(api, owner, clinic
 @pytest.fixture
 async def subject(api, owner) -> Account:
     """The member whose fields the privacy tests read."""
-    account = await add_member(api, owner.slug, "tess@example.com", name="Tess Trainee", permissions=(Permission.VIEW_BILLING,))
+    account = await add_member(
+        api, owner.slug, "tess@example.com", name="Tess Trainee", permissions=(Permission.VIEW_BILLING,)
+    )
     await Member.filter(id=account.row.id).update(
         trainee_status=TraineeStatus.NON_PRESCRIBER_TRAINEE, training_proof_valid_until=date(2027, 6, 30)
     )
@@ -250,9 +283,15 @@ FULL = {
 
 async def seen_by(api, viewer: Account, subject: Account) -> dict:
     """The subject as the viewer sees it in the member list and through node(); both must agree, without errors."""
-    listed = await api.ok(f"{{ practice {{ members {{ edges {{ node {{ {MEMBER_FIELDS} }} }} }} }} }}", token=viewer.token)
+    listed = await api.ok(
+        f"{{ practice {{ members {{ edges {{ node {{ {MEMBER_FIELDS} }} }} }} }} }}", token=viewer.token
+    )
     [member] = [e["node"] for e in listed["practice"]["members"]["edges"] if e["node"]["id"] == subject.id]
-    node = await api.ok(f"query($id: ID!) {{ node(id: $id) {{ ... on Member {{ {MEMBER_FIELDS} }} }} }}", {"id": subject.id}, token=viewer.token)
+    node = await api.ok(
+        f"query($id: ID!) {{ node(id: $id) {{ ... on Member {{ {MEMBER_FIELDS} }} }} }}",
+        {"id": subject.id},
+        token=viewer.token,
+    )
     assert node["node"] == member
     del member["id"]
     return member
@@ -263,7 +302,9 @@ def hidden(*names: str) -> dict:
 
 
 async def test_other_members_see_only_the_public_fields(api, owner, subject):
-    colleague = await add_member(api, owner.slug, "colin@example.com", permissions=(Permission.VIEW_ALL_CHARTS, Permission.VIEW_BILLING))
+    colleague = await add_member(
+        api, owner.slug, "colin@example.com", permissions=(Permission.VIEW_ALL_CHARTS, Permission.VIEW_BILLING)
+    )
     assert await seen_by(api, colleague, subject) == hidden(*PRIVATE, *MONEY)
     admin = await add_member(api, owner.slug, "ada@example.com", role=Role.ADMINISTRATOR)
     assert await seen_by(api, admin, subject) == hidden(*PRIVATE, *MONEY)
@@ -281,13 +322,21 @@ async def test_the_owner_and_manage_members_holders_see_everything(api, owner, s
 
 
 async def test_manage_subscription_holders_see_the_money_fields_only(api, owner, subject):
-    billing_admin = await add_member(api, owner.slug, "sue@example.com", role=Role.ADMINISTRATOR, permissions=(Permission.MANAGE_SUBSCRIPTION,))
+    billing_admin = await add_member(
+        api, owner.slug, "sue@example.com", role=Role.ADMINISTRATOR, permissions=(Permission.MANAGE_SUBSCRIPTION,)
+    )
     assert await seen_by(api, billing_admin, subject) == hidden(*PRIVATE)
 
 
 async def test_the_owners_private_fields_are_hidden_from_colleagues(api, owner, clinician):
     data = await api.ok("{ practice { owner { id name role email plan { code } } } }", token=clinician.token)
-    assert data["practice"]["owner"] == {"id": owner.id, "name": "Olive Owner", "role": "OWNER", "email": None, "plan": None}
+    assert data["practice"]["owner"] == {
+        "id": owner.id,
+        "name": "Olive Owner",
+        "role": "OWNER",
+        "email": None,
+        "plan": None,
+    }
 
 
 # ------------------------------------------------------------------ viewerAccess
@@ -301,8 +350,16 @@ async def test_viewer_access_of_the_owner_is_everything(api, owner):
     assert data["viewerAccess"] == {
         "member": {"id": owner.id},
         "effectivePermissions": ALL_PERMISSIONS,
-        "scopes": ["READ_MEMBERS", "READ_CHARTS", "WRITE_CHARTS", "READ_CHART_NOTES", "WRITE_CHART_NOTES", "READ_BILLING",
-                   "WRITE_BILLING", "READ_AUDIT_LOG"],
+        "scopes": [
+            "READ_MEMBERS",
+            "READ_CHARTS",
+            "WRITE_CHARTS",
+            "READ_CHART_NOTES",
+            "WRITE_CHART_NOTES",
+            "READ_BILLING",
+            "WRITE_BILLING",
+            "READ_AUDIT_LOG",
+        ],
         "apiToken": None,
     }
 
@@ -311,7 +368,11 @@ async def test_viewer_access_follows_the_grants(api, owner, clinician):
     admin = await add_member(api, owner.slug, "ada@example.com", role=Role.ADMINISTRATOR)
     assert (await api.ok(VIEWER_ACCESS, token=admin.token))["viewerAccess"]["effectivePermissions"] == []
     assert (await api.ok(VIEWER_ACCESS, token=clinician.token))["viewerAccess"]["effectivePermissions"] == []
-    await api.ok(SET_PERMISSIONS, {"i": {"memberId": clinician.id, "permissions": ["VIEW_BILLING", "ASSIGN_CHARTS"]}}, token=owner.token)
+    await api.ok(
+        SET_PERMISSIONS,
+        {"i": {"memberId": clinician.id, "permissions": ["VIEW_BILLING", "ASSIGN_CHARTS"]}},
+        token=owner.token,
+    )
     access = (await api.ok(VIEWER_ACCESS, token=clinician.token))["viewerAccess"]
     assert access["effectivePermissions"] == ["ASSIGN_CHARTS", "VIEW_BILLING"]
     assert len(access["scopes"]) == 8  # a session holds every scope
@@ -333,8 +394,11 @@ async def stranger(api) -> Account:
 
 
 async def test_another_practices_member_is_invisible(api, owner, stranger):
-    data = await api.ok("query($id: ID!) { node(id: $id) { id } practice { members { edges { node { id } } } } }",
-                        {"id": stranger.id}, token=owner.token)
+    data = await api.ok(
+        "query($id: ID!) { node(id: $id) { id } practice { members { edges { node { id } } } } }",
+        {"id": stranger.id},
+        token=owner.token,
+    )
     assert data == {"node": None, "practice": {"members": {"edges": [{"node": {"id": owner.id}}]}}}
 
 
@@ -347,7 +411,9 @@ async def test_another_practices_member_is_invisible(api, owner, stranger):
         (DEACTIVATE, {}),
     ],
 )
-async def test_mutations_on_another_practices_member_are_not_found_and_change_nothing(api, owner, stranger, mutation, extra):
+async def test_mutations_on_another_practices_member_are_not_found_and_change_nothing(
+    api, owner, stranger, mutation, extra
+):
     before = await snapshot(stranger.row.id)
     code, body = await api.error(mutation, {"i": {"memberId": stranger.id, **extra}}, token=owner.token)
     assert code == "NOT_FOUND"
@@ -359,7 +425,9 @@ async def test_mutations_on_another_practices_member_are_not_found_and_change_no
 
 
 async def test_charts_cannot_be_handed_to_another_practices_member(api, owner, clinician, stranger):
-    code, _ = await api.error(DEACTIVATE, {"i": {"memberId": clinician.id, "reassignChartsTo": stranger.id}}, token=owner.token)
+    code, _ = await api.error(
+        DEACTIVATE, {"i": {"memberId": clinician.id, "reassignChartsTo": stranger.id}}, token=owner.token
+    )
     assert code == "NOT_FOUND"
     assert (await clinician.reload()).status == MemberStatus.ACTIVE
 
@@ -381,7 +449,8 @@ async def test_global_ids_reveal_no_row_numbers_or_raw_uuids(api, owner):
 # ------------------------------------------------------------------ the member list
 
 
-MEMBERS = """query($first: Int, $after: String, $role: Role) { practice { members(first: $first, after: $after, role: $role) {
+MEMBERS = """query($first: Int, $after: String, $role: Role) { practice { members(first: $first, after: $after, role:
+$role) {
   totalCount pageInfo { hasNextPage hasPreviousPage startCursor endCursor } edges { cursor node { id } } } } }"""
 
 
@@ -391,7 +460,10 @@ async def members_page(api, token: str, **variables) -> dict:
 
 async def test_the_member_list_pages_50_by_default_and_continues_after_the_cursor(api, owner):
     start = datetime.now(UTC)
-    rows = [await insert_member(owner.slug, f"m{i:02}@example.com", created_at=start + timedelta(seconds=i)) for i in range(55)]
+    rows = [
+        await insert_member(owner.slug, f"m{i:02}@example.com", created_at=start + timedelta(seconds=i))
+        for i in range(55)
+    ]
     expected = [owner.id] + [ids.encode("Member", r.id) for r in rows]
 
     first = await members_page(api, owner.token)
@@ -456,7 +528,13 @@ async def test_the_member_list_filters_by_role(api, owner, clinician, manager):
 
 
 async def test_node_returns_a_member_of_the_practice(api, owner, clinician):
-    data = await api.ok("query($id: ID!) { node(id: $id) { __typename id ... on Member { name } } }", {"id": clinician.id}, token=owner.token)
+    data = await api.ok(
+        "query($id: ID!) { node(id: $id) { __typename id ... on Member { name } } }",
+        {"id": clinician.id},
+        token=owner.token,
+    )
     assert data["node"] == {"__typename": "Member", "id": clinician.id, "name": "Cleo Clinician"}
     for unknown in (ids.encode("Member", uuid.uuid4()), ids.encode("Nothing", uuid.uuid4()), "garbage"):
-        assert (await api.ok("query($id: ID!) { node(id: $id) { id } }", {"id": unknown}, token=owner.token))["node"] is None
+        assert (await api.ok("query($id: ID!) { node(id: $id) { id } }", {"id": unknown}, token=owner.token))[
+            "node"
+        ] is None

@@ -45,29 +45,66 @@ async def test_a_migrated_database_serves_every_area(tmp_path, settings):
         async with app.router.lifespan_context(app):
             transport = httpx.ASGITransport(app=app)
             async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
-                signed = (await client.post("/graphql", json={"query": f"""mutation {{ signUp(input: {{practiceName: "Migrated",
-                    name: "Mo", email: "mo@example.com", password: "{PASSWORD}", planCode: "erx-lite"}}) {{ accessToken member {{ id }} }} }}"""})).json()
+                signed = (
+                    await client.post(
+                        "/graphql",
+                        json={
+                            "query": f"""mutation {{ signUp(input: {{practiceName: "Migrated",
+                    name: "Mo", email: "mo@example.com", password: "{PASSWORD}", planCode: "erx-lite"}}) {{ accessToken
+                    member {{ id }} }} }}"""
+                        },
+                    )
+                ).json()
                 token = signed["data"]["signUp"]["accessToken"]
                 owner_id = signed["data"]["signUp"]["member"]["id"]
                 headers = {"Authorization": f"Bearer {token}"}
-                chart = (await client.post("/graphql", headers=headers, json={"query": """mutation {
-                    createChart(input: {patientName: "Pat Patient"}) { chart { id } } }"""})).json()
+                chart = (
+                    await client.post(
+                        "/graphql",
+                        headers=headers,
+                        json={
+                            "query": """mutation {
+                    createChart(input: {patientName: "Pat Patient"}) { chart { id } } }"""
+                        },
+                    )
+                ).json()
                 chart_id = chart["data"]["createChart"]["chart"]["id"]
-                charge = (await client.post("/graphql", headers=headers, json={"query": """mutation($c: ID!, $m: ID!) {
+                charge = (
+                    await client.post(
+                        "/graphql",
+                        headers=headers,
+                        json={
+                            "query": """mutation($c: ID!, $m: ID!) {
                     recordCharge(input: {chartId: $c, clinicianId: $m, amount: "120.00", occurredOn: "2026-01-05",
-                    description: "Intake"}) { balance { amount } } }""", "variables": {"c": chart_id, "m": owner_id}})).json()
+                    description: "Intake"}) { balance { amount } } }""",
+                            "variables": {"c": chart_id, "m": owner_id},
+                        },
+                    )
+                ).json()
                 assert charge["data"]["recordCharge"]["balance"]["amount"] == "120.00", charge
-                read = (await client.post("/graphql", headers=headers, json={"query": """{ practice {
+                read = (
+                    await client.post(
+                        "/graphql",
+                        headers=headers,
+                        json={
+                            "query": """{ practice {
                     charts { totalCount } subscription { status } auditLog(first: 5) { edges { node { action } } }
-                    billing { currentBalance { amount } } } }"""})).json()
+                    billing { currentBalance { amount } } } }"""
+                        },
+                    )
+                ).json()
                 assert not read.get("errors"), read
                 assert read["data"]["practice"]["charts"]["totalCount"] == 1
                 assert read["data"]["practice"]["billing"]["currentBalance"]["amount"] == "120.00"
             # The composite unique constraints exist in a migrated database (they guard emails, invoice lines, periods).
             owner = await Member.get(email="mo@example.com")
-            duplicate = {"practice_id": owner.practice_id, "name": "Twin", "email": "mo@example.com", "password_hash": "x",
-                             "role": Role.CLINICIAN, "created_at": owner.created_at}
+            duplicate = {
+                "practice_id": owner.practice_id,
+                "name": "Twin",
+                "email": "mo@example.com",
+                "password_hash": "x",
+                "role": Role.CLINICIAN,
+                "created_at": owner.created_at,
+            }
             with pytest.raises(IntegrityError):
                 await Member.create(id=uuid.uuid4(), **duplicate)
-
-

@@ -59,7 +59,8 @@ def settings(database_url: str, inbox: Inbox) -> Settings:
         env="test",
         database_url=database_url,
         jwt_secret="test-secret-" + "x" * 40,
-        public_url="http://test", app_url="http://app.test",
+        public_url="http://test",
+        app_url="http://app.test",
         smtp_url=f"smtp://127.0.0.1:{inbox.port}",
         mail_from="invites@groups-api.test",
     )

@@ -13,9 +13,13 @@ from resolvers import ids
 from tests.conftest import PASSWORD, postgres_only
 from tests.factories_charts import Actor, add_member, api_token, owner
 
-TRANSFER = "mutation($i: TransferOwnershipInput!) { transferOwnership(input: $i) { practice { id name owner { id role } } } }"
+TRANSFER = (
+    "mutation($i: TransferOwnershipInput!) { transferOwnership(input: $i) { practice { id name owner { id role } } } }"
+)
 UPDATE = "mutation($i: UpdatePracticeInput!) { updatePractice(input: $i) { practice { id name slug } } }"
-SUBSCRIPTION = "{ practice { subscription { monthlyTotal { amount } licenses { member { id } monthlyPrice { amount } } } } }"
+SUBSCRIPTION = (
+    "{ practice { subscription { monthlyTotal { amount } licenses { member { id } monthlyPrice { amount } } } } }"
+)
 UPDATE_MEMBER = "mutation($i: UpdateMemberInput!) { updateMember(input: $i) { member { id role } } }"
 DEACTIVATE = "mutation($i: DeactivateMemberInput!) { deactivateMember(input: $i) { member { id } } }"
 SET_PERMISSIONS = "mutation($i: SetMemberPermissionsInput!) { setMemberPermissions(input: $i) { member { id } } }"
@@ -40,7 +44,9 @@ async def practice(api) -> tuple[Actor, Actor]:
     """A group practice: its owner (with a chart assigned to them) and Dana, an active clinician holding a grant."""
     boss = await owner(api)
     dana = await add_member(api, boss, "dana@example.com", permissions=[Permission.VIEW_BILLING])
-    create = "mutation($me: ID!) { createChart(input: {patientName: \"Pat Patient\", clinicianIds: [$me]}) { chart { id } } }"
+    create = (
+        'mutation($me: ID!) { createChart(input: {patientName: "Pat Patient", clinicianIds: [$me]}) { chart { id } } }'
+    )
     await api.ok(create, {"me": boss.id}, boss.token)
     return boss, dana
 
@@ -61,7 +67,12 @@ async def test_the_owner_hands_the_practice_to_an_active_clinician(api, practice
 
     new_owner, former = await Member.get(id=dana.member.id), await Member.get(id=boss.member.id)
     assert (new_owner.role, new_owner.permissions, new_owner.plan_code) == (Role.OWNER, [], "erx-lite")
-    assert (former.role, former.permissions, former.plan_code, former.status) == (Role.CLINICIAN, [], "erx-lite", MemberStatus.ACTIVE)
+    assert (former.role, former.permissions, former.plan_code, former.status) == (
+        Role.CLINICIAN,
+        [],
+        "erx-lite",
+        MemberStatus.ACTIVE,
+    )
     assert await owners(boss.member.practice_id) == ["dana@example.com"]
     # The former owner keeps their charts; pricing does not change and nothing is charged.
     assert sorted(str(a.chart_id) for a in await ChartAssignment.filter(clinician_id=boss.member.id)) == charts_before
@@ -73,7 +84,11 @@ async def test_the_owner_hands_the_practice_to_an_active_clinician(api, practice
     await api.ok(UPDATE, {"i": {"name": "Dana's Practice"}}, dana.token)
     event = await AuditEvent.get(action="practice.ownership_transferred")
     practice_id = ids.encode("Practice", boss.member.practice_id)
-    assert (event.target_id, event.actor_id, event.details) == (practice_id, boss.member.id, {"from": boss.id, "to": dana.id})
+    assert (event.target_id, event.actor_id, event.details) == (
+        practice_id,
+        boss.member.id,
+        {"from": boss.id, "to": dana.id},
+    )
     roles = {e.target_id: e.details for e in await AuditEvent.filter(action="member.role_changed")}
     assert roles == {boss.id: {"from": "OWNER", "to": "CLINICIAN"}, dana.id: {"from": "CLINICIAN", "to": "OWNER"}}
 
@@ -127,7 +142,12 @@ async def test_only_the_owners_session_may_transfer(api, practice):
     manager = await add_member(api, boss, "manager@example.com", permissions=list(Permission))
     partner = await api_token(boss, list(TokenScope))
     before = await members_state(boss.member.practice_id)
-    for bearer, expected in ((manager.token, "FORBIDDEN"), (dana.token, "FORBIDDEN"), (partner, "FORBIDDEN"), (None, "UNAUTHENTICATED")):
+    for bearer, expected in (
+        (manager.token, "FORBIDDEN"),
+        (dana.token, "FORBIDDEN"),
+        (partner, "FORBIDDEN"),
+        (None, "UNAUTHENTICATED"),
+    ):
         code, _ = await api.error(TRANSFER, transfer(dana.id), bearer)
         assert code == expected
     assert await members_state(boss.member.practice_id) == before
@@ -146,7 +166,9 @@ async def test_two_transfers_at_once_leave_exactly_one_owner(api, practice):
     boss, dana = practice
     eve = await add_member(api, boss, "eve@example.com")
     for _ in range(3):
-        bodies = await asyncio.gather(api.post(TRANSFER, transfer(dana.id), boss.token), api.post(TRANSFER, transfer(eve.id), boss.token))
+        bodies = await asyncio.gather(
+            api.post(TRANSFER, transfer(dana.id), boss.token), api.post(TRANSFER, transfer(eve.id), boss.token)
+        )
         assert sorted(bool(b.get("errors")) for b in bodies) == [False, True], bodies
         assert [b["errors"][0]["extensions"]["code"] for b in bodies if b.get("errors")] == ["FORBIDDEN"]
         current = await owners(boss.member.practice_id)
@@ -168,8 +190,10 @@ async def test_a_member_change_racing_a_transfer_never_demotes_or_deactivates_th
         (SET_PERMISSIONS, {"i": {"memberId": dana.id, "permissions": ["VIEW_BILLING"]}}),
     ]
     for document, variables in changes:
-        results = await asyncio.gather(api.post(TRANSFER, transfer(dana.id), boss.token),
-                                       api.post(document, variables, manager.token if document != SET_PERMISSIONS else boss.token))
+        results = await asyncio.gather(
+            api.post(TRANSFER, transfer(dana.id), boss.token),
+            api.post(document, variables, manager.token if document != SET_PERMISSIONS else boss.token),
+        )
         current = await Member.filter(practice_id=boss.member.practice_id, role=Role.OWNER)
         assert len(current) == 1, results
         assert current[0].status == MemberStatus.ACTIVE and current[0].permissions == [], results
@@ -214,7 +238,12 @@ async def test_only_the_owners_session_may_rename_the_practice(api, practice):
     boss, dana = practice
     manager = await add_member(api, boss, "manager@example.com", permissions=list(Permission))
     partner = await api_token(boss, list(TokenScope))
-    for bearer, expected in ((manager.token, "FORBIDDEN"), (dana.token, "FORBIDDEN"), (partner, "FORBIDDEN"), (None, "UNAUTHENTICATED")):
+    for bearer, expected in (
+        (manager.token, "FORBIDDEN"),
+        (dana.token, "FORBIDDEN"),
+        (partner, "FORBIDDEN"),
+        (None, "UNAUTHENTICATED"),
+    ):
         code, _ = await api.error(UPDATE, {"i": {"name": "Taken Over"}}, bearer)
         assert code == expected
     assert (await Practice.get(id=boss.member.practice_id)).name == "Calm Minds"

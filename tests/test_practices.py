@@ -87,7 +87,11 @@ async def test_the_plan_catalog_is_public_and_contains_erx_lite_and_a_therapist_
     plans = (await api.ok(PLANS))["plans"]
     by_code = {p["code"]: p for p in plans}
     erx = by_code["erx-lite"]
-    assert (erx["name"], erx["category"], erx["monthlyPrice"]) == ("e-Rx lite", "PRESCRIBER", {"amount": "89.00", "currency": "USD"})
+    assert (erx["name"], erx["category"], erx["monthlyPrice"]) == (
+        "e-Rx lite",
+        "PRESCRIBER",
+        {"amount": "89.00", "currency": "USD"},
+    )
     assert any(p["category"] == "THERAPIST" for p in plans)
     assert len({p["id"] for p in plans}) == len(plans)
 

@@ -5,10 +5,21 @@ from decimal import Decimal
 
 import pytest
 
+from errors import BadInput
 from models.enums import Role, TraineeStatus
-from resolvers.errors import BadInput
 from resolvers.money import Money
-from resolvers.pricing import Period, PriceReason, Seat, charge_now, check_seat, period, period_at, price, prorated, total
+from resolvers.pricing import (
+    Period,
+    PriceReason,
+    Seat,
+    charge_now,
+    check_seat,
+    period,
+    period_at,
+    price,
+    prorated,
+    total,
+)
 
 TODAY = date(2026, 4, 11)
 APRIL = Period(0, datetime(2026, 4, 1, 9, tzinfo=UTC), datetime(2026, 5, 1, 9, tzinfo=UTC))  # 30 days
@@ -66,7 +77,11 @@ def test_an_expired_or_missing_proof_is_full_price(trainee):
 
 def test_a_coach_is_free_as_administrator_and_full_price_as_clinician():
     as_admin = price(Seat(Role.ADMINISTRATOR, None), TODAY)
-    assert (str(as_admin.monthly_price.amount), as_admin.reason, as_admin.plan) == ("0.00", PriceReason.ADMINISTRATOR_FREE, None)
+    assert (str(as_admin.monthly_price.amount), as_admin.reason, as_admin.plan) == (
+        "0.00",
+        PriceReason.ADMINISTRATOR_FREE,
+        None,
+    )
     as_clinician = price(clinician("therapist-essential"), TODAY)
     assert (as_clinician.monthly_price.amount, as_clinician.reason) == (Decimal("49.00"), PriceReason.FULL_PRICE)
 
@@ -116,7 +131,9 @@ def test_nothing_is_charged_during_the_trial_for_a_free_or_a_cheaper_seat():
     moment = APRIL.start + timedelta(days=10)
     assert charge_now(Money(Decimal("89.00")), Money.zero(), None, moment).amount == 0  # trial: no paid period
     assert charge_now(Money(Decimal("0.00")), Money.zero(), APRIL, moment).amount == 0  # free seat
-    assert charge_now(Money(Decimal("49.00")), Money(Decimal("129.00")), APRIL, moment).amount == 0  # cheaper: no refund
+    assert (
+        charge_now(Money(Decimal("49.00")), Money(Decimal("129.00")), APRIL, moment).amount == 0
+    )  # cheaper: no refund
 
 
 def test_a_dearer_seat_is_charged_the_difference():

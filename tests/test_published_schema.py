@@ -25,7 +25,9 @@ async def test_any_authenticated_caller_gets_the_committed_schema_even_in_produc
             assert "@requiresPermission" in response.text
         # Introspection stays off there.
         introspection = await client.post(
-            "/graphql", json={"query": "{ __schema { types { name } } }"}, headers={"Authorization": f"Bearer {owner.token}"}
+            "/graphql",
+            json={"query": "{ __schema { types { name } } }"},
+            headers={"Authorization": f"Bearer {owner.token}"},
         )
         assert introspection.json().get("errors")
 

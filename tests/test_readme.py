@@ -88,8 +88,15 @@ def test_every_shell_example_of_the_readme_runs_against_a_started_server(server,
     blocks = shell_blocks(README.read_text())
     environment = {k: v for k, v in os.environ.items() if not k.startswith("GROUPS_API_")}
     environment["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{environment.get('PATH', '')}"
-    ran = subprocess.run(["bash", "-c", script(blocks, server.url)], cwd=tmp_path, env=environment,
-                         capture_output=True, text=True, timeout=120, check=False)
+    ran = subprocess.run(
+        ["bash", "-c", script(blocks, server.url)],
+        cwd=tmp_path,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     output = ran.stdout
     assert ran.returncode == 0, f"{output}\n{ran.stderr}\n{server.log.read_text()[-3000:]}"
 
@@ -98,8 +105,10 @@ def test_every_shell_example_of_the_readme_runs_against_a_started_server(server,
     data = [a["data"] for a in answers]
     # The first session: sign-up, then the viewer with the token of the log-in.
     assert data[0]["signUp"]["member"]["role"] == "OWNER" and data[0]["signUp"]["refreshToken"]
-    assert data[1] == {"viewer": {"name": "Olive Owner", "role": "OWNER", "email": "olive@example.com"},
-                       "practice": {"slug": "calm-minds", "kind": "SOLO"}}
+    assert data[1] == {
+        "viewer": {"name": "Olive Owner", "role": "OWNER", "email": "olive@example.com"},
+        "practice": {"slug": "calm-minds", "kind": "SOLO"},
+    }
     # Browser sessions: the preflight is allowed for the app's origin; the refresh token never shows in a body.
     assert "access-control-allow-origin: http://localhost:5173" in output.lower()
     cookie_answers = [d for d in data if {"logIn", "refreshSession"} & d.keys()]

@@ -80,16 +80,33 @@ async def refused_update(api, token: str, chart: str, **fields) -> tuple[str, di
 
 async def test_update_chart_changes_demographics_and_audits_only_field_names(api, group):
     g = group
-    chart = await update(api, g.ann.token, g.ann_chart, patientName="  Patricia Annsson ", dateOfBirth="1980-02-03",
-                         email="Pat@Example.com", phone="+1 555 0100")
-    assert chart == {"id": g.ann_chart, "patientName": "Patricia Annsson", "dateOfBirth": "1980-02-03",
-                     "email": "pat@example.com", "phone": "+1 555 0100", "status": "ACTIVE"}
+    chart = await update(
+        api,
+        g.ann.token,
+        g.ann_chart,
+        patientName="  Patricia Annsson ",
+        dateOfBirth="1980-02-03",
+        email="Pat@Example.com",
+        phone="+1 555 0100",
+    )
+    assert chart == {
+        "id": g.ann_chart,
+        "patientName": "Patricia Annsson",
+        "dateOfBirth": "1980-02-03",
+        "email": "pat@example.com",
+        "phone": "+1 555 0100",
+        "status": "ACTIVE",
+    }
     assert await chart_ids(api, g.owner.token, search="patricia") == [g.ann_chart]
 
     # Left-out fields stay; null (or blank) clears the optional ones.
     chart = await update(api, g.ann.token, g.ann_chart, email=None, phone="  ")
     assert (chart["patientName"], chart["dateOfBirth"], chart["email"], chart["phone"]) == (
-        "Patricia Annsson", "1980-02-03", None, None)
+        "Patricia Annsson",
+        "1980-02-03",
+        None,
+        None,
+    )
 
     events = await AuditEvent.filter(action="chart.updated").order_by("sequence")
     assert [(e.target_id, e.actor_id, e.details) for e in events] == [
@@ -154,8 +171,11 @@ async def test_who_may_update_a_chart(api, group):
 async def test_archiving_hides_a_chart_from_the_list_unless_asked_for_and_keeps_its_history(api, group):
     g = group
     await charge(api, g.ann, g.ann_chart, g.ann, "90.00", on=today())
-    await api.ok("mutation($i: AddChartNoteInput!) { addChartNote(input: $i) { note { id } } }",
-                 {"i": {"chartId": g.ann_chart, "body": "Discharged."}}, g.ann.token)
+    await api.ok(
+        "mutation($i: AddChartNoteInput!) { addChartNote(input: $i) { note { id } } }",
+        {"i": {"chartId": g.ann_chart, "body": "Discharged."}},
+        g.ann.token,
+    )
     assert (await update(api, g.ann.token, g.ann_chart, status="ARCHIVED"))["status"] == "ARCHIVED"
     event = await AuditEvent.get(action="chart.updated")
     assert event.details == {"fields": ["status"], "status": "ARCHIVED"}
@@ -167,8 +187,11 @@ async def test_archiving_hides_a_chart_from_the_list_unless_asked_for_and_keeps_
     # Its history stays readable: the chart itself, its notes, its billing.
     chart = (await api.ok(CHART, {"id": g.ann_chart}, g.ann.token))["node"]
     assert chart == {"id": g.ann_chart, "patientName": "Pat Annsson", "status": "ARCHIVED", "notes": {"totalCount": 1}}
-    history = await api.ok("query($f: BillingFilter) { practice { billing { history(filter: $f) { edges { node { id } } } } } }",
-                           {"f": {"chartId": g.ann_chart}}, g.ann.token)
+    history = await api.ok(
+        "query($f: BillingFilter) { practice { billing { history(filter: $f) { edges { node { id } } } } } }",
+        {"f": {"chartId": g.ann_chart}},
+        g.ann.token,
+    )
     assert len(history["practice"]["billing"]["history"]["edges"]) == 1
 
     # ACTIVE brings it back.
@@ -183,22 +206,52 @@ async def test_an_archived_chart_refuses_new_charges_but_not_payments_or_stateme
 
     before = await BillingEntry.all().count(), await AuditEvent.filter(action="billing.charge_recorded").count()
     for person in (g.ann, g.owner):
-        code, body = await api.error(RECORD_CHARGE, {"i": {"chartId": g.ann_chart, "clinicianId": g.ann.id, "amount": "10.00",
-                                                          "occurredOn": today(), "description": "Session"}}, person.token)
+        code, body = await api.error(
+            RECORD_CHARGE,
+            {
+                "i": {
+                    "chartId": g.ann_chart,
+                    "clinicianId": g.ann.id,
+                    "amount": "10.00",
+                    "occurredOn": today(),
+                    "description": "Session",
+                }
+            },
+            person.token,
+        )
         assert (code, body["errors"][0]["extensions"]["field"]) == ("BAD_USER_INPUT", "input.chartId")
-    assert (await BillingEntry.all().count(), await AuditEvent.filter(action="billing.charge_recorded").count()) == before
+    assert (
+        await BillingEntry.all().count(),
+        await AuditEvent.filter(action="billing.charge_recorded").count(),
+    ) == before
 
     paid = await pay(api, g.ann, g.ann_chart, g.ann, "30.00", on=today())
     assert paid["balance"]["amount"] == "70.00"
-    adjusted = await api.ok(RECORD_ADJUSTMENT, {"i": {"chartId": g.ann_chart, "clinicianId": g.ann.id, "amount": "-20.00",
-                                                      "occurredOn": today(), "description": "Write-off"}}, g.owner.token)
+    adjusted = await api.ok(
+        RECORD_ADJUSTMENT,
+        {
+            "i": {
+                "chartId": g.ann_chart,
+                "clinicianId": g.ann.id,
+                "amount": "-20.00",
+                "occurredOn": today(),
+                "description": "Write-off",
+            }
+        },
+        g.owner.token,
+    )
     assert adjusted["recordAdjustment"]["balance"]["amount"] == "50.00"
     invoice = await api.ok(CREATE_INVOICE, {"i": {"chartId": g.ann_chart, "clinicianIds": [g.ann.id]}}, g.ann.token)
     assert invoice["createInvoice"]["invoice"]["total"]["amount"] == "100.00"
-    statement = await api.ok(GENERATE_STATEMENT, {"i": {"chartId": g.ann_chart, "clinicianIds": [g.ann.id],
-                                                        "periodStart": today(), "periodEnd": today()}}, g.ann.token)
-    pdf = await api.client.get(urlsplit(statement["generateStatement"]["statement"]["pdfUrl"]).path,
-                               headers={"Authorization": f"Bearer {g.ann.token}"})
+    statement = await api.ok(
+        GENERATE_STATEMENT,
+        {"i": {"chartId": g.ann_chart, "clinicianIds": [g.ann.id], "periodStart": today(), "periodEnd": today()}},
+        g.ann.token,
+    )
+    pdf = await api.client.get(
+        urlsplit(statement["generateStatement"]["statement"]["pdfUrl"]).path,
+        headers={"Authorization": f"Bearer {g.ann.token}"},
+    )
     assert pdf.status_code == 200 and "Closing balance: USD 50.00" in pdf_text(pdf.content)
 
 
@@ -208,8 +261,19 @@ async def test_charges_racing_an_archive_land_before_it_or_not_at_all(api, group
     g = group
 
     async def one_charge(n: int) -> dict:
-        return await api.post(RECORD_CHARGE, {"i": {"chartId": g.ann_chart, "clinicianId": g.ann.id, "amount": f"{n}.00",
-                                                    "occurredOn": today(), "description": "Session"}}, g.ann.token)
+        return await api.post(
+            RECORD_CHARGE,
+            {
+                "i": {
+                    "chartId": g.ann_chart,
+                    "clinicianId": g.ann.id,
+                    "amount": f"{n}.00",
+                    "occurredOn": today(),
+                    "description": "Session",
+                }
+            },
+            g.ann.token,
+        )
 
     calls = [one_charge(n) for n in range(1, 13)]
     calls.insert(6, api.post(UPDATE_CHART, {"i": {"chartId": g.ann_chart, "status": "ARCHIVED"}}, g.owner.token))
@@ -220,7 +284,9 @@ async def test_charges_racing_an_archive_land_before_it_or_not_at_all(api, group
     archived = await AuditEvent.get(action="chart.updated")
     landed = await AuditEvent.filter(action="billing.charge_recorded")
     assert all(e.sequence < archived.sequence for e in landed)
-    assert len(landed) == await BillingEntry.filter(kind="CHARGE").count() == sum(not b.get("errors") for b in results) - 1
+    assert (
+        len(landed) == await BillingEntry.filter(kind="CHARGE").count() == sum(not b.get("errors") for b in results) - 1
+    )
 
 
 # ------------------------------------------------------------------ voidInvoice
@@ -228,8 +294,13 @@ async def test_charges_racing_an_archive_land_before_it_or_not_at_all(api, group
 
 async def ledger_state() -> tuple:
     invoices = sorted((i.number, i.status, i.paid_cents) for i in await Invoice.all())
-    return (invoices, await InvoiceLine.all().count(), await VoidedInvoiceLine.all().count(),
-            await BillingEntry.all().count(), await AuditEvent.filter(action__startswith="billing.").count())
+    return (
+        invoices,
+        await InvoiceLine.all().count(),
+        await VoidedInvoiceLine.all().count(),
+        await BillingEntry.all().count(),
+        await AuditEvent.filter(action__startswith="billing.").count(),
+    )
 
 
 async def open_invoice(api, g: Group, *amounts: str) -> dict:
@@ -262,18 +333,28 @@ async def test_a_void_invoice_keeps_its_charges_listed_and_frees_them_for_a_new_
 
     event = await AuditEvent.get(action="billing.invoice_voided")
     assert (event.target_id, event.actor_id) == (first["id"], g.ann.row.id)
-    assert event.details == {"number": first["number"], "reason": "Wrong rate", "clinician": g.ann.id, "chart": g.ann_chart,
-                             "charges": 2}
+    assert event.details == {
+        "number": first["number"],
+        "reason": "Wrong rate",
+        "clinician": g.ann.id,
+        "chart": g.ann_chart,
+        "charges": 2,
+    }
 
-    second = (await api.ok(CREATE_INVOICE, {"i": {"chartId": g.ann_chart, "clinicianIds": [g.ann.id]}},
-                           g.owner.token))["createInvoice"]["invoice"]
+    second = (await api.ok(CREATE_INVOICE, {"i": {"chartId": g.ann_chart, "clinicianIds": [g.ann.id]}}, g.owner.token))[
+        "createInvoice"
+    ]["invoice"]
     assert second["total"]["amount"] == "120.00" and {e["node"]["id"] for e in second["entries"]["edges"]} == charges
     for entry in charges:
         assert (await api.ok(ENTRY_INVOICE, {"id": entry}, g.owner.token))["node"]["invoice"] == {"id": second["id"]}
     # The void one still lists what it held; listing it with its status works.
-    listed = await api.ok("{ practice { billing { invoices(status: VOID) { edges { node { id entries { totalCount } } } } } } }",
-                          token=g.owner.token)
-    assert listed["practice"]["billing"]["invoices"]["edges"] == [{"node": {"id": first["id"], "entries": {"totalCount": 2}}}]
+    listed = await api.ok(
+        "{ practice { billing { invoices(status: VOID) { edges { node { id entries { totalCount } } } } } } }",
+        token=g.owner.token,
+    )
+    assert listed["practice"]["billing"]["invoices"]["edges"] == [
+        {"node": {"id": first["id"], "entries": {"totalCount": 2}}}
+    ]
 
 
 async def test_only_open_invoices_without_payments_are_voided(api, group):
@@ -289,8 +370,19 @@ async def test_only_open_invoices_without_payments_are_voided(api, group):
     assert (await refused_void(api, g.owner.token, once["id"]))[0] == "CONFLICT"  # VOID already
     # A payment on a void invoice is refused as on any invoice that is not OPEN.
     before = await ledger_state()
-    code, _ = await api.error(RECORD_PAYMENT, {"i": {"chartId": g.ann_chart, "clinicianIds": [g.ann.id], "amount": "5.00",
-                                                     "occurredOn": today(), "invoiceId": once["id"]}}, g.ann.token)
+    code, _ = await api.error(
+        RECORD_PAYMENT,
+        {
+            "i": {
+                "chartId": g.ann_chart,
+                "clinicianIds": [g.ann.id],
+                "amount": "5.00",
+                "occurredOn": today(),
+                "invoiceId": once["id"],
+            }
+        },
+        g.ann.token,
+    )
     assert code == "CONFLICT" and await ledger_state() == before
 
 
@@ -327,8 +419,19 @@ async def test_a_void_and_a_payment_of_one_invoice_never_both_land(api, group):
     for _ in range(3):
         invoice = await open_invoice(api, g, "40.00")
         paid, voided = await asyncio.gather(
-            api.post(RECORD_PAYMENT, {"i": {"chartId": g.ann_chart, "clinicianIds": [g.ann.id], "amount": "40.00",
-                                            "occurredOn": today(), "invoiceId": invoice["id"]}}, g.ann.token),
+            api.post(
+                RECORD_PAYMENT,
+                {
+                    "i": {
+                        "chartId": g.ann_chart,
+                        "clinicianIds": [g.ann.id],
+                        "amount": "40.00",
+                        "occurredOn": today(),
+                        "invoiceId": invoice["id"],
+                    }
+                },
+                g.ann.token,
+            ),
             api.post(VOID, {"i": {"invoiceId": invoice["id"], "reason": "Duplicate"}}, g.owner.token),
         )
         outcomes = sorted(bool(body.get("errors")) for body in (paid, voided))
@@ -359,13 +462,23 @@ async def test_a_statement_prints_names_in_every_patients_alphabet(api, group):
     for name in names:
         chart = await add_chart(g.practice, name, created_by=g.owner.row.id, clinicians=[clinician.row.id])
         await charge(api, clinician, chart, clinician, "10.00", on=today(), description=f"Séance – {name}")
-        data = await api.ok(GENERATE_STATEMENT, {"i": {"chartId": chart, "clinicianIds": [clinician.id],
-                                                       "periodStart": today(), "periodEnd": today()}}, clinician.token)
+        data = await api.ok(
+            GENERATE_STATEMENT,
+            {"i": {"chartId": chart, "clinicianIds": [clinician.id], "periodStart": today(), "periodEnd": today()}},
+            clinician.token,
+        )
         statement = data["generateStatement"]["statement"]
-        response = await api.client.get(urlsplit(statement["pdfUrl"]).path, headers={"Authorization": f"Bearer {clinician.token}"})
+        response = await api.client.get(
+            urlsplit(statement["pdfUrl"]).path, headers={"Authorization": f"Bearer {clinician.token}"}
+        )
         assert response.status_code == 200
         text = pdf_text(response.content)
-        for expected in (f"Patient: {name}", "Clinician: Ελένη Παπαδοπούλου", f"Séance – {name}", "Closing balance: USD 10.00"):
+        for expected in (
+            f"Patient: {name}",
+            "Clinician: Ελένη Παπαδοπούλου",
+            f"Séance – {name}",
+            "Closing balance: USD 10.00",
+        ):
             assert expected in text, (expected, text)
         fonts = pdf_fonts(response.content)
         assert all("NotoSans" in font for font in fonts), fonts
@@ -376,11 +489,20 @@ async def test_a_statement_prints_names_in_every_patients_alphabet(api, group):
 async def test_finding_every_chart_is_not_treating_it_the_billed_clinician_must_treat_the_chart(api, group):
     """With v3's reach, MANAGE_BILLING and ASSIGN_CHARTS find every chart; the clinician an entry is for must still
     treat the chart (assigned to it, or holding VIEW_ALL_CHARTS, or the owner), the caller billing themself included."""
-    cora = await factories.add_member(api, group.owner.slug, "cora@calm.example.com", permissions=(P.MANAGE_BILLING, P.ASSIGN_CHARTS))
+    cora = await factories.add_member(
+        api, group.owner.slug, "cora@calm.example.com", permissions=(P.MANAGE_BILLING, P.ASSIGN_CHARTS)
+    )
     entries = await BillingEntry.all().count()
     for person, clinician in ((cora, cora), (group.owner, cora), (group.owner, group.ben)):
-        variables = {"i": {"chartId": group.ann_chart, "clinicianId": clinician.id, "amount": "10.00",
-                           "occurredOn": today(), "description": "Session"}}
+        variables = {
+            "i": {
+                "chartId": group.ann_chart,
+                "clinicianId": clinician.id,
+                "amount": "10.00",
+                "occurredOn": today(),
+                "description": "Session",
+            }
+        }
         code, body = await api.error(RECORD_CHARGE, variables, person.token)
         assert code == "BAD_USER_INPUT", body
         assert body["errors"][0]["extensions"]["field"] == "input.clinicianId"

@@ -68,8 +68,11 @@ def removal_date(reason: str) -> date | None:
 def unannounced_breaks(previous: GraphQLSchema, current: GraphQLSchema, today: date) -> list[str]:
     """Breaking changes that no deprecation of the previous release announced (with its date passed)."""
     due = {c for c, reason in deprecations(previous).items() if (d := removal_date(reason)) is not None and d <= today}
-    return [change.description for change in find_breaking_changes(previous, current)
-            if not any(_names(change.description, coordinate) for coordinate in due)]
+    return [
+        change.description
+        for change in find_breaking_changes(previous, current)
+        if not any(_names(change.description, coordinate) for coordinate in due)
+    ]
 
 
 def _names(description: str, coordinate: str) -> bool:
@@ -87,10 +90,14 @@ def test_nothing_the_previous_release_had_is_dropped_or_changed_without_notice()
 
 def test_the_check_catches_a_removal_and_honours_a_due_deprecation():
     before = build_sdl('type Query { a: Int b: Int @deprecated(reason: "Use a. removal on or after 2020-01-01") }')
-    assert unannounced_breaks(before, build_sdl("type Query { b: Int }"), date.today()) == ["Field Query.a was removed."]
+    assert unannounced_breaks(before, build_sdl("type Query { b: Int }"), date.today()) == [
+        "Field Query.a was removed."
+    ]
     assert unannounced_breaks(before, build_sdl("type Query { a: Int }"), date.today()) == []
     # Not due yet: still a break.
-    assert unannounced_breaks(before, build_sdl("type Query { a: Int }"), date(2019, 12, 31)) == ["Field Query.b was removed."]
+    assert unannounced_breaks(before, build_sdl("type Query { a: Int }"), date(2019, 12, 31)) == [
+        "Field Query.b was removed."
+    ]
 
 
 def test_every_deprecation_names_a_removal_date_six_months_ahead_and_is_in_the_changelog():

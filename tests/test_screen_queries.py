@@ -30,13 +30,18 @@ async def practice(api) -> dict:
     owner = await factories.sign_up(api)
     await api.ok("mutation { activateGroupPractice { practice { kind } } }", token=owner.token)
     clinicians: list[Account] = [
-        await factories.add_member(api, owner.slug, f"clinician{i}@example.com", role=Role.CLINICIAN) for i in range(ROWS)
+        await factories.add_member(api, owner.slug, f"clinician{i}@example.com", role=Role.CLINICIAN)
+        for i in range(ROWS)
     ]
     charts = []
     for i in range(ROWS):
         chart = await Chart.create(
-            id=uuid.uuid4(), practice_id=owner.row.practice_id, patient_name=f"Patient {i}", patient_name_search=f"patient {i}",
-            created_by_id=owner.row.id, created_at=now(),
+            id=uuid.uuid4(),
+            practice_id=owner.row.practice_id,
+            patient_name=f"Patient {i}",
+            patient_name_search=f"patient {i}",
+            created_by_id=owner.row.id,
+            created_at=now(),
         )
         for clinician in (clinicians[i], clinicians[(i + 1) % ROWS]):
             await ChartAssignment.create(id=uuid.uuid4(), chart=chart, clinician_id=clinician.row.id, created_at=now())

@@ -56,8 +56,10 @@ async def test_item7_total_count_only_records_no_reads(api):
     assert await chart_reads(practice_id) == []
 
     # A list that returns its charts' fields records them, and only them.
-    data = await api.ok("{ practice { total: charts { totalCount } page: charts(first: 2) { edges { node { patientName } } } } }",
-                        token=owner.token)
+    data = await api.ok(
+        "{ practice { total: charts { totalCount } page: charts(first: 2) { edges { node { patientName } } } } }",
+        token=owner.token,
+    )
     assert [e["node"]["patientName"] for e in data["practice"]["page"]["edges"]] == ["Patient 2", "Patient 1"]
     reads = await chart_reads(practice_id)
     assert len(reads) == 2 and {e.details["via"] for e in reads} == {"Practice.charts"}
@@ -67,13 +69,15 @@ async def test_item7_one_read_event_per_chart_per_request(api):
     owner = await factories.owner(api)
     practice_id = owner.member.practice_id
     chart_ids = [
-        (await factories.create_chart(api, owner.token, f"Patient {i}", clinicianIds=[owner.id]))["id"] for i in range(3)
+        (await factories.create_chart(api, owner.token, f"Patient {i}", clinicianIds=[owner.id]))["id"]
+        for i in range(3)
     ]
 
     # The same charts through 10 aliases of the list, 10 of node(), Member.assignedCharts and a fragment.
     lists = aliased(10, "charts(first: 100) { edges { node { id patientName } } }")
     nodes = " ".join(f'n{i}: node(id: "{chart_ids[0]}") {{ ... on Chart {{ patientName }} }}' for i in range(10))
-    query = f"""{{ practice {{ {lists} more: charts {{ ...Page }} }} viewer {{ assignedCharts {{ ...Page }} }} {nodes} }}
+    query = f"""{{ practice {{ {lists} more: charts {{ ...Page }} }} viewer {{ assignedCharts {{ ...Page }} }} {nodes}
+    }}
         fragment Page on ChartConnection {{ edges {{ node {{ id dateOfBirth }} }} }}"""
     data = await api.ok(query, token=owner.token)
     assert len(data["practice"]["a9"]["edges"]) == 3 and data["n9"]["patientName"] == "Patient 0"
@@ -91,7 +95,9 @@ async def test_item7_one_denial_event_per_field(api):
     practice_id = owner.member.practice_id
     clinician = await factories.add_member(api, owner, "casey@example.com")
 
-    code, body = await api.error(f"{{ practice {{ {aliased(40, 'apiTokens { totalCount }')} }} }}", token=clinician.token)
+    code, body = await api.error(
+        f"{{ practice {{ {aliased(40, 'apiTokens { totalCount }')} }} }}", token=clinician.token
+    )
     assert code == "FORBIDDEN" and len(body["errors"]) == 40
     [denied] = await denials(practice_id)
     assert denied.actor_id == clinician.member.id
@@ -115,17 +121,18 @@ async def test_item7_every_read_that_returns_chart_data_is_recorded_or_withheld(
     body = await api.post(
         """query($id: ID!) { practice { charts { edges { node { patientName } } } apiTokens { totalCount } }
              node(id: $id) { ... on Chart { patientName } } }""",
-        {"id": chart["id"]}, clinician.token,
+        {"id": chart["id"]},
+        clinician.token,
     )
     assert body["errors"][0]["extensions"]["code"] == "FORBIDDEN"
     assert body["data"]["practice"]["charts"]["edges"][0]["node"]["patientName"] == "Very Private Name"
     assert [(e.target_id, e.actor_id) for e in await chart_reads(practice_id)] == [(chart["id"], clinician.member.id)]
 
     # A read through node() alone, selecting only the id, is a read too.
-    await api.ok('query($id: ID!) { node(id: $id) { id } }', {"id": chart["id"]}, owner.token)
+    await api.ok("query($id: ID!) { node(id: $id) { id } }", {"id": chart["id"]}, owner.token)
     assert len(await chart_reads(practice_id)) == 2
     # A chart the caller may not see is no read.
-    assert (await api.ok('query($id: ID!) { node(id: $id) { id } }', {"id": chart["id"]}, admin.token))["node"] is None
+    assert (await api.ok("query($id: ID!) { node(id: $id) { id } }", {"id": chart["id"]}, admin.token))["node"] is None
     assert len(await chart_reads(practice_id)) == 2
 
     async def broken(*args, **kwargs):
@@ -136,13 +143,15 @@ async def test_item7_every_read_that_returns_chart_data_is_recorded_or_withheld(
     for query in (
         "{ practice { charts { totalCount edges { node { patientName } } } } }",
         "{ viewer { assignedCharts { edges { node { patientName } } } } }",
-        'query($id: ID!) { node(id: $id) { ... on Chart { patientName } } }',
+        "query($id: ID!) { node(id: $id) { ... on Chart { patientName } } }",
     ):
         body = await api.post(query, {"id": chart["id"]}, owner.token)
         assert body["errors"][0]["extensions"]["code"] == "INTERNAL"
         assert "Very Private Name" not in str(body)
     # Nothing to record, nothing withheld.
-    assert (await api.ok("{ practice { charts { totalCount } } }", token=owner.token))["practice"]["charts"]["totalCount"] == 1
+    assert (await api.ok("{ practice { charts { totalCount } } }", token=owner.token))["practice"]["charts"][
+        "totalCount"
+    ] == 1
 
 
 # ------------------------------------------------------------------ item 11: audit verify
@@ -191,7 +200,11 @@ async def test_item11_verify_reports_deleted_chain(api):
     problems = await audit.verify_all()
     assert len(problems) == 2, problems
     calm_problem, other_problem = problems
-    assert "practice calm-minds" in calm_problem and "no chain head" in calm_problem and "practice.signed_up" in calm_problem
+    assert (
+        "practice calm-minds" in calm_problem
+        and "no chain head" in calm_problem
+        and "practice.signed_up" in calm_problem
+    )
     assert "practice other-place" in other_problem and "practice.signed_up" in other_problem
 
 
@@ -207,14 +220,18 @@ async def _move_events(from_id: uuid.UUID, to_id: uuid.UUID) -> None:
     async with in_transaction() as conn:
         if conn.capabilities.dialect == "postgres":
             await conn.execute_script("SET LOCAL session_replication_role = replica")
-            await conn.execute_query("UPDATE audit_events SET practice_id = $1 WHERE practice_id = $2", [to_id, from_id])
+            await conn.execute_query(
+                "UPDATE audit_events SET practice_id = $1 WHERE practice_id = $2", [to_id, from_id]
+            )
             await conn.execute_query("UPDATE audit_heads SET practice_id = $1 WHERE practice_id = $2", [to_id, from_id])
             return
     conn = AuditEvent._meta.db
     await conn.execute_script("PRAGMA foreign_keys = OFF")  # outside any transaction, or SQLite ignores it
     try:
         for table in ("audit_events", "audit_heads"):
-            await conn.execute_query(f"UPDATE {table} SET practice_id = ? WHERE practice_id = ?", [str(to_id), str(from_id)])
+            await conn.execute_query(
+                f"UPDATE {table} SET practice_id = ? WHERE practice_id = ?", [str(to_id), str(from_id)]
+            )
     finally:
         await conn.execute_script("PRAGMA foreign_keys = ON")
 
@@ -236,14 +253,22 @@ async def test_item11_verify_command_exits_1_and_names_the_practice(settings, cl
     database_url = f"sqlite://{tmp_path / 'audit.sqlite3'}"
     application = create_app(settings.with_(database_url=database_url), clock=clock, generate_schemas=True)
     transport = httpx.ASGITransport(app=application)
-    async with application.router.lifespan_context(application), httpx.AsyncClient(transport=transport, base_url="http://test") as http:
+    async with (
+        application.router.lifespan_context(application),
+        httpx.AsyncClient(transport=transport, base_url="http://test") as http,
+    ):
         await Api(http).sign_up()
 
     def verify() -> subprocess.CompletedProcess:
         env = {**os.environ, "GROUPS_API_JWT_SECRET": "x" * 40, "GROUPS_API_ENV": "development"}
         return subprocess.run(
             [sys.executable, "-m", "server.cli", "audit", "verify", "--database-url", database_url],
-            check=False, capture_output=True, text=True, env=env, cwd=Path(__file__).resolve().parent.parent, timeout=120,
+            check=False,
+            capture_output=True,
+            text=True,
+            env=env,
+            cwd=Path(__file__).resolve().parent.parent,
+            timeout=120,
         )
 
     assert verify().returncode == 0

@@ -89,7 +89,13 @@ async def test_item5_metrics_labels_are_bounded(client):
 def test_item5_the_known_operations_are_the_screens_documents():
     """The allow-list holds the operation names of the documents the project knows (bench/screens.py); the
     trusted documents of a later change are added through ``allow_operation_names``."""
-    documents = [screens.DASHBOARD, screens.CHART_LIST, screens.BILLING_HISTORY, screens.RECORD_PAYMENT, screens.clinician_balances(2)]
+    documents = [
+        screens.DASHBOARD,
+        screens.CHART_LIST,
+        screens.BILLING_HISTORY,
+        screens.RECORD_PAYMENT,
+        screens.clinician_balances(2),
+    ]
     names = {re.search(r"(?:query|mutation)\s+(\w+)", document).group(1) for document in documents}  # type: ignore[union-attr]
     assert names <= observability.known_operation_names()
     observability.allow_operation_names(["TrustedThing"])
@@ -170,10 +176,14 @@ async def test_item10_graphql_answers_are_not_cached(client):
     answers = {
         "POST": await client.post("/graphql", json={"query": "{ plans { code } }"}),
         "POST error": await client.post("/graphql", json={"query": SEARCH}),
-        "GET": await client.get("/graphql", params={"query": "{ plans { code } }"}, headers={"Accept": "application/json"}),
+        "GET": await client.get(
+            "/graphql", params={"query": "{ plans { code } }"}, headers={"Accept": "application/json"}
+        ),
         "GraphiQL": await client.get("/graphql", headers={"Accept": "text/html"}),
         "bad JSON": await client.post("/graphql", content=b"{", headers={"Content-Type": "application/json"}),
-        "too large": await client.post("/graphql", content=b"x" * 1_000_001, headers={"Content-Type": "application/json"}),
+        "too large": await client.post(
+            "/graphql", content=b"x" * 1_000_001, headers={"Content-Type": "application/json"}
+        ),
         "wrong method": await client.put("/graphql", json={"query": "{ plans { code } }"}),
     }
     for name, response in answers.items():
@@ -183,7 +193,9 @@ async def test_item10_graphql_answers_are_not_cached(client):
 async def test_item10_get_runs_no_documents_in_production(settings):
     production = settings.with_(env="production", jwt_secret="p" * 40)
     async with http_client(production) as client:
-        get = await client.get("/graphql", params={"query": "{ plans { code } }"}, headers={"Accept": "application/json"})
+        get = await client.get(
+            "/graphql", params={"query": "{ plans { code } }"}, headers={"Accept": "application/json"}
+        )
         search = await client.get("/graphql", params={"query": SEARCH})
         html = await client.get("/graphql", headers={"Accept": "text/html"})
         post = await client.post("/graphql", json={"query": "{ plans { code } }"})
@@ -198,7 +210,9 @@ async def test_item10_get_runs_no_documents_in_production(settings):
     assert post.status_code == 200 and post.json()["data"]["plans"]
     # Outside production GET still runs queries (GraphiQL uses it).
     async with http_client(settings) as client:
-        development = await client.get("/graphql", params={"query": "{ plans { code } }"}, headers={"Accept": "application/json"})
+        development = await client.get(
+            "/graphql", params={"query": "{ plans { code } }"}, headers={"Accept": "application/json"}
+        )
     assert development.status_code == 200 and development.json()["data"]["plans"]
 
 
@@ -213,8 +227,11 @@ async def test_item12_audit_request_id_is_the_servers(api, client):
             "query": """mutation($input: SignUpInput!) { signUp(input: $input) { member { id } } }""",
             "variables": {
                 "input": {
-                    "practiceName": "Calm Minds", "name": "Olive Owner", "email": "owner@example.com",
-                    "password": "correct horse battery", "planCode": "erx-lite",
+                    "practiceName": "Calm Minds",
+                    "name": "Olive Owner",
+                    "email": "owner@example.com",
+                    "password": "correct horse battery",
+                    "planCode": "erx-lite",
                 }
             },
         },

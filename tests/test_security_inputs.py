@@ -49,7 +49,9 @@ async def client_at(app):
     clients: list[httpx.AsyncClient] = []
 
     def make(address: str) -> Api:
-        http = httpx.AsyncClient(transport=httpx.ASGITransport(app=app, client=(address, 40000)), base_url="http://test")
+        http = httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app, client=(address, 40000)), base_url="http://test"
+        )
         clients.append(http)
         return Api(http)
 
@@ -63,15 +65,27 @@ def codes(body: dict) -> list[str]:
 
 
 async def everything_sign_up_writes() -> tuple[int, int, int, int]:
-    return (await Practice.all().count(), await Member.all().count(), await Session.all().count(), await AuditEvent.all().count())
+    return (
+        await Practice.all().count(),
+        await Member.all().count(),
+        await Session.all().count(),
+        await AuditEvent.all().count(),
+    )
 
 
 SIGN_UP = "mutation($i: SignUpInput!) { signUp(input: $i) { accessToken member { id } } }"
 
 
 def sign_up_variables(n: int) -> dict:
-    return {"i": {"practiceName": f"Practice {n}", "name": "Olive Owner", "email": f"owner{n}@example.com", "password": PASSWORD,
-                  "planCode": "erx-lite"}}
+    return {
+        "i": {
+            "practiceName": f"Practice {n}",
+            "name": "Olive Owner",
+            "email": f"owner{n}@example.com",
+            "password": PASSWORD,
+            "planCode": "erx-lite",
+        }
+    }
 
 
 # ------------------------------------------------------------------ item 6: sign-up throttle, hashing off the loop
@@ -148,7 +162,11 @@ async def test_item6_password_hashing_does_not_block_the_loop(api, monkeypatch, 
     else:
         owner = await subs.group_practice(api)
         issued = await subs.invite(api, owner, "casey@example.com")
-        query, variables, method = subs.ACCEPT, {"i": {"token": issued["token"], "name": "Casey", "password": PASSWORD}}, "hash"
+        query, variables, method = (
+            subs.ACCEPT,
+            {"i": {"token": issued["token"], "name": "Casey", "password": PASSWORD}},
+            "hash",
+        )
 
     entered, cheap_answered = threading.Event(), threading.Event()
     answered_while_hashing: list[bool] = []
@@ -178,19 +196,60 @@ async def ledger_snapshot() -> tuple:
     return (await BillingEntry.all().count(), balances, await AuditEvent.filter(action__startswith="billing.").count())
 
 
-LITERAL_CHARGE = """mutation { recordCharge(input: {chartId: "%s", clinicianId: "%s", amount: %s, occurredOn: "2026-03-02",
+LITERAL_CHARGE = """mutation { recordCharge(input: {chartId: "%s", clinicianId: "%s", amount: %s, occurredOn:
+"2026-03-02",
   description: "Session"}) { entry { id amount { amount } } } }"""
 
 # Each as a JSON variable; exponents, separators, non-ASCII digits, JSON numbers, spaces, a lone point, too many
 # digits (and what Python's Decimal would also read: NaN, Infinity).
 NOT_PLAIN = [
-    "1e999999999", "1E+2", "1e2", "-1e-999999999", "1_000", "١٢", "１２", "12\u00a0", " 12", "12 ", "+-1", "0x10", "1.", ".5",
-    "1..5", "1,50", "NaN", "Infinity", "-inf", "sNaN", "", "ten", "9" * 29, "1." + "0" * 40, 10.5, 10, 1e300, True, ["10"],
+    "1e999999999",
+    "1E+2",
+    "1e2",
+    "-1e-999999999",
+    "1_000",
+    "١٢",
+    "１２",
+    "12\u00a0",
+    " 12",
+    "12 ",
+    "+-1",
+    "0x10",
+    "1.",
+    ".5",
+    "1..5",
+    "1,50",
+    "NaN",
+    "Infinity",
+    "-inf",
+    "sNaN",
+    "",
+    "ten",
+    "9" * 29,
+    "1." + "0" * 40,
+    10.5,
+    10,
+    1e300,
+    True,
+    ["10"],
     {"amount": "10"},
 ]
 # The same as literals in the document.
-NOT_PLAIN_LITERALS = ['"1e999999999"', '"1_000"', '"١٢"', '"1."', '".5"', '"NaN"', "10.5", "10", "1e2", "true", '["10"]',
-                      '{amount: "10"}', f'"{"9" * 29}"']
+NOT_PLAIN_LITERALS = [
+    '"1e999999999"',
+    '"1_000"',
+    '"١٢"',
+    '"1."',
+    '".5"',
+    '"NaN"',
+    "10.5",
+    "10",
+    "1e2",
+    "true",
+    '["10"]',
+    '{amount: "10"}',
+    f'"{"9" * 29}"',
+]
 
 
 async def test_item8_decimal_accepts_only_plain_ascii_decimals(api, client):
@@ -199,8 +258,11 @@ async def test_item8_decimal_accepts_only_plain_ascii_decimals(api, client):
     before = await ledger_snapshot()
     entry = {"chartId": g.ann_chart, "clinicianId": g.ann.id, "occurredOn": "2026-03-02", "description": "Session"}
     for amount in NOT_PLAIN:
-        response = await client.post("/graphql", json={"query": billing.RECORD_CHARGE, "variables": {"i": {**entry, "amount": amount}}},
-                                     headers={"authorization": f"Bearer {g.owner.token}"})
+        response = await client.post(
+            "/graphql",
+            json={"query": billing.RECORD_CHARGE, "variables": {"i": {**entry, "amount": amount}}},
+            headers={"authorization": f"Bearer {g.owner.token}"},
+        )
         assert not response_problems(response.status_code, response.content), (amount, response.text)
         body = response.json()
         assert codes(body) == ["BAD_USER_INPUT"], (amount, body)
@@ -210,19 +272,36 @@ async def test_item8_decimal_accepts_only_plain_ascii_decimals(api, client):
         assert codes(body) == ["BAD_USER_INPUT"], (literal, body)
         assert body["errors"][0]["extensions"]["field"] == "input.amount", (literal, body)
     # The other amounts: payments, refunds and signed adjustments read the same scalar.
-    for mutation, extra in [(billing.RECORD_PAYMENT, {"clinicianIds": [g.ann.id]}), (billing.RECORD_REFUND, {"clinicianIds": [g.ann.id]}),
-                            (billing.RECORD_ADJUSTMENT, {"clinicianId": g.ann.id, "description": "x"})]:
+    for mutation, extra in [
+        (billing.RECORD_PAYMENT, {"clinicianIds": [g.ann.id]}),
+        (billing.RECORD_REFUND, {"clinicianIds": [g.ann.id]}),
+        (billing.RECORD_ADJUSTMENT, {"clinicianId": g.ann.id, "description": "x"}),
+    ]:
         for amount in ["1e999999999", "-1e999999999", "1_0", 5]:
             variables = {"i": {"chartId": g.ann_chart, "amount": amount, "occurredOn": "2026-03-02", **extra}}
             body = await api.post(mutation, variables, g.owner.token)
-            assert codes(body) == ["BAD_USER_INPUT"] and body["errors"][0]["extensions"]["field"] == "input.amount", (amount, body)
+            assert codes(body) == ["BAD_USER_INPUT"] and body["errors"][0]["extensions"]["field"] == "input.amount", (
+                amount,
+                body,
+            )
     assert await ledger_snapshot() == before
 
     # Plain decimals still work, as variables and as literals: a sign, leading and trailing zeros.
     assert (await billing.charge(api, g.owner, g.ann_chart, g.ann, "+0012.50"))["entry"]["amount"]["amount"] == "12.50"
     assert (await billing.charge(api, g.owner, g.ann_chart, g.ann, "7.000"))["entry"]["amount"]["amount"] == "7.00"
-    adjusted = await api.ok(billing.RECORD_ADJUSTMENT, {"i": {"chartId": g.ann_chart, "clinicianId": g.ann.id, "amount": "-0.5",
-                                                               "occurredOn": "2026-03-02", "description": "x"}}, g.owner.token)
+    adjusted = await api.ok(
+        billing.RECORD_ADJUSTMENT,
+        {
+            "i": {
+                "chartId": g.ann_chart,
+                "clinicianId": g.ann.id,
+                "amount": "-0.5",
+                "occurredOn": "2026-03-02",
+                "description": "x",
+            }
+        },
+        g.owner.token,
+    )
     assert adjusted["recordAdjustment"]["entry"]["amount"]["amount"] == "-0.50"
     data = await api.ok(LITERAL_CHARGE % (g.ann_chart, g.ann.id, '"3"'), token=g.owner.token)
     assert data["recordCharge"]["entry"]["amount"]["amount"] == "3.00"
@@ -247,20 +326,44 @@ ID = {"u": "0" * 32}
 
 # Every list that pages by time: its query (with $after) and the cursor it reads, given a time.
 LISTS = {
-    "billing history": ("query($after: String) { practice { billing { history(after: $after) { edges { node { id } } } } } }",
-                        lambda t: [{"d": "2026-03-02"}, {"t": t}, ID]),
-    "charts": ("query($after: String) { practice { charts(after: $after) { edges { node { id } } } } }", lambda t: [{"t": t}, ID]),
-    "chart notes": ("query($after: String) { practice { charts { edges { node { notes(after: $after) { edges { node { id } } } } } } } }",
-                    lambda t: [{"t": t}, ID]),
-    "assigned charts": ("query($after: String) { practice { members { edges { node { assignedCharts(after: $after) { edges { node { id } } } } } } } }",
-                        lambda t: [{"t": t}, ID]),
-    "members": ("query($after: String) { practice { members(after: $after) { edges { node { id } } } } }", lambda t: [{"t": t}, ID]),
-    "invitations": ("query($after: String) { practice { invitations(after: $after) { edges { node { id } } } } }",
-                    lambda t: [{"t": t}, ID]),
-    "api tokens": ("query($after: String) { practice { apiTokens(after: $after) { edges { node { id } } } } }", lambda t: [{"t": t}, ID]),
-    "subscription charges": ("query($after: String) { practice { subscription { charges(after: $after) { edges { node { id } } } } } }",
-                             lambda t: [{"t": t}, ID]),
-    "audit log": ("query($after: String) { practice { auditLog(after: $after) { edges { node { id } } } } }", lambda t: [{"t": t}]),
+    "billing history": (
+        "query($after: String) { practice { billing { history(after: $after) { edges { node { id } } } } } }",
+        lambda t: [{"d": "2026-03-02"}, {"t": t}, ID],
+    ),
+    "charts": (
+        "query($after: String) { practice { charts(after: $after) { edges { node { id } } } } }",
+        lambda t: [{"t": t}, ID],
+    ),
+    "chart notes": (
+        "query($after: String) { practice { charts { edges { node { notes(after: $after) { edges { node { id } } } } } "
+        "} } }",
+        lambda t: [{"t": t}, ID],
+    ),
+    "assigned charts": (
+        "query($after: String) { practice { members { edges { node { assignedCharts(after: $after) { edges { node { id "
+        "} } } } } } } }",
+        lambda t: [{"t": t}, ID],
+    ),
+    "members": (
+        "query($after: String) { practice { members(after: $after) { edges { node { id } } } } }",
+        lambda t: [{"t": t}, ID],
+    ),
+    "invitations": (
+        "query($after: String) { practice { invitations(after: $after) { edges { node { id } } } } }",
+        lambda t: [{"t": t}, ID],
+    ),
+    "api tokens": (
+        "query($after: String) { practice { apiTokens(after: $after) { edges { node { id } } } } }",
+        lambda t: [{"t": t}, ID],
+    ),
+    "subscription charges": (
+        "query($after: String) { practice { subscription { charges(after: $after) { edges { node { id } } } } } }",
+        lambda t: [{"t": t}, ID],
+    ),
+    "audit log": (
+        "query($after: String) { practice { auditLog(after: $after) { edges { node { id } } } } }",
+        lambda t: [{"t": t}],
+    ),
 }
 
 
@@ -281,15 +384,20 @@ async def test_item9_out_of_range_cursor_is_bad_input(api, client, name):
     await charts.add_note(api, g.ann.token, g.ann_chart)
     await subs.invite(api, g.owner.token, "casey@example.com")
     await api.ok("mutation { startSubscription { subscription { status } } }", token=g.owner.token)
-    await api.ok('mutation { createApiToken(input: {name: "Partner", scopes: [READ_CHARTS]}) { token } }', token=g.owner.token)
+    await api.ok(
+        'mutation { createApiToken(input: {name: "Partner", scopes: [READ_CHARTS]}) { token } }', token=g.owner.token
+    )
     caller = g.ann if name == "chart notes" else g.owner
     first_page = await api.ok(query, {"after": None}, caller.token)
     assert "'edges': [{" in str(first_page), first_page  # the list has rows for this caller
     writes = await writes_other_than_reads()
     for moment in EXTREME_TIMES:
         cursor = hand_made(cursor_of(moment))
-        response = await client.post("/graphql", json={"query": query, "variables": {"after": cursor}},
-                                     headers={"authorization": f"Bearer {caller.token}"})
+        response = await client.post(
+            "/graphql",
+            json={"query": query, "variables": {"after": cursor}},
+            headers={"authorization": f"Bearer {caller.token}"},
+        )
         assert not response_problems(response.status_code, response.content), (moment, response.text)
         body = response.json()
         # Nested lists (notes, assigned charts) refuse it once per parent.

@@ -49,16 +49,30 @@ def clock():
 async def state() -> dict:
     """Everything a refused members/invitations mutation could have touched."""
     return {
-        "members": await Member.all().order_by("id").values(
-            "id", "name", "status", "role", "permissions", "plan_code", "trainee_status", "training_proof_valid_until",
-            "password_hash", "deactivated_at",
+        "members": await Member.all()
+        .order_by("id")
+        .values(
+            "id",
+            "name",
+            "status",
+            "role",
+            "permissions",
+            "plan_code",
+            "trainee_status",
+            "training_proof_valid_until",
+            "password_hash",
+            "deactivated_at",
         ),
         "assignments": sorted(await ChartAssignment.all().values_list("chart_id", "clinician_id")),
-        "invitations": await Invitation.all().order_by("id").values("id", "status", "token_hash", "expires_at", "member_id"),
+        "invitations": await Invitation.all()
+        .order_by("id")
+        .values("id", "status", "token_hash", "expires_at", "member_id"),
         "outbox": await OutboxMessage.all().count(),
         "sessions": await Session.all().order_by("id").values("id", "revoked_at"),
         "charges": await SubscriptionCharge.all().count(),
-        "audit": await AuditEvent.exclude(action="auth.denied").order_by("created_at", "sequence").values_list("id", flat=True),
+        "audit": await AuditEvent.exclude(action="auth.denied")
+        .order_by("created_at", "sequence")
+        .values_list("id", flat=True),
     }
 
 
@@ -92,7 +106,9 @@ async def test_item2_reassigning_charts_needs_assign_charts(api):
     boss = await owner(api)
     leaving, charts = await clinician_with_charts(api, boss)
     # An administrator holding MANAGE_MEMBERS alone, with a clinician account of his own in the practice.
-    admin = await add_member(api, boss, "adam@example.com", role=Role.ADMINISTRATOR, permissions=[Permission.MANAGE_MEMBERS])
+    admin = await add_member(
+        api, boss, "adam@example.com", role=Role.ADMINISTRATOR, permissions=[Permission.MANAGE_MEMBERS]
+    )
     sock_puppet = await add_member(api, boss, "adam.clinician@example.com")
     # A clinician holding MANAGE_MEMBERS alone, moving the charts to a third colleague.
     manager = await add_member(api, boss, "cleo@example.com", permissions=[Permission.MANAGE_MEMBERS])
@@ -138,22 +154,28 @@ async def test_item2_each_moved_chart_is_audited(api):
         boss.token,
     )
     # A clinician holding both permissions may name themself as the successor.
-    lead = await add_member(api, boss, "lead@example.com", permissions=[Permission.MANAGE_MEMBERS, Permission.ASSIGN_CHARTS])
+    lead = await add_member(
+        api, boss, "lead@example.com", permissions=[Permission.MANAGE_MEMBERS, Permission.ASSIGN_CHARTS]
+    )
     second_leaving = await add_member(api, boss, "second@example.com")
     third = await create_chart(api, boss.token, "Pat Third", clinicianIds=[second_leaving.id])
 
     assert (await deactivate(api, boss.token, leaving.id, successor.id))[0] == "ok"
     assert (await deactivate(api, lead.token, second_leaving.id, lead.id))[0] == "ok"
 
-    events = await AuditEvent.filter(action__in=["chart.assigned", "chart.unassigned"]).values("action", "target_id", "details", "actor_id")
+    events = await AuditEvent.filter(action__in=["chart.assigned", "chart.unassigned"]).values(
+        "action", "target_id", "details", "actor_id"
+    )
     moves = [e for e in events if (e["details"] or {}).get("via") == "deactivateMember"]
-    assert sorted((e["action"], e["target_id"], e["details"]["clinician"], e["actor_id"]) for e in moves) == sorted([
-        ("chart.unassigned", charts[0], leaving.id, boss.member.id),
-        ("chart.assigned", charts[0], successor.id, boss.member.id),
-        ("chart.unassigned", charts[1], leaving.id, boss.member.id),  # the successor already held it
-        ("chart.unassigned", third["id"], second_leaving.id, lead.member.id),
-        ("chart.assigned", third["id"], lead.id, lead.member.id),
-    ])
+    assert sorted((e["action"], e["target_id"], e["details"]["clinician"], e["actor_id"]) for e in moves) == sorted(
+        [
+            ("chart.unassigned", charts[0], leaving.id, boss.member.id),
+            ("chart.assigned", charts[0], successor.id, boss.member.id),
+            ("chart.unassigned", charts[1], leaving.id, boss.member.id),  # the successor already held it
+            ("chart.unassigned", third["id"], second_leaving.id, lead.member.id),
+            ("chart.assigned", third["id"], lead.id, lead.member.id),
+        ]
+    )
     assert (await api.ok(NOTES, {"id": charts[0]}, successor.token))["node"]["notes"]["edges"] == [
         {"node": {"body": "private clinical note"}}
     ]
@@ -194,21 +216,36 @@ async def test_item3_accepting_never_reactivates_an_existing_account(api, clock)
     # An invitation for the former member's email made before the fix (inviteMember now refuses to make one).
     token, now = new_secret(), clock.now()
     await Invitation.create(
-        id=uuid.uuid4(), practice_id=row.practice_id, email=row.email, role=Role.CLINICIAN, plan_code="erx-lite",
-        permissions=["MANAGE_MEMBERS"], token_hash=hash_secret(token), invited_by_id=(await Member.get(role=Role.OWNER)).id,
-        created_at=now, expires_at=now + timedelta(days=7),
+        id=uuid.uuid4(),
+        practice_id=row.practice_id,
+        email=row.email,
+        role=Role.CLINICIAN,
+        plan_code="erx-lite",
+        permissions=["MANAGE_MEMBERS"],
+        token_hash=hash_secret(token),
+        invited_by_id=(await Member.get(role=Role.OWNER)).id,
+        created_at=now,
+        expires_at=now + timedelta(days=7),
     )
 
     before = await state()
-    code, body = await api.error(ACCEPT, {"i": {"token": token, "name": "Mallory", "password": "mallory's own password"}})
+    code, body = await api.error(
+        ACCEPT, {"i": {"token": token, "name": "Mallory", "password": "mallory's own password"}}
+    )
     assert code == "CONFLICT", body
     assert "reactivateMember" in body["errors"][0]["message"]
     assert body["data"]["acceptInvitation"] is None
     assert await state() == before
     again = await Member.get(id=row.id)
-    assert (again.status, again.password_hash, again.name) == (MemberStatus.DEACTIVATED, row.password_hash, "Casey Former")
+    assert (again.status, again.password_hash, again.name) == (
+        MemberStatus.DEACTIVATED,
+        row.password_hash,
+        "Casey Former",
+    )
     for password in ("mallory's own password", PASSWORD):
-        assert (await api.log_in(SLUG, "casey@example.com", password))["errors"][0]["extensions"]["code"] == "UNAUTHENTICATED"
+        assert (await api.log_in(SLUG, "casey@example.com", password))["errors"][0]["extensions"][
+            "code"
+        ] == "UNAUTHENTICATED"
     assert former["member"]["id"] == gid(row)
 
 
@@ -220,7 +257,11 @@ async def test_item3_reactivate_member_brings_back_the_former_account_and_charge
     owner_token = await log_in(api, OWNER_EMAIL)
     proof = (TRIAL_END + timedelta(days=365)).date().isoformat()
     former = await former_member(
-        api, owner_token, plan="erx-pro", traineeStatus="PRESCRIBER_TRAINEE", trainingProofValidUntil=proof,
+        api,
+        owner_token,
+        plan="erx-pro",
+        traineeStatus="PRESCRIBER_TRAINEE",
+        trainingProofValidUntil=proof,
         permissions=["VIEW_BILLING", "VIEW_ALL_CHARTS"],
     )
     member_id = former["member"]["id"]
@@ -229,24 +270,36 @@ async def test_item3_reactivate_member_brings_back_the_former_account_and_charge
     assert await run_billing(clock.now()) == 1
     clock.advance(timedelta(days=10))
     owner_token = await log_in(api, OWNER_EMAIL)
-    quoted = await quote(api, owner_token, "CLINICIAN", "erx-pro", trainee="PRESCRIBER_TRAINEE", proof=proof, member=member_id)
+    quoted = await quote(
+        api, owner_token, "CLINICIAN", "erx-pro", trainee="PRESCRIBER_TRAINEE", proof=proof, member=member_id
+    )
     assert quoted["chargeNow"]["amount"] == "43.69"  # half of 129.00 for a prescriber trainee, x 21/31
 
     back = (await api.ok(REACTIVATE, {"i": {"memberId": member_id}}, owner_token))["reactivateMember"]
     assert back["member"] == {
-        "id": member_id, "name": "Casey Former", "role": "CLINICIAN", "status": "ACTIVE", "email": "casey@example.com",
-        "permissions": ["VIEW_ALL_CHARTS", "VIEW_BILLING"], "plan": {"code": "erx-pro"},
-        "traineeStatus": "PRESCRIBER_TRAINEE", "trainingProofValidUntil": proof,
+        "id": member_id,
+        "name": "Casey Former",
+        "role": "CLINICIAN",
+        "status": "ACTIVE",
+        "email": "casey@example.com",
+        "permissions": ["VIEW_ALL_CHARTS", "VIEW_BILLING"],
+        "plan": {"code": "erx-pro"},
+        "traineeStatus": "PRESCRIBER_TRAINEE",
+        "trainingProofValidUntil": proof,
     }
     assert (back["charge"]["kind"], back["charge"]["amount"]["amount"], back["charge"]["member"]["id"]) == (
-        "PRORATED_SEAT", quoted["chargeNow"]["amount"], member_id
+        "PRORATED_SEAT",
+        quoted["chargeNow"]["amount"],
+        member_id,
     )
     # Their own password signs them in.
     signed = await api.log_in(SLUG, "casey@example.com")
     assert signed["data"]["logIn"]["member"]["id"] == member_id
-    events = await AuditEvent.filter(action__in=["member.reactivated", "subscription.seat_charged"], created_at=clock.now()).order_by(
-        "sequence"
-    ).values_list("action", "target_id", "actor_id")
+    events = (
+        await AuditEvent.filter(action__in=["member.reactivated", "subscription.seat_charged"], created_at=clock.now())
+        .order_by("sequence")
+        .values_list("action", "target_id", "actor_id")
+    )
     owner_id = (await Member.get(role=Role.OWNER)).id
     assert events == [
         ("member.reactivated", member_id, owner_id),
@@ -273,7 +326,8 @@ async def test_item3_reactivating_in_the_period_already_paid_charges_nothing(api
     # The sessions they had before leaving stay ended (their access token has not expired yet).
     assert (await api.error("{ viewer { id } }", token=former["accessToken"]))[0] == "UNAUTHENTICATED"
     code, _ = await api.error(
-        "mutation($t: String) { refreshSession(input: {refreshToken: $t}) { accessToken } }", {"t": former["refreshToken"]}
+        "mutation($t: String) { refreshSession(input: {refreshToken: $t}) { accessToken } }",
+        {"t": former["refreshToken"]},
     )
     assert code == "UNAUTHENTICATED"
     assert (await api.log_in(SLUG, "casey@example.com"))["data"]["logIn"]["member"]["id"] == former["member"]["id"]
@@ -309,7 +363,9 @@ async def test_item3_reactivate_member_refusals_change_nothing(api):
     assert await state() == before
 
     # A MANAGE_MEMBERS holder brings back a member without grants; the owner one with grants.
-    assert (await api.ok(REACTIVATE, {"i": {"memberId": without_grants}}, manager))["reactivateMember"]["member"]["status"] == "ACTIVE"
+    assert (await api.ok(REACTIVATE, {"i": {"memberId": without_grants}}, manager))["reactivateMember"]["member"][
+        "status"
+    ] == "ACTIVE"
     back = (await api.ok(REACTIVATE, {"i": {"memberId": with_grants}}, owner_token))["reactivateMember"]["member"]
     assert (back["status"], back["permissions"]) == ("ACTIVE", ["MANAGE_BILLING"])
     code, _ = await api.error(REACTIVATE, {"i": {"memberId": with_grants}}, owner_token)
@@ -342,9 +398,13 @@ async def test_item4_an_invitation_with_permissions_is_resent_only_by_the_owner(
 
     # The owner resends such an invitation; a MANAGE_MEMBERS holder resends one without permissions.
     granted = await invite(api, owner_token, "second.lead@example.com", permissions=["VIEW_BILLING"])
-    assert (await api.ok(RESEND, {"i": {"invitationId": granted["invitation"]["id"]}}, owner_token))["resendInvitation"]["token"]
+    assert (await api.ok(RESEND, {"i": {"invitationId": granted["invitation"]["id"]}}, owner_token))[
+        "resendInvitation"
+    ]["token"]
     plain = await invite(api, owner_token, "plain@example.com")
-    assert (await api.ok(RESEND, {"i": {"invitationId": plain["invitation"]["id"]}}, manager))["resendInvitation"]["token"]
+    assert (await api.ok(RESEND, {"i": {"invitationId": plain["invitation"]["id"]}}, manager))["resendInvitation"][
+        "token"
+    ]
 
 
 @postgres_only()
@@ -361,9 +421,14 @@ async def test_item3_two_concurrent_reactivations_bring_the_member_back_and_char
     owner_token = await log_in(api, OWNER_EMAIL)
     seat_charges = await SubscriptionCharge.filter(kind="PRORATED_SEAT").count()
 
-    bodies = await asyncio.gather(*(api.post(REACTIVATE, {"i": {"memberId": member_id}}, owner_token) for _ in range(4)))
+    bodies = await asyncio.gather(
+        *(api.post(REACTIVATE, {"i": {"memberId": member_id}}, owner_token) for _ in range(4))
+    )
     assert sorted(b["errors"][0]["extensions"]["code"] if b.get("errors") else "ok" for b in bodies) == [
-        "CONFLICT", "CONFLICT", "CONFLICT", "ok"
+        "CONFLICT",
+        "CONFLICT",
+        "CONFLICT",
+        "ok",
     ]
     assert await SubscriptionCharge.filter(kind="PRORATED_SEAT").count() == seat_charges + 1
     assert await AuditEvent.filter(action="member.reactivated").count() == 1

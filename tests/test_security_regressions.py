@@ -25,7 +25,9 @@ from resolvers import members as member_rules
 from tests.conftest import PASSWORD
 from tests.factories_charts import add_member, create_chart, owner
 
-LOG_IN = 'logIn(input: {practiceSlug: "<slug>", email: "<email>", password: "<password>"}) { accessToken member { id } }'
+LOG_IN = (
+    'logIn(input: {practiceSlug: "<slug>", email: "<email>", password: "<password>"}) { accessToken member { id } }'
+)
 SET_PERMISSIONS = 'setMemberPermissions(input: {memberId: "<member>", permissions: [<permissions>]}) { member { id } }'
 UPDATE_MEMBER = 'updateMember(input: {memberId: "<member>", role: ADMINISTRATOR}) { member { id role } }'
 DEACTIVATE = 'deactivateMember(input: {memberId: "<member>"}) { member { id } }'
@@ -70,12 +72,18 @@ async def attack(api):
 
 async def test_item1_identity_switch_document_is_refused_and_changes_nothing(api, attack):
     admin, clinician = attack["admin"], attack["clinician"]
-    document = "mutation { " + " ".join([
-        fill(RECORD_CHARGE, chart=attack["chart"]["id"], member=clinician.id),
-        fill(LOG_IN, slug=attack["slug_b"], email="admin@a.example", password=PASSWORD),
-        fill(SET_PERMISSIONS, member=admin.id, permissions=ALL_PERMISSIONS),
-        fill(UPDATE_MEMBER, member=clinician.id),
-    ]) + " }"
+    document = (
+        "mutation { "
+        + " ".join(
+            [
+                fill(RECORD_CHARGE, chart=attack["chart"]["id"], member=clinician.id),
+                fill(LOG_IN, slug=attack["slug_b"], email="admin@a.example", password=PASSWORD),
+                fill(SET_PERMISSIONS, member=admin.id, permissions=ALL_PERMISSIONS),
+                fill(UPDATE_MEMBER, member=clinician.id),
+            ]
+        )
+        + " }"
+    )
     before = await _snapshot()
     code, body = await api.error(document, token=admin.token)
     assert code == "BAD_USER_INPUT"

@@ -22,7 +22,9 @@ TRIAL_DAYS = 12  # not the default (30): proves the setting is used
 
 SIGN_UP = """mutation($input: SignUpInput!) { signUp(input: $input) {
   accessToken refreshToken member { id role email plan { code } } } }"""
-REFRESH = "mutation($t: String) { refreshSession(input: {refreshToken: $t}) { accessToken refreshToken member { id } } }"
+REFRESH = (
+    "mutation($t: String) { refreshSession(input: {refreshToken: $t}) { accessToken refreshToken member { id } } }"
+)
 LOG_OUT = "mutation($t: String) { logOut(input: {refreshToken: $t}) { loggedOut } }"
 VIEWER = "{ viewer { id } }"
 
@@ -33,7 +35,13 @@ def settings(settings):
 
 
 def sign_up_input(**changes) -> dict:
-    values = {"practiceName": "Calm Minds", "name": "Olive Owner", "email": "owner@example.com", "password": PASSWORD, "planCode": "erx-lite"}
+    values = {
+        "practiceName": "Calm Minds",
+        "name": "Olive Owner",
+        "email": "owner@example.com",
+        "password": PASSWORD,
+        "planCode": "erx-lite",
+    }
     return {"input": {**values, **changes}}
 
 
@@ -48,9 +56,16 @@ async def assert_unauthenticated(api, token: str) -> None:
 
 async def test_sign_up_creates_a_solo_practice_with_its_owner_on_the_chosen_plan(api):
     owner = await sign_up(api, practice="Calm Minds & Co.", plan="therapist-plus")
-    data = await api.ok("{ viewer { role email plan { code } } practice { name slug kind owner { id } } }", token=owner.token)
+    data = await api.ok(
+        "{ viewer { role email plan { code } } practice { name slug kind owner { id } } }", token=owner.token
+    )
     assert data["viewer"] == {"role": "OWNER", "email": "owner@example.com", "plan": {"code": "therapist-plus"}}
-    assert data["practice"] == {"name": "Calm Minds & Co.", "slug": "calm-minds-co", "kind": "SOLO", "owner": {"id": owner.id}}
+    assert data["practice"] == {
+        "name": "Calm Minds & Co.",
+        "slug": "calm-minds-co",
+        "kind": "SOLO",
+        "owner": {"id": owner.id},
+    }
     assert await Member.filter(practice__slug="calm-minds-co").count() == 1
 
 
@@ -171,7 +186,12 @@ async def test_every_failed_log_in_says_only_invalid_credentials(api):
         assert body["data"] == {"logIn": None}
         errors.append(body["errors"])
     assert errors[0] == [
-        {"message": "invalid credentials", "locations": errors[0][0]["locations"], "path": ["logIn"], "extensions": {"code": "UNAUTHENTICATED"}}
+        {
+            "message": "invalid credentials",
+            "locations": errors[0][0]["locations"],
+            "path": ["logIn"],
+            "extensions": {"code": "UNAUTHENTICATED"},
+        }
     ]
     assert all(e == errors[0] for e in errors)
 
@@ -181,9 +201,14 @@ async def test_every_failed_log_in_costs_one_password_check(api, monkeypatch):
     await sign_up(api)
     checked = []
     real = passwords.verify_password
-    monkeypatch.setattr(passwords, "verify_password", lambda stored, given: checked.append(stored is not None) or real(stored, given))
-    for slug, email, password in [("nowhere", "owner@example.com", PASSWORD), ("calm-minds", "x@example.com", PASSWORD),
-                                  ("calm-minds", "owner@example.com", "wrong password!")]:
+    monkeypatch.setattr(
+        passwords, "verify_password", lambda stored, given: checked.append(stored is not None) or real(stored, given)
+    )
+    for slug, email, password in [
+        ("nowhere", "owner@example.com", PASSWORD),
+        ("calm-minds", "x@example.com", PASSWORD),
+        ("calm-minds", "owner@example.com", "wrong password!"),
+    ]:
         await api.log_in(slug, email, password)
     assert checked == [False, False, True]
 
@@ -197,8 +222,11 @@ async def test_an_email_is_unique_within_a_practice(api):
 async def test_a_deactivated_member_cannot_log_in(api):
     owner = await sign_up(api)
     clinician = await add_member(api, owner.slug, "cleo@example.com")
-    await api.ok("mutation($i: DeactivateMemberInput!) { deactivateMember(input: $i) { member { status } } }",
-                 {"i": {"memberId": clinician.id}}, token=owner.token)
+    await api.ok(
+        "mutation($i: DeactivateMemberInput!) { deactivateMember(input: $i) { member { status } } }",
+        {"i": {"memberId": clinician.id}},
+        token=owner.token,
+    )
     body = await api.log_in(owner.slug, "cleo@example.com")
     assert body["errors"][0]["message"] == "invalid credentials"
     assert body["errors"][0]["extensions"] == {"code": "UNAUTHENTICATED"}
@@ -315,7 +343,12 @@ async def test_log_in_after_log_out_starts_a_new_session(api):
 async def test_concurrent_sign_ups_with_the_same_name_get_distinct_slugs(api):
     bodies = await asyncio.gather(*(api.post(SIGN_UP, sign_up_input(email=f"o{i}@example.com")) for i in range(4)))
     assert all(not b.get("errors") for b in bodies), bodies
-    assert sorted(await Practice.all().values_list("slug", flat=True)) == ["calm-minds", "calm-minds-2", "calm-minds-3", "calm-minds-4"]
+    assert sorted(await Practice.all().values_list("slug", flat=True)) == [
+        "calm-minds",
+        "calm-minds-2",
+        "calm-minds-3",
+        "calm-minds-4",
+    ]
 
 
 async def _one_live_session(api, member_id) -> Session:
@@ -425,9 +458,17 @@ async def test_log_in_compares_emails_in_the_form_sign_up_stored_them(api):
 
 async def test_sign_in_payloads_show_the_caller_their_own_private_fields(api):
     data = await api.ok(
-        """mutation($input: SignUpInput!) { signUp(input: $input) { refreshToken member { email permissions plan { code } } } }""",
-        {"input": {"practiceName": "Payload Practice", "name": "Pat", "email": "Pat@Example.com",
-                   "password": "correct horse battery", "planCode": "erx-lite"}},
+        """mutation($input: SignUpInput!) { signUp(input: $input) { refreshToken member { email permissions plan { code
+        } } } }""",
+        {
+            "input": {
+                "practiceName": "Payload Practice",
+                "name": "Pat",
+                "email": "Pat@Example.com",
+                "password": "correct horse battery",
+                "planCode": "erx-lite",
+            }
+        },
     )
     assert data["signUp"]["member"] == {"email": "pat@example.com", "permissions": [], "plan": {"code": "erx-lite"}}
     logged = await api.ok(

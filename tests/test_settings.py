@@ -65,7 +65,12 @@ def test_cors_origins_are_exact_origins():
 
 @pytest.mark.parametrize(
     ("value", "match"),
-    [("*", "wildcard"), ("https://*.example.com", "wildcard"), ("https://app.example.com/path", "no path"), ("app.example.com", "origins")],
+    [
+        ("*", "wildcard"),
+        ("https://*.example.com", "wildcard"),
+        ("https://app.example.com/path", "no path"),
+        ("app.example.com", "origins"),
+    ],
 )
 def test_cors_origins_refuse_wildcards_and_anything_but_an_origin(value, match):
     with pytest.raises(ConfigurationError, match=match):
@@ -82,7 +87,9 @@ def test_production_never_generates_a_secret(tmp_path):
 
 
 def test_production_refuses_a_clock_offset():
-    settings = Settings.from_env({"GROUPS_API_ENV": "production", "GROUPS_API_JWT_SECRET": SECRET_32, "GROUPS_API_CLOCK_OFFSET": "10d"})
+    settings = Settings.from_env(
+        {"GROUPS_API_ENV": "production", "GROUPS_API_JWT_SECRET": SECRET_32, "GROUPS_API_CLOCK_OFFSET": "10d"}
+    )
     with pytest.raises(ConfigurationError, match="CLOCK_OFFSET"):
         settings.checked()
 
@@ -202,7 +209,10 @@ def test_a_number_that_is_not_a_number_is_a_configuration_error(name):
 async def test_production_turns_off_introspection_and_graphiql(settings, env, enabled):
     app = create_app(settings.with_(env=env), generate_schemas=True)
     transport = httpx.ASGITransport(app=app)
-    async with app.router.lifespan_context(app), httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=transport, base_url="http://test") as client,
+    ):
         body = (await client.post("/graphql", json={"query": "{ __schema { queryType { name } } }"})).json()
         page = await client.get("/graphql", headers={"Accept": "text/html"})
         plans = (await client.post("/graphql", json={"query": "{ plans { code } }"})).json()

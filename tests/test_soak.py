@@ -45,19 +45,41 @@ async def test_concurrent_clients_leave_every_invariant_holding(tmp_path):
         assert not outcomes.defects, "\n".join(outcomes.defects[:20])
         # Not vacuous: every kind of write went through many times.
         written = {action for (action, outcome), n in outcomes.counts.items() if outcome == "ok" and n >= 3}
-        assert {"charge", "payment", "invoice", "statement", "invite", "accept", "role change", "assign", "read"} <= written
+        assert {
+            "charge",
+            "payment",
+            "invoice",
+            "statement",
+            "invite",
+            "accept",
+            "role change",
+            "assign",
+            "read",
+        } <= written
         problems = await check(database_url, soak.acknowledged)
         assert not problems, "\n".join(problems[:30])
         await check_the_checks(database_url, soak)
 
 
 TAMPERING = {
-    "balance of clinician": "UPDATE billing_balances SET balance_cents = balance_cents + 1 WHERE id = (SELECT id FROM billing_balances LIMIT 1)",
-    "is stored as": "UPDATE billing_entries SET delta_cents = delta_cents + 1000 WHERE id = $1",  # never cancels the +1 above
-    "numbered up to": "UPDATE invoices SET sequence = sequence + 1000 WHERE sequence = (SELECT MAX(sequence) FROM invoices)",
-    "its payments sum to": "UPDATE invoices SET paid_cents = paid_cents + 1 WHERE id = (SELECT id FROM invoices LIMIT 1)",
-    "is assigned to": "UPDATE members SET role = 'ADMINISTRATOR' WHERE id = (SELECT clinician_id FROM chart_assignments LIMIT 1)",
-    "audit chain": "UPDATE audit_events SET action = 'tampered' WHERE id = (SELECT id FROM audit_events ORDER BY sequence LIMIT 1)",
+    "balance of clinician": (
+        "UPDATE billing_balances SET balance_cents = balance_cents + 1 WHERE id = (SELECT id FROM "
+        "billing_balances LIMIT 1)"
+    ),
+    # never cancels the +1 above
+    "is stored as": "UPDATE billing_entries SET delta_cents = delta_cents + 1000 WHERE id = $1",
+    "numbered up to": (
+        "UPDATE invoices SET sequence = sequence + 1000 WHERE sequence = (SELECT MAX(sequence) FROM invoices)"
+    ),
+    "its payments sum to": (
+        "UPDATE invoices SET paid_cents = paid_cents + 1 WHERE id = (SELECT id FROM invoices LIMIT 1)"
+    ),
+    "is assigned to": (
+        "UPDATE members SET role = 'ADMINISTRATOR' WHERE id = (SELECT clinician_id FROM chart_assignments LIMIT 1)"
+    ),
+    "audit chain": (
+        "UPDATE audit_events SET action = 'tampered' WHERE id = (SELECT id FROM audit_events ORDER BY sequence LIMIT 1)"
+    ),
 }
 
 
@@ -119,11 +141,16 @@ async def test_seat_changes_and_audited_writes_at_once_do_not_deadlock(api):
     audit chain head, while an audit append held the head and inserted an event, whose foreign key needs a KEY
     SHARE lock on the same practice row. The practice lock is FOR NO KEY UPDATE now."""
     owner = await charts.owner(api)
-    chart_ids = [(await charts.create_chart(api, owner.token, f"Patient {i}", clinicianIds=[owner.id]))["id"] for i in range(4)]
+    chart_ids = [
+        (await charts.create_chart(api, owner.token, f"Patient {i}", clinicianIds=[owner.id]))["id"] for i in range(4)
+    ]
     invite = "mutation($i: InviteMemberInput!) { inviteMember(input: $i) { invitation { id } } }"
     note = "mutation($i: AddChartNoteInput!) { addChartNote(input: $i) { note { id } } }"
     for round_ in range(ROUNDS):
-        invites = [(invite, {"i": {"email": f"n{round_}-{i}@example.com", "role": "ADMINISTRATOR"}}, owner.token) for i in range(4)]
+        invites = [
+            (invite, {"i": {"email": f"n{round_}-{i}@example.com", "role": "ADMINISTRATOR"}}, owner.token)
+            for i in range(4)
+        ]
         notes = [(note, {"i": {"chartId": chart, "body": "Seen."}}, owner.token) for chart in chart_ids]
         answers = await race(api, *[request for pair in zip(invites, notes, strict=True) for request in pair])
         assert [a.get("errors") for a in answers] == [None] * len(answers)

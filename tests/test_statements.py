@@ -39,9 +39,14 @@ async def group(api) -> Group:
     return await make_group(api)
 
 
-async def generate(api, person: Account, chart: str, clinician: Account, start: str = "2026-03-01", end: str = "2026-03-31") -> dict:
-    data = await api.ok(GENERATE_STATEMENT, {"i": {"chartId": chart, "clinicianIds": [clinician.id], "periodStart": start,
-                                                   "periodEnd": end}}, person.token)
+async def generate(
+    api, person: Account, chart: str, clinician: Account, start: str = "2026-03-01", end: str = "2026-03-31"
+) -> dict:
+    data = await api.ok(
+        GENERATE_STATEMENT,
+        {"i": {"chartId": chart, "clinicianIds": [clinician.id], "periodStart": start, "periodEnd": end}},
+        person.token,
+    )
     return data["generateStatement"]["statement"]
 
 
@@ -50,8 +55,19 @@ async def seed(api, g: Group) -> None:
     await charge(api, g.owner, g.ann_chart, g.ann, "100.00", on="2026-02-10")
     await pay(api, g.ann, g.ann_chart, g.ann, "30.00", on="2026-02-20")
     await charge(api, g.ann, g.ann_chart, g.ann, "90.00", on="2026-03-05", description="Therapy session")
-    await api.ok(RECORD_ADJUSTMENT, {"i": {"chartId": g.ann_chart, "clinicianId": g.ann.id, "amount": "-4.50",
-                                           "occurredOn": "2026-03-10", "description": "Courtesy discount"}}, g.owner.token)
+    await api.ok(
+        RECORD_ADJUSTMENT,
+        {
+            "i": {
+                "chartId": g.ann_chart,
+                "clinicianId": g.ann.id,
+                "amount": "-4.50",
+                "occurredOn": "2026-03-10",
+                "description": "Courtesy discount",
+            }
+        },
+        g.owner.token,
+    )
     await pay(api, g.ann, g.ann_chart, g.ann, "50.00", on="2026-03-31")
     await charge(api, g.ann, g.ann_chart, g.ann, "25.00", on="2026-04-02")
     await charge(api, g.ann, g.shared_chart, g.ann, "11.00", on="2026-03-06")
@@ -103,14 +119,20 @@ async def test_an_empty_period_carries_the_balance_over(api, group):
     assert statement["entries"] == {"totalCount": 0, "edges": []}
 
 
-@pytest.mark.parametrize(("start", "end", "field"), [
-    ("2026-03-31", "2026-03-01", "input.periodStart"),
-    ("2026-03-01", "2999-12-31", "input.periodEnd"),
-])
+@pytest.mark.parametrize(
+    ("start", "end", "field"),
+    [
+        ("2026-03-31", "2026-03-01", "input.periodStart"),
+        ("2026-03-01", "2999-12-31", "input.periodEnd"),
+    ],
+)
 async def test_a_bad_period_is_refused_without_taking_a_number(api, group, start, end, field):
     g = group
-    code, body = await api.error(GENERATE_STATEMENT, {"i": {"chartId": g.ann_chart, "clinicianIds": [g.ann.id],
-                                                            "periodStart": start, "periodEnd": end}}, g.ann.token)
+    code, body = await api.error(
+        GENERATE_STATEMENT,
+        {"i": {"chartId": g.ann_chart, "clinicianIds": [g.ann.id], "periodStart": start, "periodEnd": end}},
+        g.ann.token,
+    )
     assert code == "BAD_USER_INPUT" and body["errors"][0]["extensions"]["field"] == field
     assert await Statement.all().count() == 0
     assert (await generate(api, g.ann, g.ann_chart, g.ann))["number"] == "S-000001"
@@ -118,7 +140,11 @@ async def test_a_bad_period_is_refused_without_taking_a_number(api, group, start
 
 async def test_numbers_run_per_practice(api, group):
     g = group
-    assert [(await generate(api, g.ann, g.ann_chart, g.ann))["number"] for _ in range(3)] == ["S-000001", "S-000002", "S-000003"]
+    assert [(await generate(api, g.ann, g.ann_chart, g.ann))["number"] for _ in range(3)] == [
+        "S-000001",
+        "S-000002",
+        "S-000003",
+    ]
     other = await make_group(api, practice="Other Minds", email="other@example.com")
     assert (await generate(api, other.owner, other.ann_chart, other.ann))["number"] == "S-000001"
     assert sorted(c.last_value for c in await BillingCounter.filter(name="statement")) == [1, 3]
@@ -166,9 +192,21 @@ async def test_the_pdf_shows_the_statement_and_its_totals(api, group):
     assert response.headers["cache-control"] == "no-store"
     assert response.content.startswith(b"%PDF-")
     text = pdf_text(response.content)
-    for expected in ["Calm Minds", "Statement S-000001", "Patient: Pat Annsson", "Clinician: Ann Clinician",
-                     "Period: 2026-03-01 to 2026-03-31", "Opening balance: USD 70.00", "Closing balance: USD 105.50",
-                     "Therapy session", "Courtesy discount", "USD 90.00", "USD -4.50", "USD 160.00", "USD 155.50"]:
+    for expected in [
+        "Calm Minds",
+        "Statement S-000001",
+        "Patient: Pat Annsson",
+        "Clinician: Ann Clinician",
+        "Period: 2026-03-01 to 2026-03-31",
+        "Opening balance: USD 70.00",
+        "Closing balance: USD 105.50",
+        "Therapy session",
+        "Courtesy discount",
+        "USD 90.00",
+        "USD -4.50",
+        "USD 160.00",
+        "USD 155.50",
+    ]:
         assert expected in text, (expected, text)
     assert "25.00" not in text and "11.00" not in text  # outside the period / another chart
     downloads = await AuditEvent.filter(action="billing.statement_downloaded")
@@ -206,10 +244,14 @@ async def test_the_pdf_has_the_same_authorization_as_the_graphql_field(api, grou
     assert await status(other["accessToken"]) == 404
 
     assert await status((await partner_token(g, g.owner, [TokenScope.READ_BILLING])).token) == 200
-    assert await status((await partner_token(g, g.owner, [TokenScope.WRITE_BILLING, TokenScope.READ_CHARTS])).token) == 403
+    assert (
+        await status((await partner_token(g, g.owner, [TokenScope.WRITE_BILLING, TokenScope.READ_CHARTS])).token) == 403
+    )
     # Ids that are not this statement's: unknown, malformed, or of another type.
     for bogus in [encode("Statement", uuid.uuid4()), "garbage", g.ann_chart]:
-        response = await api.client.get(f"/statements/{bogus}.pdf", headers={"Authorization": f"Bearer {g.owner.token}"})
+        response = await api.client.get(
+            f"/statements/{bogus}.pdf", headers={"Authorization": f"Bearer {g.owner.token}"}
+        )
         assert response.status_code == 404
 
 
@@ -220,13 +262,29 @@ async def test_the_pdf_has_the_same_authorization_as_the_graphql_field(api, grou
 async def test_concurrent_statements_get_unique_gapless_numbers(api, group):
     g = group
     await charge(api, g.owner, g.shared_chart, g.ann, "10.00")
-    requests = [(g.ann, g.ann_chart, g.ann), (g.ben, g.ben_chart, g.ben), (g.owner, g.shared_chart, g.ann),
-                (g.owner, g.shared_chart, g.ben)] * 3
-    results = await asyncio.gather(*[
-        api.post(GENERATE_STATEMENT, {"i": {"chartId": chart, "clinicianIds": [clinician.id], "periodStart": "2026-03-01",
-                                            "periodEnd": "2026-03-31"}}, person.token)
-        for person, chart, clinician in requests
-    ])
+    requests = [
+        (g.ann, g.ann_chart, g.ann),
+        (g.ben, g.ben_chart, g.ben),
+        (g.owner, g.shared_chart, g.ann),
+        (g.owner, g.shared_chart, g.ben),
+    ] * 3
+    results = await asyncio.gather(
+        *[
+            api.post(
+                GENERATE_STATEMENT,
+                {
+                    "i": {
+                        "chartId": chart,
+                        "clinicianIds": [clinician.id],
+                        "periodStart": "2026-03-01",
+                        "periodEnd": "2026-03-31",
+                    }
+                },
+                person.token,
+            )
+            for person, chart, clinician in requests
+        ]
+    )
     assert all(not r.get("errors") for r in results), [r["errors"] for r in results if r.get("errors")]
     numbers = sorted(r["data"]["generateStatement"]["statement"]["number"] for r in results)
     assert numbers == [f"S-{n:06d}" for n in range(1, len(requests) + 1)]
@@ -234,13 +292,19 @@ async def test_concurrent_statements_get_unique_gapless_numbers(api, group):
 
 
 ENTRIES_PAGE = """query($id: ID!, $first: Int, $after: String) { node(id: $id) { ... on Statement {
-    entries(first: $first, after: $after) { totalCount pageInfo { hasNextPage endCursor } edges { node { amount { amount } } } } } } }"""
+    entries(first: $first, after: $after) { totalCount pageInfo { hasNextPage endCursor } edges { node { amount { amount
+    } } } } } } }"""
 
 
 async def test_a_statements_entries_page_by_keyset(api, group, clock):
     g = group
-    for day, amount in [("2026-03-03", "1.00"), ("2026-03-01", "2.00"), ("2026-03-03", "3.00"), ("2026-03-02", "4.00"),
-                        ("2026-03-03", "5.00")]:
+    for day, amount in [
+        ("2026-03-03", "1.00"),
+        ("2026-03-01", "2.00"),
+        ("2026-03-03", "3.00"),
+        ("2026-03-02", "4.00"),
+        ("2026-03-03", "5.00"),
+    ]:
         await charge(api, g.ann, g.ann_chart, g.ann, amount, on=day)
         clock.advance(timedelta(seconds=1))
     statement = await generate(api, g.ann, g.ann_chart, g.ann)
@@ -261,7 +325,8 @@ async def test_listing_statements_with_their_entries_costs_the_same_queries_for_
     g = group
     await seed(api, g)
     query = """{ practice { billing { statements { edges { node { number patientName chart { id } clinician { name }
-        entries { totalCount edges { node { amount { amount } clinician { name } chart { id } invoice { id } } } } } } } } } }"""
+        entries { totalCount edges { node { amount { amount } clinician { name } chart { id } invoice { id } } } } } } }
+        } } }"""
 
     async def selects() -> int:
         with sql_statements(caplog) as statements:
@@ -270,6 +335,11 @@ async def test_listing_statements_with_their_entries_costs_the_same_queries_for_
 
     await generate(api, g.ann, g.ann_chart, g.ann)
     one = await selects()
-    for chart, clinician in [(g.shared_chart, g.ann), (g.shared_chart, g.ben), (g.ann_chart, g.ann), (g.ben_chart, g.ben)]:
+    for chart, clinician in [
+        (g.shared_chart, g.ann),
+        (g.shared_chart, g.ben),
+        (g.ann_chart, g.ann),
+        (g.ben_chart, g.ben),
+    ]:
         await generate(api, g.owner, chart, clinician, "2026-01-01", "2026-04-30")
     assert await selects() == one

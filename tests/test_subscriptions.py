@@ -147,7 +147,11 @@ async def test_the_billing_run_opens_the_first_period_when_the_trial_ends(api, c
     assert sub["status"] == "ACTIVE"
     assert (sub["currentPeriodStart"], sub["currentPeriodEnd"]) == (iso(TRIAL_END), iso(TRIAL_END.replace(month=5)))
     (renewal,) = [e["node"] for e in sub["charges"]["edges"]]
-    assert (renewal["kind"], renewal["amount"]["amount"], renewal["periodStart"]) == ("RENEWAL", "178.00", iso(TRIAL_END))
+    assert (renewal["kind"], renewal["amount"]["amount"], renewal["periodStart"]) == (
+        "RENEWAL",
+        "178.00",
+        iso(TRIAL_END),
+    )
 
 
 async def test_periods_are_monthly_anchored_on_the_first_period(api, clock):
@@ -182,18 +186,28 @@ async def test_two_billing_runs_at_once_never_charge_twice(api, clock):
     assert await SubscriptionPeriod.all().count() == 6
 
 
-
 async def _practice_in_trial_until(database_url: str, trial_ends_at: datetime) -> None:
     await Tortoise.init(config=tortoise_config(database_url))
     try:
         await Tortoise.generate_schemas()
         created = trial_ends_at - timedelta(days=30)
         practice = await Practice.create(
-            id=uuid.uuid4(), name="P", slug="p", created_at=created, trial_started_at=created, trial_ends_at=trial_ends_at
+            id=uuid.uuid4(),
+            name="P",
+            slug="p",
+            created_at=created,
+            trial_started_at=created,
+            trial_ends_at=trial_ends_at,
         )
         await Member.create(
-            id=uuid.uuid4(), practice=practice, name="O", email="o@example.com", password_hash="-", role=Role.OWNER,
-            plan_code="erx-lite", created_at=created,
+            id=uuid.uuid4(),
+            practice=practice,
+            name="O",
+            email="o@example.com",
+            password_hash="-",
+            role=Role.OWNER,
+            plan_code="erx-lite",
+            created_at=created,
         )
     finally:
         await Tortoise.close_connections()
@@ -213,6 +227,7 @@ def test_the_billing_run_command_with_a_rehearsal_clock_offset(tmp_path, monkeyp
         "billing run: 1 renewal charge(s) created",
         "billing run: 0 renewal charge(s) created",
     ]
+
 
 # ------------------------------------------------------------------ pro-rated seats
 
@@ -263,7 +278,12 @@ async def test_a_prescriber_trainee_seat_is_charged_half_pro_rata(api, clock):
     owner = await log_in(api, OWNER_EMAIL)
     proof = (clock.now() + timedelta(days=90)).date().isoformat()
     await join(
-        api, owner, "resident@example.com", plan="erx-lite", traineeStatus="PRESCRIBER_TRAINEE", trainingProofValidUntil=proof
+        api,
+        owner,
+        "resident@example.com",
+        plan="erx-lite",
+        traineeStatus="PRESCRIBER_TRAINEE",
+        trainingProofValidUntil=proof,
     )
     charge = await SubscriptionCharge.get(kind="PRORATED_SEAT")
     assert charge.amount == Decimal("29.67")  # 44.50 x 20/30 = 29.666...
@@ -276,8 +296,14 @@ async def test_a_coach_costs_nothing_as_administrator_and_full_price_as_clinicia
     coach = (await join(api, owner, "coach@example.com", role="ADMINISTRATOR", plan=None, name="Casey Coach"))["member"]
     sub = await subscription(api, owner)
     license = next(lic for lic in sub["licenses"] if lic["member"]["id"] == coach["id"])
-    assert (license["monthlyPrice"]["amount"], license["reason"], license["plan"]) == ("0.00", "ADMINISTRATOR_FREE", None)
-    assert (await quote(api, owner, "CLINICIAN", "therapist-essential", member=coach["id"]))["chargeNow"]["amount"] == "32.67"
+    assert (license["monthlyPrice"]["amount"], license["reason"], license["plan"]) == (
+        "0.00",
+        "ADMINISTRATOR_FREE",
+        None,
+    )
+    assert (await quote(api, owner, "CLINICIAN", "therapist-essential", member=coach["id"]))["chargeNow"][
+        "amount"
+    ] == "32.67"
     changed = await update_member(api, owner, coach["id"], role="CLINICIAN", planCode="therapist-essential")
     assert changed["charge"]["kind"] == "PRORATED_SEAT"
     assert changed["charge"]["amount"]["amount"] == "32.67"  # 49.00 x 20/30
@@ -293,7 +319,10 @@ async def test_a_move_to_a_dearer_plan_is_charged_the_difference(api, clock):
     owner = await log_in(api, OWNER_EMAIL)
     member = (await join(api, owner, "clin@example.com", plan="therapist-essential"))["member"]
     quoted = await quote(api, owner, "CLINICIAN", "erx-pro", member=member["id"])
-    assert (quoted["monthlyPrice"]["amount"], quoted["chargeNow"]["amount"]) == ("129.00", "53.33")  # (129 - 49) x 20/30
+    assert (quoted["monthlyPrice"]["amount"], quoted["chargeNow"]["amount"]) == (
+        "129.00",
+        "53.33",
+    )  # (129 - 49) x 20/30
     changed = await update_member(api, owner, member["id"], planCode="erx-pro")
     assert changed["charge"]["amount"]["amount"] == "53.33"
     assert changed["member"]["plan"]["code"] == "erx-pro"
@@ -355,7 +384,8 @@ async def test_a_non_prescriber_trainee_cannot_be_put_on_a_prescriber_plan(api):
     row = await Member.get(email="intern@example.com")
     assert (row.plan_code, row.trainee_status.value) == ("therapist-plus", "NON_PRESCRIBER_TRAINEE")
     code, _ = await api.error(
-        'query { practice { subscription { seatQuote(role: CLINICIAN, planCode: "erx-pro", traineeStatus: NON_PRESCRIBER_TRAINEE) '
+        'query { practice { subscription { seatQuote(role: CLINICIAN, planCode: "erx-pro", traineeStatus: '
+        "NON_PRESCRIBER_TRAINEE) "
         "{ chargeNow { amount } } } } }",
         token=owner,
     )
@@ -368,9 +398,11 @@ async def test_a_non_prescriber_trainee_cannot_be_put_on_a_prescriber_plan(api):
 async def test_a_lapsed_proof_is_full_price_from_the_next_period_on(api, clock):
     owner = await group_practice(api)
     proof = (TRIAL_END + timedelta(days=10)).date().isoformat()  # valid at the first period's start, not the second's
-    member = (await join(api, owner, "resident@example.com", traineeStatus="PRESCRIBER_TRAINEE", trainingProofValidUntil=proof))[
-        "member"
-    ]
+    member = (
+        await join(
+            api, owner, "resident@example.com", traineeStatus="PRESCRIBER_TRAINEE", trainingProofValidUntil=proof
+        )
+    )["member"]
     clock.at = TRIAL_END
     await run_billing(clock.now())
     clock.at = TRIAL_END + timedelta(days=20)  # the proof has lapsed mid-period: nothing more this period
@@ -424,7 +456,9 @@ async def test_a_late_billing_run_still_renews_members_who_left_after_the_period
 # ------------------------------------------------------------------ who sees what
 
 
-LICENSES = "{ practice { members { edges { node { id email license { reason monthlyPrice { amount } member { id } } } } } } }"
+LICENSES = (
+    "{ practice { members { edges { node { id email license { reason monthlyPrice { amount } member { id } } } } } } }"
+)
 
 
 async def test_a_license_is_shown_to_the_member_and_to_managers_only(api, clock):
@@ -476,8 +510,17 @@ async def test_subscription_changes_are_audited_in_their_transaction(api, clock)
     await join(api, owner, "clin@example.com")
     clock.advance(timedelta(days=30))
     await run_billing(clock.now())
-    actions = await AuditEvent.filter(action__startswith="subscription.").order_by("sequence").values_list("action", flat=True)
-    assert actions == ["subscription.started", "subscription.renewed", "subscription.seat_charged", "subscription.renewed"]
+    actions = (
+        await AuditEvent.filter(action__startswith="subscription.")
+        .order_by("sequence")
+        .values_list("action", flat=True)
+    )
+    assert actions == [
+        "subscription.started",
+        "subscription.renewed",
+        "subscription.seat_charged",
+        "subscription.renewed",
+    ]
 
 
 async def test_a_seat_change_before_a_late_billing_run_renews_first_then_charges_the_difference(api, clock):
@@ -492,7 +535,11 @@ async def test_a_seat_change_before_a_late_billing_run_renews_first_then_charges
     assert changed["charge"]["amount"]["amount"] == "53.33"
     await join(api, owner, "new@example.com")
     charges = await SubscriptionCharge.all().order_by("created_at", "kind").values_list("kind", "amount")
-    assert sorted(charges) == [("PRORATED_SEAT", Decimal("53.33")), ("PRORATED_SEAT", Decimal("59.33")), ("RENEWAL", Decimal("138.00"))]
+    assert sorted(charges) == [
+        ("PRORATED_SEAT", Decimal("53.33")),
+        ("PRORATED_SEAT", Decimal("59.33")),
+        ("RENEWAL", Decimal("138.00")),
+    ]
     assert await run_billing(clock.now()) == 0
 
 
@@ -501,7 +548,8 @@ async def test_a_seat_quote_for_another_practices_member_is_not_found(api):
     member = (await join(api, owner, "clin@example.com"))["member"]
     other = await group_practice(api, practice="Other Practice", email="other@example.com")
     code, _ = await api.error(
-        'query($m: ID!) { practice { subscription { seatQuote(role: CLINICIAN, planCode: "erx-pro", memberId: $m) { reason } } } }',
+        'query($m: ID!) { practice { subscription { seatQuote(role: CLINICIAN, planCode: "erx-pro", memberId: $m) { '
+        "reason } } } }",
         {"m": member["id"]},
         other,
     )

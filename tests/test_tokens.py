@@ -53,7 +53,9 @@ async def test_access_tokens_carry_the_pinned_algorithm_kid_and_claims(api, sett
     owner = await sign_up(api)
     header = jwt.get_unverified_header(owner.token)
     assert header == {"alg": "HS256", "kid": key_id(settings.jwt_secret), "typ": "JWT"}
-    claims = jwt.decode(owner.token, settings.jwt_secret, algorithms=["HS256"], audience="groups-api", issuer="groups-api")
+    claims = jwt.decode(
+        owner.token, settings.jwt_secret, algorithms=["HS256"], audience="groups-api", issuer="groups-api"
+    )
     assert {"iss", "aud", "sub", "iat", "exp", "jti", "pid", "sid"} <= set(claims)
     assert claims["sub"] == str(owner.row.id)
     assert claims["pid"] == str(owner.row.practice_id)
@@ -79,8 +81,12 @@ async def test_tokens_issued_on_a_moved_clock_are_valid(api, clock):
     clock.advance(timedelta(days=3))
     owner = await sign_up(api)
     await assert_accepted(api, owner.token, owner.id)
-    refreshed = (await api.ok("mutation($t: String) { refreshSession(input: {refreshToken: $t}) { accessToken } }",
-                              {"t": owner.refresh_token}))["refreshSession"]
+    refreshed = (
+        await api.ok(
+            "mutation($t: String) { refreshSession(input: {refreshToken: $t}) { accessToken } }",
+            {"t": owner.refresh_token},
+        )
+    )["refreshSession"]
     await assert_accepted(api, refreshed["accessToken"], owner.id)
 
 
@@ -161,7 +167,9 @@ async def test_a_signed_token_naming_another_practice_is_refused(api, settings):
     await assert_refused(api, forge(claims, settings.jwt_secret, sub=str(other.row.id)))
 
 
-@pytest.mark.parametrize("header", ["Bearer", "Bearer ", "Basic abc", "Token x.y.z", "Bearer not.a.jwt", "Bearer gapi_unknown"])
+@pytest.mark.parametrize(
+    "header", ["Bearer", "Bearer ", "Basic abc", "Token x.y.z", "Bearer not.a.jwt", "Bearer gapi_unknown"]
+)
 async def test_a_malformed_authorization_header_is_refused(client, header):
     response = await client.post("/graphql", json={"query": VIEWER}, headers={"Authorization": header})
     body = response.json()
@@ -181,14 +189,19 @@ async def test_without_a_token_guarded_fields_say_authentication_required(api):
 async def test_each_request_loads_the_caller_in_one_query(api, caplog):
     owner = await sign_up(api)
     with sql_statements(caplog) as statements:
-        data = await api.ok("{ viewer { id role email } viewerAccess { effectivePermissions } practice { slug } }", token=owner.token)
+        data = await api.ok(
+            "{ viewer { id role email } viewerAccess { effectivePermissions } practice { slug } }", token=owner.token
+        )
     assert data["viewer"]["id"] == owner.id
     assert len(statements) == 1, statements
 
 
 async def test_the_member_list_costs_the_same_queries_for_any_number_of_members(api, caplog):
     owner = await sign_up(api)
-    query = "{ practice { owner { id } members { totalCount edges { node { id name email plan { code } traineeStatus } } } } }"
+    query = (
+        "{ practice { owner { id } members { totalCount edges { node { id name email plan { code } traineeStatus } "
+        "} } } }"
+    )
     counts = []
     for batch in range(2):
         for i in range(10):
@@ -209,7 +222,9 @@ MEMBERS = "{ practice { members { totalCount } } }"
 async def test_a_partner_token_acts_as_its_creator_narrowed_to_its_scopes(api):
     owner = await sign_up(api)
     token = await insert_api_token(owner.row, (TokenScope.READ_MEMBERS,))
-    data = await api.ok("{ viewer { id } viewerAccess { effectivePermissions scopes apiToken { name scopes } } }", token=token)
+    data = await api.ok(
+        "{ viewer { id } viewerAccess { effectivePermissions scopes apiToken { name scopes } } }", token=token
+    )
     assert data["viewer"]["id"] == owner.id
     assert data["viewerAccess"]["scopes"] == ["READ_MEMBERS"]
     assert data["viewerAccess"]["apiToken"] == {"name": "partner", "scopes": ["READ_MEMBERS"]}
@@ -233,9 +248,18 @@ async def test_without_the_scope_the_list_is_forbidden_and_node_is_null(api):
     ("mutation", "variables"),
     [
         ("mutation { activateGroupPractice { practice { kind } } }", {}),
-        ("mutation($i: UpdateMemberInput!) { updateMember(input: $i) { member { role } } }", {"i": {"memberId": "M", "role": "ADMINISTRATOR"}}),
-        ("mutation($i: SetMemberPermissionsInput!) { setMemberPermissions(input: $i) { member { id } } }", {"i": {"memberId": "M", "permissions": []}}),
-        ("mutation($i: DeactivateMemberInput!) { deactivateMember(input: $i) { member { id } } }", {"i": {"memberId": "M"}}),
+        (
+            "mutation($i: UpdateMemberInput!) { updateMember(input: $i) { member { role } } }",
+            {"i": {"memberId": "M", "role": "ADMINISTRATOR"}},
+        ),
+        (
+            "mutation($i: SetMemberPermissionsInput!) { setMemberPermissions(input: $i) { member { id } } }",
+            {"i": {"memberId": "M", "permissions": []}},
+        ),
+        (
+            "mutation($i: DeactivateMemberInput!) { deactivateMember(input: $i) { member { id } } }",
+            {"i": {"memberId": "M"}},
+        ),
         ("mutation { logOut(input: {}) { loggedOut } }", {}),
     ],
 )
@@ -261,8 +285,11 @@ async def test_a_partner_token_stops_with_its_creator_its_expiry_or_its_revocati
     assert (await api.ok(VIEWER, token=of_clinician))["viewer"]["id"] == clinician.id
     await assert_refused(api, revoked)
 
-    await api.ok("mutation($i: DeactivateMemberInput!) { deactivateMember(input: $i) { member { id } } }",
-                 {"i": {"memberId": clinician.id}}, token=owner.token)
+    await api.ok(
+        "mutation($i: DeactivateMemberInput!) { deactivateMember(input: $i) { member { id } } }",
+        {"i": {"memberId": clinician.id}},
+        token=owner.token,
+    )
     await assert_refused(api, of_clinician)
 
     assert (await api.ok(VIEWER, token=short_lived))["viewer"]["id"] == owner.id

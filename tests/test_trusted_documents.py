@@ -1,5 +1,6 @@
 """Trusted documents (persisted queries): manifests checked at start-up, requests naming a document by id (POST and
-GET), PERSISTED_QUERY_NOT_FOUND, GROUPS_API_TRUSTED_DOCUMENTS_ONLY=sessions, and the benchmark's screens as a manifest."""
+GET), PERSISTED_QUERY_NOT_FOUND, GROUPS_API_TRUSTED_DOCUMENTS_ONLY=sessions, and the benchmark's screens as a
+manifest."""
 
 from __future__ import annotations
 
@@ -84,7 +85,13 @@ def code_of(response: httpx.Response) -> str:
 
 
 def sign_up_input(email: str = "olive@example.com") -> dict:
-    return {"practiceName": "Calm Minds", "name": "Olive Owner", "email": email, "password": PASSWORD, "planCode": "erx-lite"}
+    return {
+        "practiceName": "Calm Minds",
+        "name": "Olive Owner",
+        "email": email,
+        "password": PASSWORD,
+        "planCode": "erx-lite",
+    }
 
 
 # ------------------------------------------------------------------ naming a document
@@ -134,11 +141,15 @@ async def test_without_manifests_every_id_is_unknown(settings):
 
 async def test_apollos_retry_with_text_and_hash_runs_the_text_only_when_it_is_the_hashed_text(client):
     other = "query Other { plans { name } }"
-    matching = await post(client, {"query": other, "extensions": {"persistedQuery": {"version": 1, "sha256Hash": sha(other)}}})
+    matching = await post(
+        client, {"query": other, "extensions": {"persistedQuery": {"version": 1, "sha256Hash": sha(other)}}}
+    )
     assert matching.status_code == 200 and matching.json()["data"]["plans"], matching.text
     mismatch = await post(client, {"query": other, "documentId": sha(PLANS)})
     assert mismatch.status_code == 400 and code_of(mismatch) == "BAD_REQUEST"
-    both = await post(client, {"documentId": sha(PLANS), "extensions": {"persistedQuery": {"version": 1, "sha256Hash": sha(VIEWER)}}})
+    both = await post(
+        client, {"documentId": sha(PLANS), "extensions": {"persistedQuery": {"version": 1, "sha256Hash": sha(VIEWER)}}}
+    )
     assert both.status_code == 400 and code_of(both) == "BAD_REQUEST"
 
 
@@ -171,7 +182,9 @@ async def test_get_runs_a_trusted_document_by_id_and_is_not_taken_for_graphiql(c
 
 
 async def test_get_never_runs_a_mutation_even_a_trusted_one(client):
-    response = await client.get("/graphql", params={"documentId": sha(SIGN_UP), "variables": json.dumps({"input": sign_up_input()})})
+    response = await client.get(
+        "/graphql", params={"documentId": sha(SIGN_UP), "variables": json.dumps({"input": sign_up_input()})}
+    )
     assert response.status_code == 400, response.text
     assert await Member.all().count() == 0
 
@@ -210,7 +223,9 @@ async def test_trusted_only_refuses_anonymous_and_session_texts_before_parsing(c
             assert code_of(response) == "FORBIDDEN" and "data" not in response.json(), (token, text, response.text)
             assert "trusted documents" in response.json()["errors"][0]["message"]
     # A retry sending an unknown document's text with its hash is refused too.
-    apq = await post(client, {"query": UNTRUSTED, "extensions": {"persistedQuery": {"version": 1, "sha256Hash": sha(UNTRUSTED)}}})
+    apq = await post(
+        client, {"query": UNTRUSTED, "extensions": {"persistedQuery": {"version": 1, "sha256Hash": sha(UNTRUSTED)}}}
+    )
     assert code_of(apq) == "FORBIDDEN"
     by_id = await post(client, {"documentId": "sha256:" + sha(VIEWER)}, session)
     assert by_id.json()["data"]["viewer"] == {"name": "Olive Owner", "role": "OWNER"}, by_id.text
@@ -229,7 +244,9 @@ async def test_trusted_only_lets_partner_tokens_send_any_document_within_the_cos
     signed = await post(client, {"documentId": sha(SIGN_UP), "variables": {"input": sign_up_input()}})
     assert signed.status_code == 200, signed.text
     owner = await Member.get(email="olive@example.com")
-    token = await insert_api_token(owner, (TokenScope.READ_MEMBERS, TokenScope.READ_CHARTS, TokenScope.READ_CHART_NOTES))
+    token = await insert_api_token(
+        owner, (TokenScope.READ_MEMBERS, TokenScope.READ_CHARTS, TokenScope.READ_CHART_NOTES)
+    )
     free_form = await post(client, {"query": "{ practice { name members(first: 5) { totalCount } } }"}, token)
     assert free_form.json()["data"]["practice"]["members"]["totalCount"] == 1, free_form.text
     costly = await post(client, {"query": COSTLY}, token)
@@ -265,11 +282,16 @@ def test_a_document_whose_id_is_not_its_sha256_refuses_to_start(settings, tmp_pa
 def test_a_codegen_manifest_may_key_its_documents_sha256_colon_hex_as_the_client_preset_v5_writes(settings, tmp_path):
     path = tmp_path / "persisted-documents.json"
     path.write_text(json.dumps({"sha256:" + sha(PLANS): PLANS}))
-    assert read_manifest(path) == [(sha(PLANS), PLANS)]  # held by the bare hex, which requests name with or without the prefix
+    assert read_manifest(path) == [
+        (sha(PLANS), PLANS)
+    ]  # held by the bare hex, which requests name with or without the prefix
     create_app(settings.with_(trusted_documents=(str(path),)).checked())
     tampered = tmp_path / "tampered.json"
     tampered.write_text(json.dumps({"sha256:" + sha(VIEWER): PLANS}))
-    refuses(settings.with_(trusted_documents=(str(tampered),)), rf"{re.escape(str(tampered))}.*{sha(VIEWER)}.*does not match")
+    refuses(
+        settings.with_(trusted_documents=(str(tampered),)),
+        rf"{re.escape(str(tampered))}.*{sha(VIEWER)}.*does not match",
+    )
 
 
 @pytest.mark.parametrize(
@@ -281,9 +303,14 @@ def test_a_codegen_manifest_may_key_its_documents_sha256_colon_hex_as_the_client
         (COSTLY, "costs 10101 points"),
     ],
 )
-def test_a_document_that_does_not_parse_validate_or_fit_the_cost_limit_refuses_to_start(settings, tmp_path, document, problem):
+def test_a_document_that_does_not_parse_validate_or_fit_the_cost_limit_refuses_to_start(
+    settings, tmp_path, document, problem
+):
     path = codegen_manifest(tmp_path / "bad.json", PLANS, document)
-    refuses(settings.with_(trusted_documents=(str(path),)), rf"{re.escape(str(path))}: trusted document {sha(document)}: .*{problem}")
+    refuses(
+        settings.with_(trusted_documents=(str(path),)),
+        rf"{re.escape(str(path))}: trusted document {sha(document)}: .*{problem}",
+    )
 
 
 def test_introspection_documents_refuse_to_start_in_production(settings, tmp_path):
@@ -355,9 +382,17 @@ def test_the_bench_manifest_is_the_screens_documents():
 @pytest.mark.parametrize("manifests", [(str(screens.MANIFEST),)])
 async def test_the_bench_manifest_loads_and_its_screens_run_by_id(api, client):
     owner = await sign_up(api)
-    response = await post(client, {"documentId": "sha256:" + sha(screens.DASHBOARD), "variables": {"first": 10}}, owner.token)
+    response = await post(
+        client, {"documentId": "sha256:" + sha(screens.DASHBOARD), "variables": {"first": 10}}, owner.token
+    )
     assert response.json()["data"]["practice"]["members"]["totalCount"] == 1, response.text
-    assert {"Dashboard", "ChartList", "BillingHistory", "RecordPayment", "ClinicianBalances"} <= observability.known_operation_names()
+    assert {
+        "Dashboard",
+        "ChartList",
+        "BillingHistory",
+        "RecordPayment",
+        "ClinicianBalances",
+    } <= observability.known_operation_names()
 
 
 # ------------------------------------------------------------------ helpers

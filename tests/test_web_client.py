@@ -62,7 +62,13 @@ def test_the_committed_manifest_holds_the_apps_screens_each_under_its_sha256():
     entries = read_manifest(MANIFEST)  # keys "sha256:<hex>", as the client preset writes them; checked here
     assert all(hashlib.sha256(text.encode()).hexdigest() == hex_id for hex_id, text in entries)
     assert set(documents()) == {
-        "LogIn", "RefreshSession", "LogOut", "Dashboard", "BillingHistory", "RecordPayment", "GenerateStatement"
+        "LogIn",
+        "RefreshSession",
+        "LogOut",
+        "Dashboard",
+        "BillingHistory",
+        "RecordPayment",
+        "GenerateStatement",
     }
 
 
@@ -73,11 +79,15 @@ async def test_the_server_loads_the_manifest_and_runs_the_apps_screens_by_id(api
 
     async def run(name: str, variables: dict | None = None, token: str | None = None) -> dict:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
-        response = await client.post("/graphql", json={"documentId": ids[name], "variables": variables or {}}, headers=headers)
+        response = await client.post(
+            "/graphql", json={"documentId": ids[name], "variables": variables or {}}, headers=headers
+        )
         assert response.status_code == 200 and not response.json().get("errors"), response.text
         return response.json()["data"]
 
-    session = (await run("LogIn", {"input": {"practiceSlug": owner.slug, "email": owner.email, "password": PASSWORD}}))["logIn"]
+    session = (await run("LogIn", {"input": {"practiceSlug": owner.slug, "email": owner.email, "password": PASSWORD}}))[
+        "logIn"
+    ]
     dashboard = await run("Dashboard", token=session["accessToken"])
     assert dashboard["practice"]["members"]["totalCount"] == 1 and dashboard["viewer"]["role"] == "OWNER"
     billing = await run("BillingHistory", {"clinicianIds": [owner.id], "first": 50}, session["accessToken"])
@@ -93,7 +103,9 @@ def test_the_committed_manifest_is_what_graphql_codegen_writes_from_the_apps_doc
     done = npm("run", "codegen", timeout=180)
     assert done.returncode == 0, done.stdout + done.stderr
     generated = json.loads((WEB / "src" / "gql" / "persisted-documents.json").read_text())
-    assert generated == json.loads(MANIFEST.read_text()), "clients/web/persisted-documents.json is stale: run `npm run manifest`"
+    assert generated == json.loads(MANIFEST.read_text()), (
+        "clients/web/persisted-documents.json is stale: run `npm run manifest`"
+    )
 
 
 @needs_node

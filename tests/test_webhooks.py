@@ -32,7 +32,8 @@ CREATE = """mutation($i: CreateWebhookEndpointInput!) { createWebhookEndpoint(in
   webhookEndpoint { id url description eventTypes createdAt apiToken { id } } } }"""
 DELETE = "mutation($i: WebhookEndpointInput!) { deleteWebhookEndpoint(input: $i) { webhookEndpoint { id } } }"
 ENDPOINTS = """{ practice { webhookEndpoints { totalCount edges { node { id url eventTypes
-  deliveries(first: 10) { edges { node { id status attempts lastResponseStatus lastAttemptAt nextAttemptAt event { id type subjectId } } } } } } } } }"""
+  deliveries(first: 10) { edges { node { id status attempts lastResponseStatus lastAttemptAt nextAttemptAt event { id
+  type subjectId } } } } } } } } }"""
 FEED = "{ practice { events(first: 100) { edges { node { id type subjectId } } } } }"
 CREATE_CHART = "mutation($i: CreateChartInput!) { createChart(input: $i) { chart { id } } }"
 DEACTIVATE = "mutation($i: DeactivateMemberInput!) { deactivateMember(input: $i) { member { id } } }"
@@ -113,7 +114,9 @@ async def token_for(api, account, scopes: list[str]) -> tuple[str, str]:
 
 
 async def endpoint(api, account, token_id: str, url: str, types: list[str], receiver: Receiver | None = None) -> dict:
-    data = (await api.ok(CREATE, {"i": {"apiTokenId": token_id, "url": url, "eventTypes": types}}, account.token))["createWebhookEndpoint"]
+    data = (await api.ok(CREATE, {"i": {"apiTokenId": token_id, "url": url, "eventTypes": types}}, account.token))[
+        "createWebhookEndpoint"
+    ]
     if receiver is not None:
         receiver.secret = data["secret"]
     return data
@@ -125,13 +128,17 @@ async def deliveries(api, account) -> list[dict]:
 
 
 async def create_chart(api, token: str, name: str, clinicians: list[str] | None = None) -> str:
-    return (await api.ok(CREATE_CHART, {"i": {"patientName": name, "clinicianIds": clinicians}}, token))["createChart"]["chart"]["id"]
+    return (await api.ok(CREATE_CHART, {"i": {"patientName": name, "clinicianIds": clinicians}}, token))["createChart"][
+        "chart"
+    ]["id"]
 
 
 async def test_an_event_is_delivered_signed_right_after_the_response(api, group: Group, receiver: Receiver):
     owner = group.owner
     token_id, _ = await token_for(api, owner, ["READ_BILLING"])
-    created = await endpoint(api, owner, token_id, receiver.url, ["BILLING_ENTRY_RECORDED", "INVOICE_CREATED"], receiver)
+    created = await endpoint(
+        api, owner, token_id, receiver.url, ["BILLING_ENTRY_RECORDED", "INVOICE_CREATED"], receiver
+    )
     assert created["secret"].startswith("whsec_")
     assert created["webhookEndpoint"]["apiToken"]["id"] == token_id
     assert created["webhookEndpoint"]["eventTypes"] == ["BILLING_ENTRY_RECORDED", "INVOICE_CREATED"]
@@ -141,7 +148,11 @@ async def test_an_event_is_delivered_signed_right_after_the_response(api, group:
     assert request["verified"] == {
         "type": "BILLING_ENTRY_RECORDED",
         "timestamp": request["verified"]["timestamp"],
-        "data": {"id": event["node"]["id"], "subjectId": entry, "practiceId": ids.encode("Practice", group.practice.id)},
+        "data": {
+            "id": event["node"]["id"],
+            "subjectId": entry,
+            "practiceId": ids.encode("Practice", group.practice.id),
+        },
     }
     headers = request["headers"]
     assert headers["webhook-id"] == event["node"]["id"]
@@ -149,16 +160,26 @@ async def test_an_event_is_delivered_signed_right_after_the_response(api, group:
     # The signature by hand: v1, base64 HMAC-SHA256 of id.timestamp.body under the base64 key after whsec_.
     key = base64.b64decode(created["secret"].removeprefix("whsec_"))
     signed = f"{headers['webhook-id']}.{headers['webhook-timestamp']}.".encode() + request["body"]
-    assert headers["webhook-signature"] == "v1," + base64.b64encode(hmac.new(key, signed, hashlib.sha256).digest()).decode()
+    assert (
+        headers["webhook-signature"]
+        == "v1," + base64.b64encode(hmac.new(key, signed, hashlib.sha256).digest()).decode()
+    )
     (delivery,) = await deliveries(api, owner)
-    assert (delivery["status"], delivery["attempts"], delivery["lastResponseStatus"], delivery["nextAttemptAt"]) == ("SUCCEEDED", 1, 200, None)
+    assert (delivery["status"], delivery["attempts"], delivery["lastResponseStatus"], delivery["nextAttemptAt"]) == (
+        "SUCCEEDED",
+        1,
+        200,
+        None,
+    )
     assert delivery["event"]["subjectId"] == entry
     # The secret rests encrypted.
     row = await WebhookEndpoint.get(id=ids.parse(created["webhookEndpoint"]["id"])[1])
     assert created["secret"] not in row.secret_encrypted
 
 
-async def test_a_failed_delivery_is_retried_with_backoff_under_the_same_id(api, group: Group, receiver: Receiver, settings, clock):
+async def test_a_failed_delivery_is_retried_with_backoff_under_the_same_id(
+    api, group: Group, receiver: Receiver, settings, clock
+):
     owner = group.owner
     token_id, _ = await token_for(api, owner, ["READ_CHARTS"])
     await endpoint(api, owner, token_id, receiver.url, ["CHART_CREATED"], receiver)
@@ -169,7 +190,9 @@ async def test_a_failed_delivery_is_retried_with_backoff_under_the_same_id(api, 
     assert await webhooks.deliver_due(settings, clock.now) == 0  # backing off
     clock.advance(timedelta(seconds=10))  # the first retry comes within 30 s
     assert await webhooks.deliver_due(settings, clock.now) == 1
-    assert [r["headers"]["webhook-id"] for r in receiver.requests] == [receiver.requests[0]["headers"]["webhook-id"]] * 2
+    assert [r["headers"]["webhook-id"] for r in receiver.requests] == [
+        receiver.requests[0]["headers"]["webhook-id"]
+    ] * 2
     assert all(isinstance(r["verified"], dict) for r in receiver.requests)
     (delivery,) = await deliveries(api, owner)
     assert (delivery["status"], delivery["attempts"], delivery["lastResponseStatus"]) == ("SUCCEEDED", 2, 200)
@@ -201,7 +224,9 @@ async def test_nothing_is_delivered_once_the_token_is_revoked_expired_or_its_cre
     api, group: Group, receiver: Receiver, settings, clock
 ):
     owner = group.owner
-    admin = await group.member("Ada Admin", Role.ADMINISTRATOR, [Permission.MANAGE_API_TOKENS, Permission.VIEW_ALL_CHARTS])
+    admin = await group.member(
+        "Ada Admin", Role.ADMINISTRATOR, [Permission.MANAGE_API_TOKENS, Permission.VIEW_ALL_CHARTS]
+    )
     revoked_id, _ = await token_for(api, owner, ["READ_CHARTS"])
     admins_id, _ = await token_for(api, admin, ["READ_CHARTS"])
     await endpoint(api, owner, revoked_id, receiver.url + "/revoked", ["CHART_CREATED"])
@@ -217,7 +242,9 @@ async def test_nothing_is_delivered_once_the_token_is_revoked_expired_or_its_cre
     assert len(receiver.requests) == 2  # the queued retries stopped unsent
     rows = await WebhookDelivery.all()
     assert {r.status for r in rows} == {WebhookDeliveryStatus.FAILED}
-    assert {r.last_error for r in rows} == {"the endpoint's API token is revoked"}  # deactivation revoked the admin's token too
+    assert {r.last_error for r in rows} == {
+        "the endpoint's API token is revoked"
+    }  # deactivation revoked the admin's token too
     await create_chart(api, owner.token, "Pat Two")
     assert len(receiver.requests) == 2 and await WebhookDelivery.all().count() == 2  # nothing queued for dead tokens
     # Expiry: a token that expires while its delivery waits.
@@ -231,7 +258,9 @@ async def test_nothing_is_delivered_once_the_token_is_revoked_expired_or_its_cre
     assert len(receiver.requests) == 3
 
 
-async def test_an_endpoint_receives_only_what_its_token_may_read_and_no_patient_name(api, group: Group, receiver: Receiver):
+async def test_an_endpoint_receives_only_what_its_token_may_read_and_no_patient_name(
+    api, group: Group, receiver: Receiver
+):
     owner, ann = group.owner, group.ann
     # Ann holds no MANAGE_API_TOKENS: her token is inserted; the owner creates the endpoint for it.
     secret = await factories.insert_api_token(ann.row, (TokenScope.READ_CHARTS, TokenScope.READ_BILLING))
@@ -242,13 +271,21 @@ async def test_an_endpoint_receives_only_what_its_token_may_read_and_no_patient_
     bens = await create_chart(api, owner.token, "Benedict Hiddenname", [group.ben.id])
     await charge(api, owner, anns, ann, "80.00")
     await charge(api, owner, bens, group.ben, "90.00")
-    invoice = (await api.ok(CREATE_INVOICE, {"i": {"chartId": anns, "clinicianIds": [ann.id]}}, owner.token))["createInvoice"]["invoice"]["id"]
+    invoice = (await api.ok(CREATE_INVOICE, {"i": {"chartId": anns, "clinicianIds": [ann.id]}}, owner.token))[
+        "createInvoice"
+    ]["invoice"]["id"]
     await pay(api, owner, anns, ann, "80.00", invoice=invoice)
     received = [(b["type"], b["data"]["subjectId"]) for b in receiver.bodies()]
     # (The events of one write are sent at once, in no promised order: the feed holds the order.)
-    assert sorted(kind for kind, _ in received) == sorted([
-        "CHART_CREATED", "BILLING_ENTRY_RECORDED", "INVOICE_CREATED", "BILLING_ENTRY_RECORDED", "INVOICE_PAID",
-    ])
+    assert sorted(kind for kind, _ in received) == sorted(
+        [
+            "CHART_CREATED",
+            "BILLING_ENTRY_RECORDED",
+            "INVOICE_CREATED",
+            "BILLING_ENTRY_RECORDED",
+            "INVOICE_PAID",
+        ]
+    )
     assert received[0] == ("CHART_CREATED", anns)
     assert all(isinstance(r["verified"], dict) for r in receiver.requests)
     for request in receiver.requests:
@@ -268,15 +305,60 @@ async def test_creating_an_endpoint_is_refused_without_changing_anything(api, gr
     others_id, _ = await token_for(api, other.owner, ["READ_CHARTS"])
     audit_before = await AuditEvent.exclude(action="auth.denied").count()  # denials are on record; nothing else
     cases = [
-        (owner.token, {"apiTokenId": token_id, "url": receiver.url, "eventTypes": ["BILLING_ENTRY_RECORDED"]}, "BAD_USER_INPUT", "input.eventTypes"),
-        (owner.token, {"apiTokenId": token_id, "url": receiver.url, "eventTypes": []}, "BAD_USER_INPUT", "input.eventTypes"),
-        (owner.token, {"apiTokenId": revoked_id, "url": receiver.url, "eventTypes": ["CHART_CREATED"]}, "BAD_USER_INPUT", "input.apiTokenId"),
-        (owner.token, {"apiTokenId": others_id, "url": receiver.url, "eventTypes": ["CHART_CREATED"]}, "NOT_FOUND", None),
-        (owner.token, {"apiTokenId": "nope", "url": receiver.url, "eventTypes": ["CHART_CREATED"]}, "BAD_USER_INPUT", "input.apiTokenId"),
-        (owner.token, {"apiTokenId": token_id, "url": "ftp://127.0.0.1/x", "eventTypes": ["CHART_CREATED"]}, "BAD_USER_INPUT", "input.url"),
-        (owner.token, {"apiTokenId": token_id, "url": "http://user:pw@127.0.0.1/x", "eventTypes": ["CHART_CREATED"]}, "BAD_USER_INPUT", "input.url"),
-        (owner.token, {"apiTokenId": token_id, "url": "x" * 2001, "eventTypes": ["CHART_CREATED"]}, "BAD_USER_INPUT", "input.url"),
-        (group.ann.token, {"apiTokenId": token_id, "url": receiver.url, "eventTypes": ["CHART_CREATED"]}, "FORBIDDEN", None),
+        (
+            owner.token,
+            {"apiTokenId": token_id, "url": receiver.url, "eventTypes": ["BILLING_ENTRY_RECORDED"]},
+            "BAD_USER_INPUT",
+            "input.eventTypes",
+        ),
+        (
+            owner.token,
+            {"apiTokenId": token_id, "url": receiver.url, "eventTypes": []},
+            "BAD_USER_INPUT",
+            "input.eventTypes",
+        ),
+        (
+            owner.token,
+            {"apiTokenId": revoked_id, "url": receiver.url, "eventTypes": ["CHART_CREATED"]},
+            "BAD_USER_INPUT",
+            "input.apiTokenId",
+        ),
+        (
+            owner.token,
+            {"apiTokenId": others_id, "url": receiver.url, "eventTypes": ["CHART_CREATED"]},
+            "NOT_FOUND",
+            None,
+        ),
+        (
+            owner.token,
+            {"apiTokenId": "nope", "url": receiver.url, "eventTypes": ["CHART_CREATED"]},
+            "BAD_USER_INPUT",
+            "input.apiTokenId",
+        ),
+        (
+            owner.token,
+            {"apiTokenId": token_id, "url": "ftp://127.0.0.1/x", "eventTypes": ["CHART_CREATED"]},
+            "BAD_USER_INPUT",
+            "input.url",
+        ),
+        (
+            owner.token,
+            {"apiTokenId": token_id, "url": "http://user:pw@127.0.0.1/x", "eventTypes": ["CHART_CREATED"]},
+            "BAD_USER_INPUT",
+            "input.url",
+        ),
+        (
+            owner.token,
+            {"apiTokenId": token_id, "url": "x" * 2001, "eventTypes": ["CHART_CREATED"]},
+            "BAD_USER_INPUT",
+            "input.url",
+        ),
+        (
+            group.ann.token,
+            {"apiTokenId": token_id, "url": receiver.url, "eventTypes": ["CHART_CREATED"]},
+            "FORBIDDEN",
+            None,
+        ),
         (partner, {"apiTokenId": token_id, "url": receiver.url, "eventTypes": ["CHART_CREATED"]}, "FORBIDDEN", None),
     ]
     for token, values, expected, field in cases:
@@ -310,7 +392,9 @@ async def test_a_deleted_endpoint_gets_nothing_more(api, group: Group, receiver:
     assert (await api.ok(NODE, {"id": endpoint_id}, owner.token))["node"] is None
 
 
-async def test_redirects_are_not_followed_and_slow_answers_time_out(api, group: Group, receiver: Receiver, settings, clock, monkeypatch):
+async def test_redirects_are_not_followed_and_slow_answers_time_out(
+    api, group: Group, receiver: Receiver, settings, clock, monkeypatch
+):
     owner = group.owner
     token_id, _ = await token_for(api, owner, ["READ_CHARTS"])
     await endpoint(api, owner, token_id, receiver.url, ["CHART_CREATED"], receiver)
@@ -358,23 +442,41 @@ def resolving(table: dict[str, list[str]]):
 @pytest.mark.parametrize("settings", ["production"], indirect=True)
 async def test_production_refuses_plain_http_and_private_addresses(api, group: Group, monkeypatch):
     owner = group.owner
-    monkeypatch.setattr(webhooks, "resolve", resolving({
-        "partner.example": ["93.184.216.34"],
-        "inside.example": ["10.0.0.7"],
-        "mixed.example": ["93.184.216.34", "192.168.1.1"],
-        "localhost": ["127.0.0.1", "::1"],
-        "mapped.example": ["::ffff:127.0.0.1"],
-        "cgnat.example": ["100.64.0.1"],
-    }))
+    monkeypatch.setattr(
+        webhooks,
+        "resolve",
+        resolving(
+            {
+                "partner.example": ["93.184.216.34"],
+                "inside.example": ["10.0.0.7"],
+                "mixed.example": ["93.184.216.34", "192.168.1.1"],
+                "localhost": ["127.0.0.1", "::1"],
+                "mapped.example": ["::ffff:127.0.0.1"],
+                "cgnat.example": ["100.64.0.1"],
+            }
+        ),
+    )
     token_id, _ = await token_for(api, owner, ["READ_CHARTS"])
     refused = [
-        "http://partner.example/hook", "https://127.0.0.1/hook", "https://localhost/hook", "https://10.1.2.3/hook",
-        "https://169.254.169.254/latest/meta-data", "https://[::1]/hook", "https://[fe80::1]/hook", "https://224.0.0.1/hook",
-        "https://inside.example/hook", "https://mixed.example/hook", "https://mapped.example/hook", "https://cgnat.example/hook",
-        "https://0.0.0.0/hook", "https://nowhere.example/hook",
+        "http://partner.example/hook",
+        "https://127.0.0.1/hook",
+        "https://localhost/hook",
+        "https://10.1.2.3/hook",
+        "https://169.254.169.254/latest/meta-data",
+        "https://[::1]/hook",
+        "https://[fe80::1]/hook",
+        "https://224.0.0.1/hook",
+        "https://inside.example/hook",
+        "https://mixed.example/hook",
+        "https://mapped.example/hook",
+        "https://cgnat.example/hook",
+        "https://0.0.0.0/hook",
+        "https://nowhere.example/hook",
     ]
     for url in refused:
-        code, body = await api.error(CREATE, {"i": {"apiTokenId": token_id, "url": url, "eventTypes": ["CHART_CREATED"]}}, owner.token)
+        code, body = await api.error(
+            CREATE, {"i": {"apiTokenId": token_id, "url": url, "eventTypes": ["CHART_CREATED"]}}, owner.token
+        )
         assert (code, body["errors"][0]["extensions"]["field"]) == ("BAD_USER_INPUT", "input.url"), url
     assert await WebhookEndpoint.all().count() == 0
     await endpoint(api, owner, token_id, "https://partner.example/hook", ["CHART_CREATED"])
@@ -397,14 +499,29 @@ async def test_production_checks_the_address_again_at_each_delivery(api, group: 
 
 
 def test_forbidden_addresses():
-    for address in ("127.0.0.1", "10.0.0.1", "172.16.0.1", "192.168.0.1", "169.254.1.1", "::1", "fe80::1", "fc00::1",
-                    "224.0.0.1", "ff02::1", "0.0.0.0", "100.64.0.1", "::ffff:10.0.0.1"):
+    for address in (
+        "127.0.0.1",
+        "10.0.0.1",
+        "172.16.0.1",
+        "192.168.0.1",
+        "169.254.1.1",
+        "::1",
+        "fe80::1",
+        "fc00::1",
+        "224.0.0.1",
+        "ff02::1",
+        "0.0.0.0",
+        "100.64.0.1",
+        "::ffff:10.0.0.1",
+    ):
         assert webhooks.forbidden_address(address), address
     for address in ("93.184.216.34", "2606:2800:220:1:248:1893:25c8:1946", "8.8.8.8"):
         assert not webhooks.forbidden_address(address), address
 
 
-async def test_a_host_name_is_resolved_once_and_kept_in_the_host_header(api, group: Group, receiver: Receiver, monkeypatch):
+async def test_a_host_name_is_resolved_once_and_kept_in_the_host_header(
+    api, group: Group, receiver: Receiver, monkeypatch
+):
     owner = group.owner
     monkeypatch.setattr(webhooks, "resolve", resolving({"partner.test": ["127.0.0.1"]}))
     token_id, _ = await token_for(api, owner, ["READ_CHARTS"])

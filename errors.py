@@ -1,4 +1,9 @@
-"""The one error hierarchy. Each error carries its ``extensions.code``; anything else is masked as INTERNAL."""
+"""The one error hierarchy. Each error carries its ``extensions.code``; anything else is masked as INTERNAL.
+
+A leaf module at the top of the tree, beside the layers rather than in one of them (as ``starlette/exceptions.py`` is):
+the rules raise these errors, ``auth/`` raises them from the directive checks, ``schema/`` maps them to
+``extensions.code`` and ``server/`` answers with them, so every layer imports this module and it imports none of them.
+"""
 
 from __future__ import annotations
 
