@@ -644,6 +644,24 @@ async def record_adjustment(
     return await _record(ctx, Kind.ADJUSTMENT, chart_id, clinician_id, amount, occurred_on, description, signed=True)
 
 
+def _entry_fields(
+    ctx: Context,
+    amount: Decimal,
+    occurred_on: date,
+    description: str | None,
+    *,
+    signed: bool = False,
+    default: str | None = None,
+) -> tuple[int, date, str]:
+    """An entry's amount (cents), day and description, every one checked: all that are invalid are refused together."""
+    form = validation.Form()
+    amount_cents = form.check(_amount, amount, signed=signed)
+    day = form.check(_not_in_future, ctx, occurred_on, field="input.occurredOn")
+    text = form.check(_description, description, default=default)
+    form.done()
+    return amount_cents, day, text
+
+
 async def _record(
     ctx: Context,
     kind: Kind,
@@ -655,11 +673,7 @@ async def _record(
     *,
     signed: bool = False,
 ) -> Recorded:
-    form = validation.Form()
-    amount_cents = form.check(_amount, amount, signed=signed)
-    occurred_on = form.check(_not_in_future, ctx, occurred_on, field="input.occurredOn")
-    text = form.check(_description, description)
-    form.done()
+    amount_cents, occurred_on, text = _entry_fields(ctx, amount, occurred_on, description, signed=signed)
     clinician, chart = await require_billable(ctx, clinician_id, chart_id, field="input.clinicianId")
     if kind == Kind.CHARGE:
         _refuse_archived(chart)
@@ -702,9 +716,7 @@ async def record_payment(
     """Money received for one clinician and chart: lowers that balance. With an invoice, pays it: its amount due
     falls by the payment (which may not exceed it) and it becomes PAID once covered."""
     clinician, chart = await require_single_clinician(ctx, clinician_ids, chart_id)
-    amount_cents = _amount(amount)
-    occurred_on = _not_in_future(ctx, occurred_on, field="input.occurredOn")
-    text = _description(description, default="Payment")
+    amount_cents, occurred_on, text = _entry_fields(ctx, amount, occurred_on, description, default="Payment")
     invoice_pk = decode(invoice_id, "Invoice", field="input.invoiceId") if invoice_id is not None else None
     async with in_transaction() as conn:
         invoice = await _pay_invoice(ctx, conn, invoice_pk, clinician, chart, amount_cents) if invoice_pk else None
@@ -736,9 +748,7 @@ async def record_refund(
 ) -> Recorded:
     """Money returned to the patient for one clinician and chart: raises that balance."""
     clinician, chart = await require_single_clinician(ctx, clinician_ids, chart_id)
-    amount_cents = _amount(amount)
-    occurred_on = _not_in_future(ctx, occurred_on, field="input.occurredOn")
-    text = _description(description, default="Refund")
+    amount_cents, occurred_on, text = _entry_fields(ctx, amount, occurred_on, description, default="Refund")
     async with in_transaction() as conn:
         entry, balance = await _append(
             ctx,
