@@ -45,6 +45,7 @@ class Server:
             "GROUPS_API_RATE_LIMIT_POINTS": str(10**12),  # the bench measures speed, not the hourly budget
             "GROUPS_API_LOG_LEVEL": "WARNING",
             "GROUPS_API_PUBLIC_URL": f"http://{LOOPBACK}:{self.port}",
+            "GROUPS_API_APP_URL": f"http://{LOOPBACK}:{self.port}",  # production refuses to start without it
         }
         env.pop("GROUPS_API_REDIS_URL", None)
         if redis_url:

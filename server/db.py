@@ -9,12 +9,43 @@ import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
+import asyncpg
+
 MODULES = {"models": ["models"]}
+
+POSTGRES_SCHEMES = ("postgres", "postgresql", "asyncpg")
+
+
+class NoResetConnection(asyncpg.Connection):
+    """A pooled asyncpg connection given back to the pool without asyncpg's reset statement.
+
+    On every release asyncpg's pool sends ``SELECT pg_advisory_unlock_all(); CLOSE ALL; UNLISTEN *; RESET ALL``: one
+    more round trip per pool checkout, and a checkout is taken per statement outside a transaction. It undoes session
+    state this service never creates: no advisory locks (the audit chain locks a row, inside a transaction), no LISTEN,
+    no session-level SET (the one SET is ``SET LOCAL``, resolvers/charts.py, undone when its transaction ends), no
+    cursors (Tortoise fetches whole results; a cursor without HOLD closes with its transaction).
+    ``tests/test_db.py`` keeps the source free of session state. What the release still does (asyncpg's
+    ``Connection._reset``): an open transaction is rolled back and listeners are dropped."""
+
+    def get_reset_query(self) -> str:
+        return ""
+
+
+def _connection(database_url: str) -> str | dict[str, Any]:
+    """Tortoise's connection config for ``database_url``: the URL itself, or on asyncpg its expanded form with the
+    pool's connection class (Tortoise passes ``connection_class`` from the credentials to asyncpg.create_pool)."""
+    from tortoise.backends.base.config_generator import expand_db_url
+
+    if urllib.parse.urlsplit(database_url).scheme not in POSTGRES_SCHEMES:
+        return database_url
+    config = expand_db_url(database_url)
+    config["credentials"]["connection_class"] = NoResetConnection
+    return config
 
 
 def tortoise_config(database_url: str) -> dict[str, Any]:
     return {
-        "connections": {"default": database_url},
+        "connections": {"default": _connection(database_url)},
         "apps": {"models": {"models": ["models"], "default_connection": "default", "migrations": "migrations"}},
         "use_tz": True,
         "timezone": "UTC",
@@ -68,8 +99,6 @@ def postgres_admin_dsn(url: str) -> str:
 async def throwaway_postgres_database(server_url: str, prefix: str) -> AsyncIterator[str]:
     """A new, empty database ``{prefix}_<random>`` on ``server_url``'s PostgreSQL server, for tests and benchmarks;
     yields its URL (``server_url``'s scheme and query) and drops it afterwards, connections and all (WITH (FORCE))."""
-    import asyncpg
-
     name = f"{prefix}_{uuid.uuid4().hex[:12]}"
     identifier = '"' + name.replace('"', '""') + '"'
     admin = postgres_admin_dsn(server_url)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pathlib
+import re
 import urllib.parse
 
 import asyncpg
@@ -66,3 +68,63 @@ async def test_the_database_exists_inside_the_block_only():
         assert await inside.fetchval("SELECT current_database()") == name
     inside.terminate()
     assert not await _exists(admin, name)
+
+
+def test_postgres_pools_release_connections_without_a_reset_statement():
+    """On PostgreSQL the pool's connections skip asyncpg's reset round trip (server.db.NoResetConnection); other
+    databases keep their URL as it is."""
+    from server.db import NoResetConnection, tortoise_config
+
+    for url in ("postgres://u@h:5432/d?maxsize=9", "postgresql://u@h/d", "asyncpg://u@h/d"):
+        connection = tortoise_config(url)["connections"]["default"]
+        assert connection["engine"] == "tortoise.backends.asyncpg"
+        assert connection["credentials"]["connection_class"] is NoResetConnection
+        assert connection["credentials"]["database"] == "d"
+    assert tortoise_config("postgres://u@h:5432/d?maxsize=9")["connections"]["default"]["credentials"]["maxsize"] == "9"
+    assert tortoise_config("sqlite://:memory:")["connections"]["default"] == "sqlite://:memory:"
+
+
+# Session state that would outlive a request on a pooled connection once asyncpg's reset statement is skipped:
+# session-level SET / set_config(..., false), LISTEN, session advisory locks, cursors WITH HOLD, temporary tables.
+# SQL keywords in capitals, as the project writes its SQL.
+SESSION_STATE = re.compile(
+    r"""["']\s*(SET\s+(?!LOCAL\b)|LISTEN\b)|set_config\([^)]*false|add_listener|pg_(try_)?advisory_lock|WITH\s+HOLD"""
+    r"""|CREATE\s+TEMP"""
+)
+
+
+def test_no_session_state_in_the_source():
+    """What NoResetConnection relies on: nothing the service runs leaves session state on a pooled connection."""
+    root = pathlib.Path(__file__).resolve().parent.parent
+    found = [
+        f"{path.relative_to(root)}:{number}: {line.strip()}"
+        for package in ("auth", "models", "resolvers", "schema", "server")
+        for path in sorted((root / package).rglob("*.py"))
+        for number, line in enumerate(path.read_text().splitlines(), 1)
+        if SESSION_STATE.search(line) and not line.lstrip().startswith("#")
+    ]
+    assert found == []
+
+
+@postgres_only("asyncpg's pool on PostgreSQL")
+async def test_a_released_connection_keeps_no_transaction_or_local_setting():
+    """What asyncpg still does on release without the reset statement (Connection._reset): an open transaction is
+    rolled back; and a SET LOCAL ends with its transaction."""
+    from server.db import NoResetConnection
+
+    assert PG_URL
+    pool = await asyncpg.create_pool(postgres_admin_dsn(PG_URL), min_size=1, max_size=1, connection_class=NoResetConnection)
+    try:
+        async with pool.acquire() as connection:
+            default = await connection.fetchval("SHOW plan_cache_mode")
+            async with connection.transaction():
+                await connection.execute("SET LOCAL plan_cache_mode = force_custom_plan")
+                assert await connection.fetchval("SHOW plan_cache_mode") == "force_custom_plan"
+            await connection.execute("BEGIN")
+            await connection.execute("SET LOCAL statement_timeout = 1234")
+        async with pool.acquire() as connection:
+            assert await connection.fetchval("SHOW plan_cache_mode") == default
+            assert await connection.fetchval("SHOW statement_timeout") != "1234ms"
+            assert not connection.is_in_transaction()
+    finally:
+        await pool.close()
