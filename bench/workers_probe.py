@@ -114,7 +114,9 @@ async def probe(url: str, world: seed.World, workers: int, seconds: float, redis
                 spread: list[dict[int, int]] = []
                 stop = threading.Event()
 
-                def watch_connections(pids: list[int] = pids, stop: threading.Event = stop, spread: list = spread) -> None:
+                def watch_connections(
+                    pids: list[int] = pids, stop: threading.Event = stop, spread: list = spread
+                ) -> None:
                     while not stop.wait(0.5):
                         spread.append(_connections_per_worker(pids, server.port))
 
@@ -129,9 +131,10 @@ async def probe(url: str, world: seed.World, workers: int, seconds: float, redis
                 held = spread[len(spread) // 2] if spread else {}
                 n = max(sampler.samples, 1)
                 states = {state: round(count / n, 2) for state, count in sampler.counts.items()}
+                idle = 100 * (idle1 - idle0) / max(total1 - total0, 1)
                 print(
                     f"{workers} worker(s)  {title:16s} {run.per_second:6.0f} req/s  failed {run.failed}  "
-                    f"worker CPU (cores) {shares}  machine idle {100 * (idle1 - idle0) / max(total1 - total0, 1):.0f}%  "
+                    f"worker CPU (cores) {shares}  machine idle {idle:.0f}%  "
                     f"wrk connections per worker {list(held.values())}"
                 )
                 print(f"    backends per sample {states}  ({sampler.samples} samples)")

@@ -113,7 +113,9 @@ async def test_a_released_connection_keeps_no_transaction_or_local_setting():
     from server.db import NoResetConnection
 
     assert PG_URL
-    pool = await asyncpg.create_pool(postgres_admin_dsn(PG_URL), min_size=1, max_size=1, connection_class=NoResetConnection)
+    pool = await asyncpg.create_pool(
+        postgres_admin_dsn(PG_URL), min_size=1, max_size=1, connection_class=NoResetConnection
+    )
     try:
         async with pool.acquire() as connection:
             default = await connection.fetchval("SHOW plan_cache_mode")
