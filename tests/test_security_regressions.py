@@ -198,3 +198,54 @@ async def test_item1_a_member_of_another_practice_is_not_found_in_writes(api, at
     code, _ = await api.error(document, token=attack["a"].token)
     assert code == "NOT_FOUND"
     assert await _snapshot() == before
+
+
+async def test_v3_mutations_refused_together_in_one_document_change_nothing(api):
+    """Every mutation v3 added, sent by an administrator without permissions in one document (each under an alias):
+    each is refused on its own (FORBIDDEN, or NOT_FOUND for rows the caller cannot reach), and nothing changes."""
+    from tests import factories
+    from tests.factories_billing import CREATE_INVOICE, charge, make_group
+    from tests.platform_support import create_token
+    from tests.test_authorization_matrix import fingerprint
+
+    group = await make_group(api)
+    admin = await factories.add_member(api, group.owner.slug, "admin@calm.example.com", role=Role.ADMINISTRATOR)
+    await charge(api, group.owner, group.ann_chart, group.ann, "40.00")
+    selection = {"chartId": group.ann_chart, "clinicianIds": [group.ann.id]}
+    invoice = (await api.ok(CREATE_INVOICE, {"i": selection}, group.owner.token))["createInvoice"]["invoice"]
+    token = await create_token(api, group.owner.token, ["READ_CHARTS"])
+    endpoint = (
+        await api.ok(
+            'mutation($t: ID!) { createWebhookEndpoint(input: {apiTokenId: $t, url: "http://127.0.0.1:9/hook", '
+            "eventTypes: [CHART_CREATED]}) { webhookEndpoint { id } } }",
+            {"t": token["apiToken"]["id"]},
+            group.owner.token,
+        )
+    )["createWebhookEndpoint"]["webhookEndpoint"]["id"]
+    document = fill(
+        """mutation {
+          a: updateChart(input: {chartId: "<chart>", patientName: "Renamed"}) { chart { id } }
+          b: voidInvoice(input: {invoiceId: "<invoice>", reason: "mine now"}) { invoice { id } }
+          c: reactivateMember(input: {memberId: "<ben>"}) { member { id } }
+          d: transferOwnership(input: {memberId: "<ann>", password: "<password>"}) { practice { id } }
+          e: updatePractice(input: {name: "Taken Over"}) { practice { id } }
+          f: createWebhookEndpoint(
+            input: {apiTokenId: "<token>", url: "http://127.0.0.1:9/x", eventTypes: [CHART_CREATED]}
+          ) { secret }
+          g: deleteWebhookEndpoint(input: {webhookEndpointId: "<endpoint>"}) { webhookEndpoint { id } }
+        }""",
+        chart=group.ann_chart,
+        invoice=invoice["id"],
+        ben=group.ben.id,
+        ann=group.ann.id,
+        password=PASSWORD,
+        token=token["apiToken"]["id"],
+        endpoint=endpoint,
+    )
+    before = await fingerprint()
+    body = await api.post(document, token=admin.token)
+    refused = {error["path"][0]: error["extensions"]["code"] for error in body["errors"]}
+    assert refused.keys() == set("abcdefg"), body
+    assert set(refused.values()) <= {"FORBIDDEN", "NOT_FOUND"}, refused
+    assert all(value is None for value in body["data"].values())
+    assert await fingerprint() == before
