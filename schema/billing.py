@@ -440,9 +440,26 @@ def _entry_payload(recorded: billing.Recorded) -> BillingEntryPayload:
     return BillingEntryPayload(entry=BillingEntry.of(recorded.entry), balance=Money.of(recorded.balance))
 
 
+# The row rules of the billing mutations, said in their descriptions (they reach the published schema and
+# docs/authorization.md): the directives show the scope, the rule itself lives in resolvers/billing.py.
+BILLABLE_RULE = (
+    "Row rule (resolvers/billing.require_billable): the clinician is the caller, or anyone of the practice for "
+    "a holder of MANAGE_BILLING (else FORBIDDEN); the chart is one the caller can find (else NOT_FOUND); the "
+    "clinician treats it: assigned, VIEW_ALL_CHARTS or the owner (else BAD_USER_INPUT)."
+)
+SINGLE_CLINICIAN_RULE = (
+    "Row rule (resolvers/billing.require_single_clinician): exactly one clinician in clinicianIds (else "
+    "SINGLE_CLINICIAN_REQUIRED, before anything else), then as recordCharge: the caller or, with MANAGE_BILLING, "
+    "anyone; a chart the caller can find; a clinician who treats it."
+)
+
+
 @strawberry.type
 class Mutation:
-    @strawberry.mutation(extensions=guard(scope=S.WRITE_BILLING, mutation=True))
+    @strawberry.mutation(
+        description="A fee for a service, for one clinician on one chart. " + BILLABLE_RULE,
+        extensions=guard(scope=S.WRITE_BILLING, mutation=True),
+    )
     async def record_charge(self, info: Info, input: RecordChargeInput) -> BillingEntryPayload | None:
         recorded = await idempotency.once(
             info.context,
@@ -460,7 +477,10 @@ class Mutation:
         )
         return _entry_payload(recorded)
 
-    @strawberry.mutation(extensions=guard(scope=S.WRITE_BILLING, mutation=True))
+    @strawberry.mutation(
+        description=("A signed correction (e.g. a write-off), for one clinician on one chart. " + BILLABLE_RULE),
+        extensions=guard(scope=S.WRITE_BILLING, mutation=True),
+    )
     async def record_adjustment(self, info: Info, input: RecordAdjustmentInput) -> BillingEntryPayload | None:
         recorded = await idempotency.once(
             info.context,
@@ -478,7 +498,13 @@ class Mutation:
         )
         return _entry_payload(recorded)
 
-    @strawberry.mutation(extensions=guard(scope=S.WRITE_BILLING, mutation=True))
+    @strawberry.mutation(
+        description=(
+            "Money received: lowers the clinician's balance for the chart, and pays the invoice if one is named. "
+            + SINGLE_CLINICIAN_RULE
+        ),
+        extensions=guard(scope=S.WRITE_BILLING, mutation=True),
+    )
     async def record_payment(self, info: Info, input: RecordPaymentInput) -> RecordPaymentPayload | None:
         recorded = await idempotency.once(
             info.context,
@@ -503,7 +529,7 @@ class Mutation:
 
     @strawberry.mutation(
         description=(
-            "Money returned to the patient: raises the clinician's balance for the chart. Exactly one clinician."
+            "Money returned to the patient: raises the clinician's balance for the chart. " + SINGLE_CLINICIAN_RULE
         ),
         extensions=guard(scope=S.WRITE_BILLING, mutation=True),
     )
@@ -524,7 +550,13 @@ class Mutation:
         )
         return _entry_payload(recorded)
 
-    @strawberry.mutation(extensions=guard(scope=S.WRITE_BILLING, mutation=True))
+    @strawberry.mutation(
+        description=(
+            "Freezes one clinician's entries for one chart over a period, numbered per practice. "
+            + SINGLE_CLINICIAN_RULE
+        ),
+        extensions=guard(scope=S.WRITE_BILLING, mutation=True),
+    )
     async def generate_statement(self, info: Info, input: GenerateStatementInput) -> GenerateStatementPayload | None:
         row = await idempotency.once(
             info.context,
@@ -541,7 +573,10 @@ class Mutation:
         )
         return GenerateStatementPayload(statement=Statement.of(row))
 
-    @strawberry.mutation(extensions=guard(scope=S.WRITE_BILLING, mutation=True))
+    @strawberry.mutation(
+        description=("Puts one clinician's uninvoiced charges on one chart on a new invoice. " + SINGLE_CLINICIAN_RULE),
+        extensions=guard(scope=S.WRITE_BILLING, mutation=True),
+    )
     async def create_invoice(self, info: Info, input: CreateInvoiceInput) -> CreateInvoicePayload | None:
         row = await idempotency.once(
             info.context,
@@ -555,7 +590,10 @@ class Mutation:
         return CreateInvoicePayload(invoice=Invoice.of(row))
 
     @strawberry.mutation(
-        description="The invoice's clinician, or a holder of MANAGE_BILLING.",
+        description=(
+            "Voids an OPEN invoice without payments. Row rule (resolvers/billing.void_invoice): an invoice the caller "
+            "can see (else NOT_FOUND), voided by its clinician or a holder of MANAGE_BILLING (else FORBIDDEN)."
+        ),
         extensions=guard(scope=S.WRITE_BILLING, mutation=True),
     )
     async def void_invoice(self, info: Info, input: VoidInvoiceInput) -> VoidInvoicePayload | None:
